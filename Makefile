@@ -1,0 +1,41 @@
+# qimg: thin wrapper over meson/ninja. `make demo` and `make check` set up everything
+# on a fresh Debian 12 machine (as root), then build and run.
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+PYTEST ?= /usr/bin/python3 -m pytest
+
+.PHONY: all deps build demo check unit-test cli-test asan fuzz bench clean
+
+all: build
+
+deps:
+	@./scripts/setup-deps.sh
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) >/dev/null
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+demo: build
+	@./scripts/demo.sh $(BUILD)
+
+# The whole suite; the last line is "N passed, N failed[, N skipped]".
+check: build
+	@./scripts/run-tests.sh $(BUILD)
+
+asan: deps
+	@QIMG_SETUP_EXTRA=asan ./scripts/setup-deps.sh
+	@[ -f $(ASAN_BUILD)/build.ninja ] || meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+	ninja -C $(ASAN_BUILD)
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  ./scripts/run-tests.sh $(ASAN_BUILD)
+
+bench: build
+	@./bench/run $(BUILD)
+
+fuzz: build
+	@echo "fuzz: no harnesses yet (they come with the format issues)"
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The driver interface: one const vtable per format or protocol, nbdkit-style.
+ * Callbacks a driver lacks stay NULL and the core falls back to a generic path
+ * or reports the operation unsupported in qemu-img's words.
+ *
+ * Requests reaching a driver are in bounds and aligned to
+ * node->request_alignment; the core does read-modify-write around them.
+ * Drivers are thread-safe: metadata under node->lock, data transfer outside it.
+ */
+#ifndef QIMG_DRIVER_H
+#define QIMG_DRIVER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "qimg/node.h"
+
+/* Permission bits, as QEMU's image locking numbers them (lock bytes 100+i / 200+i). */
+#define QIMG_PERM_CONSISTENT_READ (1u << 0)
+#define QIMG_PERM_WRITE (1u << 1)
+#define QIMG_PERM_WRITE_UNCHANGED (1u << 2)
+#define QIMG_PERM_RESIZE (1u << 3)
+#define QIMG_PERM_ALL 0xfu
+
+struct qimg_node {
+    const struct qimg_driver *drv;
+    void *opaque; /* driver state, owned by the driver */
+    char *filename;
+    unsigned flags; /* QIMG_O_* */
+    int refcnt;
+
+    struct qimg_node *file;      /* protocol child of a format node */
+    struct qimg_node *backing;   /* backing image, if opened */
+    struct qimg_node *data_file; /* external data file (qcow2) */
+
+    /* Filled by format drivers that have a backing file. */
+    char *backing_file;   /* exactly as stored in the image */
+    char *backing_format; /* or NULL */
+    char *full_backing_filename; /* resolved against the image's directory */
+
+    uint32_t request_alignment; /* bytes; requests are multiples at aligned offsets */
+    bool probed_raw;            /* raw guessed by probing: sector 0 writes restricted */
+    /* Locking: what this node holds and what it refuses to share (protocol nodes). */
+    unsigned perm, shared_perm;
+
+    pthread_mutex_t lock;    /* driver metadata lock */
+    pthread_mutex_t rmw_lock; /* core: serialises unaligned read-modify-write */
+    struct qimg_opts *options; /* the options the node was opened with (for info) */
+};
+
+/* Extra information a format adds to ImageInfo. */
+struct qimg_driver_info {
+    uint64_t cluster_size; /* 0: none */
+    bool dirty;
+    bool encrypted;
+    struct qimg_json *format_specific; /* {"type": ..., "data": {...}} or NULL */
+    struct qimg_json *snapshots;       /* array of SnapshotInfo, or NULL */
+};
+
+/* ImageCheck (qapi: ImageCheck) counters filled by a driver's check. */
+struct qimg_check_result {
+    int corruptions, leaks, check_errors;
+    int corruptions_fixed, leaks_fixed;
+    uint64_t image_end_offset;
+    uint64_t total_clusters, allocated_clusters, fragmented_clusters, compressed_clusters;
+    bool has_bfi; /* allocation statistics are meaningful */
+};
+#define QIMG_CHECK_FIX_LEAKS 1
+#define QIMG_CHECK_FIX_ERRORS 2
+
+/* BlockMeasureInfo. */
+struct qimg_measure {
+    uint64_t required, fully_allocated;
+    bool has_bitmaps;
+    uint64_t bitmaps;
+};
+
+struct qimg_driver {
+    const char *name;     /* format name ("raw", "qcow2") or protocol name ("file") */
+    bool is_protocol;     /* a protocol reaches storage; a format sits on a protocol */
+    const char *protocol_prefix; /* "nbd" for "nbd:..." / "nbd://..."; NULL for file */
+    bool is_filter;       /* blkdebug-like: passes requests to its file child */
+    /* Format shares its file's permissions with others (raw does; qcow2 refuses writers). */
+    bool shares_all;
+    /* Create options, in the order "Formatting ..." prints them; -o help sorts them. */
+    const struct qimg_opt_desc *create_opts;
+    /* Extra open options this driver accepts (besides "driver" and "file"). */
+    const struct qimg_opt_desc *open_opts;
+    /* Protocol drivers: merge create_opts into the format's (file's extent_size_hint, nocow). */
+
+    /* Probe the first bytes of an image: 0 (no) .. 100 (certain). raw answers 1. */
+    int (*probe)(const uint8_t *buf, size_t len, const char *filename);
+    /* Open on an existing node: n->file is set for formats; opts are this node's options. */
+    int (*open)(struct qimg_node *n, struct qimg_opts *opts, struct qimg_error *err);
+    void (*close)(struct qimg_node *n);
+    int (*create)(const char *filename, struct qimg_opts *opts, struct qimg_error *err);
+
+    int64_t (*get_length)(struct qimg_node *n);
+    int64_t (*get_allocated_size)(struct qimg_node *n);
+    int (*pread)(struct qimg_node *n, uint64_t off, uint64_t len, void *buf, unsigned flags);
+    int (*pwrite)(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf,
+                  unsigned flags);
+    int (*pwrite_zeroes)(struct qimg_node *n, uint64_t off, uint64_t len, unsigned flags);
+    int (*pwrite_compressed)(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf);
+    int (*pdiscard)(struct qimg_node *n, uint64_t off, uint64_t len);
+    int (*flush)(struct qimg_node *n);
+    int (*truncate)(struct qimg_node *n, uint64_t size, bool exact, enum qimg_prealloc prealloc,
+                    struct qimg_error *err);
+    int (*block_status)(struct qimg_node *n, uint64_t off, uint64_t len,
+                        struct qimg_block_status *st);
+    bool (*has_zero_init)(struct qimg_node *n);
+
+    int (*get_info)(struct qimg_node *n, struct qimg_driver_info *info, struct qimg_error *err);
+    int (*check)(struct qimg_node *n, struct qimg_check_result *res, int fix,
+                 struct qimg_error *err);
+    /* Size of a new image for measure: src may be NULL (then size is given). */
+    int (*measure)(struct qimg_opts *opts, struct qimg_node *src, uint64_t size,
+                   struct qimg_measure *out, struct qimg_error *err);
+    int (*amend)(struct qimg_node *n, struct qimg_opts *opts, bool force,
+                 struct qimg_error *err);
+    /* Take the permissions the node needs on its file child (protocol nodes lock). */
+    int (*set_perm)(struct qimg_node *n, unsigned perm, unsigned shared, struct qimg_error *err);
+};
+
+/* Registry. */
+void qimg_driver_register(const struct qimg_driver *drv);
+const struct qimg_driver *qimg_driver_find(const char *name);
+const struct qimg_driver *qimg_driver_find_protocol(const char *filename);
+/* Call fn for every driver, sorted by name. */
+void qimg_driver_foreach(void (*fn)(const struct qimg_driver *drv, void *ctx), void *ctx);
+
+/* Helpers for drivers. */
+/* The format the bytes look like (highest probe score), or NULL when none but raw claims them. */
+const struct qimg_driver *qimg_probe_buffer(const uint8_t *buf, size_t len, const char *filename);
+struct qimg_node *qimg_node_alloc(const struct qimg_driver *drv, const char *filename,
+                                  unsigned flags);
+/* Open the protocol node under a format (filename, its own flags). */
+int qimg_open_protocol(struct qimg_node **out, const char *filename, struct qimg_opts *opts,
+                       unsigned flags, struct qimg_error *err);
+/* Create the protocol file of a new image: size, preallocation and protocol -o options. */
+int qimg_create_protocol(const char *filename, struct qimg_opts *opts, struct qimg_error *err);
+
+#endif

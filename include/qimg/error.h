@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+/* Error reporting: functions return 0 or a negative errno and describe the failure here. */
+#ifndef QIMG_ERROR_H
+#define QIMG_ERROR_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+
+#define QIMG_ERROR_MAX 2048
+
+/*
+ * A user-facing error message, composed like qemu-img's: inner layers set the
+ * detail ("No such file or directory"), outer layers prefix context
+ * ("Could not open 'x': "). Nothing below src/cli prints.
+ */
+struct qimg_error {
+    int code;                 /* negative errno, 0 while unset */
+    char msg[QIMG_ERROR_MAX]; /* the message, without the program prefix */
+};
+
+/* Set the message unless one is already set (the innermost cause wins). Returns code. */
+int qimg_error_set(struct qimg_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Set the message, replacing any earlier one. Returns code. */
+int qimg_error_reset(struct qimg_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Like qimg_error_set with ": strerror(-code)" appended. Returns code. */
+int qimg_error_errno(struct qimg_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Put context in front of the existing message. */
+void qimg_error_prefix(struct qimg_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void qimg_error_clear(struct qimg_error *err);
+static inline bool qimg_error_is_set(const struct qimg_error *err)
+{
+    return err && err->msg[0] != '\0';
+}
+
+#endif

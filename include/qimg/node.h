@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Nodes: one open layer of an image (a format or protocol driver, its state,
+ * and its children "file", "backing", "data-file"). This is the API the CLI,
+ * qimg-io and the engines use; drivers see the full struct in driver.h.
+ */
+#ifndef QIMG_NODE_H
+#define QIMG_NODE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "qimg/error.h"
+#include "qimg/json.h"
+#include "qimg/opts.h"
+
+struct qimg_node;
+struct qimg_driver;
+
+/* Open flags. */
+#define QIMG_O_RDWR (1u << 0)
+#define QIMG_O_FORCE_SHARE (1u << 1) /* -U: take no locks that exclude others; read-only */
+#define QIMG_O_NO_BACKING (1u << 2)  /* do not open the backing file */
+#define QIMG_O_RESIZE (1u << 3)      /* the caller will resize the image */
+#define QIMG_O_NOCACHE (1u << 4)     /* bypass the host page cache (O_DIRECT) */
+#define QIMG_O_WRITETHROUGH (1u << 5) /* every write is stable before it completes */
+#define QIMG_O_NO_FLUSH (1u << 6)    /* cache=unsafe: flushes do nothing */
+#define QIMG_O_NO_IO (1u << 7)       /* metadata only: info, map of the header */
+#define QIMG_O_UNMAP (1u << 8)       /* discard requests reach the file (discard=unmap) */
+#define QIMG_O_NO_LOCK (1u << 9)     /* locking=off */
+
+/* Request flags. */
+#define QIMG_REQ_FUA (1u << 0)         /* write: stable on return */
+#define QIMG_REQ_MAY_UNMAP (1u << 1)   /* zero write: may deallocate */
+#define QIMG_REQ_NO_FALLBACK (1u << 2) /* zero write: fail with -ENOTSUP rather than write zeroes */
+
+/* Block status flags (what a read of the range would return). */
+#define QIMG_BLK_DATA 0x01         /* data is stored for the range in this layer */
+#define QIMG_BLK_ZERO 0x02         /* the range reads as zeroes */
+#define QIMG_BLK_OFFSET_VALID 0x04 /* .offset is the range's offset in .file */
+#define QIMG_BLK_COMPRESSED 0x08   /* stored compressed */
+#define QIMG_BLK_RECURSE 0x10      /* driver-internal: ask .file at .offset for holes */
+/* Neither DATA nor ZERO: not allocated in this layer; reads fall through to the backing. */
+
+struct qimg_block_status {
+    uint64_t bytes;         /* length of the run, > 0 */
+    unsigned flags;         /* QIMG_BLK_* */
+    uint64_t offset;        /* host offset in .file when OFFSET_VALID */
+    struct qimg_node *file; /* node holding the data when OFFSET_VALID */
+    int depth;              /* chain queries: layer the answer came from (0 = top) */
+};
+
+enum qimg_prealloc {
+    QIMG_PREALLOC_OFF,
+    QIMG_PREALLOC_METADATA,
+    QIMG_PREALLOC_FALLOC,
+    QIMG_PREALLOC_FULL,
+};
+/* "off" "metadata" "falloc" "full" -> mode; -EINVAL for anything else. */
+int qimg_prealloc_parse(const char *s, enum qimg_prealloc *out);
+const char *qimg_prealloc_name(enum qimg_prealloc p);
+
+/* Cache modes of -t/-T: "none", "writeback", "writethrough", "directsync", "unsafe". */
+int qimg_cache_parse(const char *mode, unsigned *flags_out);
+
+/*
+ * Open an image. filename may be a plain path, "proto:..." or "json:{...}".
+ * format NULL probes (a probed raw image sets qimg_node_probed_raw). opts
+ * holds driver options (may be NULL; consumed keys are marked used); flags
+ * are QIMG_O_*. On error returns -errno and a message in err ("Could not
+ * open ..." is left for the caller to prefix, as qemu-img does).
+ */
+int qimg_open(struct qimg_node **out, const char *filename, const char *format,
+              struct qimg_opts *opts, unsigned flags, struct qimg_error *err);
+/* Open from --image-opts style options ("driver=qcow2,file.filename=x"). */
+int qimg_open_image_opts(struct qimg_node **out, struct qimg_opts *opts, unsigned flags,
+                         struct qimg_error *err);
+void qimg_node_ref(struct qimg_node *n);
+void qimg_node_unref(struct qimg_node *n);
+
+/* Accessors. */
+const char *qimg_node_filename(const struct qimg_node *n);
+const char *qimg_node_format(const struct qimg_node *n);
+const struct qimg_driver *qimg_node_driver(const struct qimg_node *n);
+struct qimg_node *qimg_node_file(const struct qimg_node *n);
+struct qimg_node *qimg_node_backing(const struct qimg_node *n);
+bool qimg_node_probed_raw(const struct qimg_node *n);
+bool qimg_node_is_writable(const struct qimg_node *n);
+const char *qimg_node_backing_file(const struct qimg_node *n); /* as in the header, or NULL */
+const char *qimg_node_backing_format(const struct qimg_node *n);
+
+/* I/O: byte offsets; 0 or -errno. Bounds and alignment are handled here. */
+int64_t qimg_node_length(struct qimg_node *n);
+int64_t qimg_node_allocated_size(struct qimg_node *n); /* "disk size"; -errno when unknown */
+int qimg_node_pread(struct qimg_node *n, uint64_t off, uint64_t len, void *buf, unsigned flags);
+int qimg_node_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf,
+                     unsigned flags);
+int qimg_node_pwrite_zeroes(struct qimg_node *n, uint64_t off, uint64_t len, unsigned flags);
+int qimg_node_pwrite_compressed(struct qimg_node *n, uint64_t off, uint64_t len,
+                                const void *buf);
+int qimg_node_pdiscard(struct qimg_node *n, uint64_t off, uint64_t len);
+int qimg_node_flush(struct qimg_node *n);
+int qimg_node_truncate(struct qimg_node *n, uint64_t size, bool exact, enum qimg_prealloc prealloc,
+                       struct qimg_error *err);
+/* Does a freshly created image of this node read as zeroes? */
+bool qimg_node_has_zero_init(struct qimg_node *n);
+/* Cluster size for copy granularity, 0 when the format has none. */
+uint64_t qimg_node_cluster_size(struct qimg_node *n);
+
+/*
+ * Block status of this one layer for [off, off+len): fills st for the run
+ * starting at off (st->bytes <= len). Holes in the protocol under a raw-like
+ * format are reported as ZERO.
+ */
+int qimg_node_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
+                           struct qimg_block_status *st);
+/*
+ * Block status of the chain from top down to (not including) base, NULL for
+ * the whole chain. A range no layer allocates reports neither DATA nor ZERO
+ * but reads as zeroes; st->depth says which layer answered.
+ */
+int qimg_chain_block_status(struct qimg_node *top, struct qimg_node *base, uint64_t off,
+                            uint64_t len, struct qimg_block_status *st);
+
+/*
+ * ImageInfo as qemu-img's JSON has it (BlockNodeInfo + children), built in
+ * QAPI order; the CLI prints it as JSON or as human text.
+ */
+struct qimg_json *qimg_node_image_info(struct qimg_node *n, struct qimg_error *err);
+
+/* Create an image: format driver's create with -o options (size included). */
+int qimg_create(const char *filename, const char *format, struct qimg_opts *opts,
+                struct qimg_error *err);
+/*
+ * The "Formatting 'f', fmt=F k=v ..." line qemu-img prints before creating:
+ * values normalised (sizes in bytes), defaults included. Caller frees.
+ */
+char *qimg_create_describe(const char *filename, const struct qimg_driver *drv,
+                           const struct qimg_opts *opts);
+
+#endif

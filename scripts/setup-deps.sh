@@ -1,0 +1,20 @@
+#!/bin/sh
+# Install the Debian 12 packages qimg needs to build and test, only when some are missing.
+# Run as root on a fresh machine (make demo / make check call it).
+set -e
+PKGS="meson ninja-build pkg-config gcc make zlib1g-dev libzstd-dev nettle-dev libjansson-dev \
+      qemu-utils python3-pytest e2fsprogs"
+[ "${QIMG_SETUP_EXTRA:-}" = asan ] && PKGS="$PKGS libclang-rt-14-dev clang"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "setup: installing$missing"
+if [ "$(id -u)" != 0 ]; then
+    echo "setup: missing packages and not root; install them with: apt-get install$missing" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: MIT */
+/* qemu-img create [--object objectdef] [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u]
+ *                 [-o options] filename [size] */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/create-opts.h"
+#include "core/create.h"
+#include "qimg/driver.h"
+
+static int create_from_backing_size(const char *filename, const char *backing,
+                                    const char *backing_fmt, struct qimg_opts *opts)
+{
+    struct qimg_error err = {0};
+    struct qimg_node *bn = NULL;
+    char *path = cli_resolve_relative(filename, backing);
+    int ret = qimg_open(&bn, path, backing_fmt, NULL, QIMG_O_NO_BACKING | QIMG_O_NO_IO, &err);
+    free(path);
+    if (ret < 0) {
+        cli_error_obj(&err, "%s: Could not open backing image: ", filename);
+        return -1;
+    }
+    int64_t size = qimg_node_length(bn);
+    qimg_node_unref(bn);
+    if (size < 0) {
+        cli_error("%s: Could not get the size of the backing image", filename);
+        return -1;
+    }
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%" PRId64, size);
+    qimg_opts_set(opts, "size", buf);
+    return 0;
+}
+
+int cmd_create(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"object", required_argument, NULL, 256},
+        {NULL, 0, NULL, 0},
+    };
+    const char *fmt = "raw", *backing = NULL, *backing_fmt = NULL;
+    bool quiet = false, unsafe = false;
+    struct cli_option_list optlist = {0};
+    int c, ret = 1;
+
+    while ((c = cli_getopt(argc, argv, "F:b:f:ho:qu", longopts)) != -1) {
+        switch (c) {
+        case 'F': backing_fmt = optarg; break;
+        case 'b': backing = optarg; break;
+        case 'f': fmt = optarg; break;
+        case 'o':
+            if (cli_option_list_add(&optlist, optarg) < 0)
+                goto out;
+            break;
+        case 'q': quiet = true; break;
+        case 'u': unsafe = true; break;
+        case 256:
+            if (cli_add_object(optarg) < 0)
+                goto out;
+            break;
+        default: goto out;
+        }
+    }
+    const char *filename = optind < argc ? argv[optind++] : NULL;
+    if (cli_option_list_wants_help(&optlist)) {
+        ret = cli_print_create_help(fmt, filename) < 0 ? 1 : 0;
+        goto out;
+    }
+    if (!filename) {
+        cli_usage_error("Expecting image file name");
+        goto out;
+    }
+    int64_t img_size = -1;
+    if (optind < argc) {
+        if (cli_parse_image_size(argv[optind++], "image size", &img_size) < 0)
+            goto out;
+    }
+    if (optind < argc) {
+        cli_usage_error("Unexpected argument: %s", argv[optind]);
+        goto out;
+    }
+
+    const struct qimg_driver *drv = qimg_driver_find(fmt);
+    if (!drv || !drv->create) {
+        cli_error("%s: Unknown file format '%s'", filename, fmt);
+        goto out;
+    }
+    struct qimg_error err = {0};
+    struct qimg_opts *opts = qimg_opts_new();
+    if (cli_option_list_parse(&optlist, opts, &err) < 0) {
+        cli_error_obj(&err, "%s: ", filename);
+        qimg_opts_free(opts);
+        goto out;
+    }
+    if (img_size >= 0) {
+        if (qimg_opts_has(opts, "size")) {
+            cli_error("%s: The image size must be specified only once", filename);
+            qimg_opts_free(opts);
+            goto out;
+        }
+        char buf[32];
+        snprintf(buf, sizeof(buf), "%" PRId64, img_size);
+        qimg_opts_set(opts, "size", buf);
+    }
+    struct qimg_opt_desc *desc = qimg_create_opts_merged(drv, qimg_create_protocol_driver(filename));
+    bool has_backing_opt = qimg_opt_desc_find(desc, "backing_file") != NULL;
+    if (backing) {
+        if (!has_backing_opt) {
+            cli_error("%s: Backing file not supported for file format '%s'", filename, fmt);
+            goto out_opts;
+        }
+        qimg_opts_set(opts, "backing_file", backing);
+    }
+    if (backing_fmt) {
+        if (!has_backing_opt) {
+            cli_error("%s: Backing file not supported for file format '%s'", filename, fmt);
+            goto out_opts;
+        }
+        qimg_opts_set(opts, "backing_fmt", backing_fmt);
+    }
+    if (qimg_create_validate(desc, opts, &err) < 0) {
+        cli_error_obj(&err, "%s: ", filename);
+        goto out_opts;
+    }
+    const char *bfile = qimg_opts_peek(opts, "backing_file");
+    if (!qimg_opts_has(opts, "size")) {
+        if (bfile && !unsafe) {
+            if (create_from_backing_size(filename, bfile, qimg_opts_peek(opts, "backing_fmt"),
+                                         opts) < 0)
+                goto out_opts;
+        } else {
+            cli_error("%s: Image creation needs a size parameter", filename);
+            goto out_opts;
+        }
+    }
+    if (!quiet) {
+        char *line = qimg_create_describe(filename, drv, opts);
+        printf("%s\n", line);
+        fflush(stdout);
+        free(line);
+    }
+    if (qimg_create(filename, fmt, opts, &err) < 0) {
+        cli_error_obj(&err, "%s: ", filename);
+        goto out_opts;
+    }
+    ret = 0;
+out_opts:
+    free(desc);
+    qimg_opts_free(opts);
+out:
+    cli_option_list_free(&optlist);
+    return ret;
+}

@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Human output of ImageInfo, as qemu-img prints it: the node's summary lines,
+ * the format-specific block dumped generically (keys with '-' shown as ' ',
+ * lists as "[i]:"), and each child node indented below "Child node '/name':".
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static int64_t json_int(const struct qimg_json *j)
+{
+    if (!j)
+        return 0;
+    return j->type == QIMG_JSON_UINT ? (int64_t)j->u : j->i;
+}
+
+static const char *json_str(const struct qimg_json *j)
+{
+    return j && j->type == QIMG_JSON_STRING ? j->s : NULL;
+}
+
+static void print_key(const char *key, int indent)
+{
+    printf("%*s", indent * 4, "");
+    for (const char *p = key; *p; p++)
+        putchar(*p == '-' ? ' ' : *p);
+}
+
+static void dump_value(const struct qimg_json *v, int indent);
+
+static void dump_scalar(const struct qimg_json *v)
+{
+    switch (v->type) {
+    case QIMG_JSON_BOOL: printf("%s", v->b ? "true" : "false"); break;
+    case QIMG_JSON_INT: printf("%" PRId64, v->i); break;
+    case QIMG_JSON_UINT: printf("%" PRIu64, v->u); break;
+    case QIMG_JSON_STRING: printf("%s", v->s); break;
+    default: break;
+    }
+}
+
+static bool is_container(const struct qimg_json *v)
+{
+    return v->type == QIMG_JSON_OBJECT || v->type == QIMG_JSON_ARRAY;
+}
+
+/* Members of an object in output order, nested containers on their own lines. */
+static void dump_value(const struct qimg_json *v, int indent)
+{
+    if (v->type == QIMG_JSON_OBJECT) {
+        size_t *order = qimg_json_output_order(v);
+        for (size_t k = 0; k < v->n; k++) {
+            size_t i = order[k];
+            print_key(v->keys[i], indent);
+            if (is_container(v->items[i])) {
+                printf(":\n");
+                dump_value(v->items[i], indent + 1);
+            } else {
+                printf(": ");
+                dump_scalar(v->items[i]);
+                printf("\n");
+            }
+        }
+        free(order);
+    } else if (v->type == QIMG_JSON_ARRAY) {
+        for (size_t i = 0; i < v->n; i++) {
+            if (is_container(v->items[i])) {
+                printf("%*s[%zu]:\n", indent * 4, "", i);
+                dump_value(v->items[i], indent + 1);
+            } else {
+                printf("%*s[%zu]: ", indent * 4, "", i);
+                dump_scalar(v->items[i]);
+                printf("\n");
+            }
+        }
+    }
+}
+
+static void print_node(const struct qimg_json *info, int indent, bool protocol)
+{
+    char vsize[32], dsize[32];
+    const char *ind = "";
+    char indbuf[64];
+    snprintf(indbuf, sizeof(indbuf), "%*s", indent * 4, "");
+    ind = indbuf;
+    int64_t vs = json_int(qimg_json_get(info, "virtual-size"));
+    qimg_size_to_str((uint64_t)vs, vsize, sizeof(vsize));
+    const struct qimg_json *as = qimg_json_get(info, "actual-size");
+    if (as)
+        qimg_size_to_str((uint64_t)json_int(as), dsize, sizeof(dsize));
+    else
+        snprintf(dsize, sizeof(dsize), "unavailable");
+    printf("%s%s: %s\n", ind, protocol ? "filename" : "image",
+           json_str(qimg_json_get(info, "filename")));
+    printf("%s%s: %s\n", ind, protocol ? "protocol type" : "file format",
+           json_str(qimg_json_get(info, "format")));
+    printf("%s%s: %s (%" PRId64 " bytes)\n", ind, protocol ? "file length" : "virtual size", vsize,
+           vs);
+    printf("%sdisk size: %s\n", ind, dsize);
+    const struct qimg_json *enc = qimg_json_get(info, "encrypted");
+    if (enc && enc->b)
+        printf("%sencrypted: yes\n", ind);
+    const struct qimg_json *cs = qimg_json_get(info, "cluster-size");
+    if (cs)
+        printf("%scluster_size: %" PRId64 "\n", ind, json_int(cs));
+    const struct qimg_json *dirty = qimg_json_get(info, "dirty-flag");
+    if (dirty && dirty->b)
+        printf("%scleanly shut down: no\n", ind);
+    const char *bf = json_str(qimg_json_get(info, "backing-filename"));
+    if (bf) {
+        const char *full = json_str(qimg_json_get(info, "full-backing-filename"));
+        printf("%sbacking file: %s", ind, bf);
+        if (!full)
+            printf(" (cannot determine actual path)");
+        else if (strcmp(bf, full) != 0)
+            printf(" (actual path: %s)", full);
+        printf("\n");
+    }
+    const char *bff = json_str(qimg_json_get(info, "backing-filename-format"));
+    if (bff)
+        printf("%sbacking file format: %s\n", ind, bff);
+    /* The snapshot table is printed by the snapshot code once it lands (its own issue). */
+    const struct qimg_json *fs = qimg_json_get(info, "format-specific");
+    const struct qimg_json *data = fs ? qimg_json_get(fs, "data") : NULL;
+    if (data && data->n > 0) {
+        printf("%sFormat specific information:\n", ind);
+        dump_value(data, indent + 1);
+    }
+}
+
+static void print_with_children(const struct qimg_json *info, int indent, bool protocol,
+                                const char *path)
+{
+    print_node(info, indent, protocol);
+    const struct qimg_json *children = qimg_json_get(info, "children");
+    for (size_t i = 0; children && i < children->n; i++) {
+        const struct qimg_json *c = children->items[i];
+        const char *name = json_str(qimg_json_get(c, "name"));
+        char child_path[512];
+        snprintf(child_path, sizeof(child_path), "%s/%s", path, name);
+        printf("%*sChild node '%s':\n", indent * 4, "", child_path);
+        print_with_children(qimg_json_get(c, "info"), indent + 1, true, child_path);
+    }
+}
+
+void cli_print_image_info_human(const struct qimg_json *info)
+{
+    print_with_children(info, 0, false, "");
+}

@@ -1,0 +1,8 @@
+/* SPDX-License-Identifier: MIT */
+#include "core/builtin.h"
+
+void qimg_register_builtin_drivers(void)
+{
+    qimg_driver_register(&qimg_file_driver);
+    qimg_driver_register(&qimg_raw_driver);
+}

@@ -1,0 +1,13 @@
+/* SPDX-License-Identifier: MIT */
+/* The drivers compiled into libqimg. Each driver file exports its vtable here. */
+#ifndef QIMG_CORE_BUILTIN_H
+#define QIMG_CORE_BUILTIN_H
+
+#include "qimg/driver.h"
+
+extern const struct qimg_driver qimg_file_driver;
+extern const struct qimg_driver qimg_raw_driver;
+
+void qimg_register_builtin_drivers(void);
+
+#endif

@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Image creation: the format's options merged with its protocol's, validated
+ * the way qemu-img validates them, the "Formatting ..." line, and the create.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/create.h"
+#include "qimg/driver.h"
+#include "qimg/units.h"
+#include "util/mem.h"
+
+static size_t desc_count(const struct qimg_opt_desc *d)
+{
+    size_t n = 0;
+    while (d && d[n].name)
+        n++;
+    return n;
+}
+
+const struct qimg_driver *qimg_create_protocol_driver(const char *filename)
+{
+    const struct qimg_driver *p = filename ? qimg_driver_find_protocol(filename) : NULL;
+    return p ? p : qimg_driver_find("file");
+}
+
+struct qimg_opt_desc *qimg_create_opts_merged(const struct qimg_driver *drv,
+                                              const struct qimg_driver *proto)
+{
+    size_t nf = desc_count(drv->create_opts);
+    size_t np = (proto && proto != drv) ? desc_count(proto->create_opts) : 0;
+    struct qimg_opt_desc *m = xcalloc(nf + np + 1, sizeof(*m));
+    size_t n = 0;
+    for (size_t i = 0; i < nf; i++)
+        m[n++] = drv->create_opts[i];
+    for (size_t i = 0; i < np; i++)
+        if (!qimg_opt_desc_find(drv->create_opts, proto->create_opts[i].name))
+            m[n++] = proto->create_opts[i];
+    return m;
+}
+
+int qimg_create_validate(const struct qimg_opt_desc *desc, struct qimg_opts *opts,
+                         struct qimg_error *err)
+{
+    for (size_t i = 0; i < opts->n; i++) {
+        struct qimg_opt *o = &opts->v[i];
+        const struct qimg_opt_desc *d = qimg_opt_desc_find(desc, o->key);
+        if (!d)
+            return qimg_error_set(err, -EINVAL, "Invalid parameter '%s'", o->key);
+        if (!o->value)
+            continue;
+        uint64_t v;
+        char buf[32];
+        switch (d->type) {
+        case QIMG_OPT_SIZE:
+            if (qimg_parse_size(o->value, 1, &v) < 0)
+                return qimg_error_set(
+                    err, -EINVAL,
+                    "Parameter '%s' expects a non-negative number below 2^64\n"
+                    "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, "
+                    "peta-\nand exabytes, respectively.",
+                    o->key);
+            snprintf(buf, sizeof(buf), "%" PRIu64, v);
+            free(o->value);
+            o->value = xstrdup(buf);
+            break;
+        case QIMG_OPT_NUMBER:
+            if (qimg_parse_uint(o->value, &v) < 0)
+                return qimg_error_set(err, -EINVAL, "Parameter '%s' expects a number", o->key);
+            break;
+        case QIMG_OPT_BOOL:
+            if (strcmp(o->value, "on") && strcmp(o->value, "off") && strcmp(o->value, "true") &&
+                strcmp(o->value, "false") && strcmp(o->value, "yes") && strcmp(o->value, "no"))
+                return qimg_error_set(err, -EINVAL, "Parameter '%s' expects 'on' or 'off'",
+                                      o->key);
+            break;
+        default:
+            break;
+        }
+    }
+    return 0;
+}
+
+char *qimg_create_describe(const char *filename, const struct qimg_driver *drv,
+                           const struct qimg_opts *opts)
+{
+    struct qimg_opt_desc *desc =
+        qimg_create_opts_merged(drv, qimg_create_protocol_driver(filename));
+    size_t cap = 256, len = 0;
+    char *line = xmalloc(cap);
+    len = (size_t)snprintf(line, cap, "Formatting '%s', fmt=%s", filename, drv->name);
+    if (len >= cap) {
+        cap = len + 1;
+        line = xrealloc(line, cap);
+        snprintf(line, cap, "Formatting '%s', fmt=%s", filename, drv->name);
+    }
+    for (size_t i = 0; desc[i].name; i++) {
+        const char *v = qimg_opts_peek(opts, desc[i].name);
+        if (!v)
+            v = desc[i].def_value;
+        if (!v)
+            continue;
+        size_t need = strlen(desc[i].name) + strlen(v) + 2;
+        if (len + need + 1 > cap) {
+            cap = (len + need + 1) * 2;
+            line = xrealloc(line, cap);
+        }
+        len += (size_t)snprintf(line + len, cap - len, " %s=%s", desc[i].name, v);
+    }
+    free(desc);
+    return line;
+}
+
+int qimg_create(const char *filename, const char *format, struct qimg_opts *opts,
+                struct qimg_error *err)
+{
+    const struct qimg_driver *drv = qimg_driver_find(format);
+    if (!drv)
+        return qimg_error_set(err, -EINVAL, "Unknown file format '%s'", format);
+    if (!drv->create)
+        return qimg_error_set(err, -ENOTSUP, "Format driver '%s' does not support image creation",
+                              drv->name);
+    struct qimg_opts *local = opts ? opts : qimg_opts_new();
+    int ret = drv->create(filename, local, err);
+    if (!opts)
+        qimg_opts_free(local);
+    return ret;
+}
+
+int qimg_create_protocol(const char *filename, struct qimg_opts *opts, struct qimg_error *err)
+{
+    const struct qimg_driver *proto = qimg_create_protocol_driver(filename);
+    if (!proto || !proto->create)
+        return qimg_error_set(err, -ENOTSUP, "Protocol driver '%s' does not support image creation",
+                              proto ? proto->name : "?");
+    return proto->create(filename, opts, err);
+}

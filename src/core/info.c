@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ImageInfo / BlockGraphInfo (qapi: BlockNodeInfo, BlockGraphInfo) for a node,
+ * built in schema order so the JSON writer reproduces qemu-img's member order.
+ */
+#include <errno.h>
+
+#include "qimg/driver.h"
+
+static struct qimg_json *node_info(struct qimg_node *n, struct qimg_error *err);
+
+static struct qimg_json *child_info(const char *name, struct qimg_node *child,
+                                    struct qimg_error *err)
+{
+    struct qimg_json *info = node_info(child, err);
+    if (!info)
+        return NULL;
+    struct qimg_json *c = qimg_json_object();
+    qimg_json_add_str(c, "name", name);
+    qimg_json_add(c, "info", info);
+    return c;
+}
+
+static struct qimg_json *node_info(struct qimg_node *n, struct qimg_error *err)
+{
+    struct qimg_driver_info di = {0};
+    if (n->drv->get_info && n->drv->get_info(n, &di, err) < 0)
+        return NULL;
+    int64_t vsize = qimg_node_length(n);
+    if (vsize < 0) {
+        qimg_error_errno(err, (int)vsize, "Could not get the image size");
+        goto fail;
+    }
+    int64_t asize = qimg_node_allocated_size(n);
+
+    struct qimg_json *j = qimg_json_object();
+    qimg_json_add_str(j, "filename", n->filename);
+    qimg_json_add_str(j, "format", n->drv->name);
+    qimg_json_add_bool(j, "dirty-flag", di.dirty);
+    if (asize >= 0)
+        qimg_json_add_int(j, "actual-size", asize);
+    qimg_json_add_int(j, "virtual-size", vsize);
+    if (di.cluster_size)
+        qimg_json_add_int(j, "cluster-size", (int64_t)di.cluster_size);
+    if (di.encrypted)
+        qimg_json_add_bool(j, "encrypted", true);
+    if (n->backing_file && n->backing_file[0]) {
+        qimg_json_add_str(j, "backing-filename", n->backing_file);
+        if (n->full_backing_filename)
+            qimg_json_add_str(j, "full-backing-filename", n->full_backing_filename);
+        if (n->backing_format)
+            qimg_json_add_str(j, "backing-filename-format", n->backing_format);
+    }
+    if (di.snapshots)
+        qimg_json_add(j, "snapshots", di.snapshots);
+    if (di.format_specific) {
+        qimg_json_add(j, "format-specific", di.format_specific);
+    } else if (n->drv->is_protocol) {
+        struct qimg_json *fs = qimg_json_object();
+        qimg_json_add_str(fs, "type", n->drv->name);
+        qimg_json_add(fs, "data", qimg_json_object());
+        qimg_json_add(j, "format-specific", fs);
+    }
+    struct qimg_json *children = qimg_json_add(j, "children", qimg_json_array());
+    struct {
+        const char *name;
+        struct qimg_node *node;
+    } kids[] = {{"file", n->file}, {"data-file", n->data_file}};
+    for (size_t i = 0; i < sizeof(kids) / sizeof(kids[0]); i++) {
+        if (!kids[i].node || (i > 0 && kids[i].node == n->file))
+            continue;
+        struct qimg_json *c = child_info(kids[i].name, kids[i].node, err);
+        if (!c) {
+            qimg_json_free(j);
+            return NULL;
+        }
+        qimg_json_append(children, c);
+    }
+    return j;
+fail:
+    qimg_json_free(di.format_specific);
+    qimg_json_free(di.snapshots);
+    return NULL;
+}
+
+struct qimg_json *qimg_node_image_info(struct qimg_node *n, struct qimg_error *err)
+{
+    return node_info(n, err);
+}

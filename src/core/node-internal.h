@@ -1,0 +1,14 @@
+/* SPDX-License-Identifier: MIT */
+/* Core-internal helpers shared between the files of src/core. */
+#ifndef QIMG_CORE_NODE_INTERNAL_H
+#define QIMG_CORE_NODE_INTERNAL_H
+
+#include "qimg/driver.h"
+
+int qimg_open_depth(struct qimg_node **out, const char *filename, const char *format,
+                    struct qimg_opts *opts, unsigned flags, int depth, struct qimg_error *err);
+int qimg_node_set_perm(struct qimg_node *n, unsigned perm, unsigned shared,
+                       struct qimg_error *err);
+char *qimg_resolve_backing_path(const char *overlay, const char *backing);
+
+#endif

@@ -1,0 +1,337 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Opening images: protocol node first, then probing, the format node on top,
+ * permissions (image locks) once the format is known, then the backing chain.
+ */
+#include <errno.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/node-internal.h"
+#include "qimg/driver.h"
+#include "util/mem.h"
+
+#define PROBE_BUF_SIZE 2048
+#define MAX_BACKING_DEPTH 256 /* an over-deep (or looping) chain is refused */
+
+struct qimg_node *qimg_node_alloc(const struct qimg_driver *drv, const char *filename,
+                                  unsigned flags)
+{
+    struct qimg_node *n = xcalloc(1, sizeof(*n));
+    n->drv = drv;
+    n->filename = xstrdup(filename ? filename : "");
+    n->flags = flags;
+    n->refcnt = 1;
+    n->request_alignment = 1;
+    pthread_mutex_init(&n->lock, NULL);
+    pthread_mutex_init(&n->rmw_lock, NULL);
+    return n;
+}
+
+void qimg_node_ref(struct qimg_node *n)
+{
+    __atomic_add_fetch(&n->refcnt, 1, __ATOMIC_SEQ_CST);
+}
+
+void qimg_node_unref(struct qimg_node *n)
+{
+    if (!n || __atomic_sub_fetch(&n->refcnt, 1, __ATOMIC_SEQ_CST) > 0)
+        return;
+    if (n->drv && n->drv->close)
+        n->drv->close(n);
+    qimg_node_unref(n->backing);
+    qimg_node_unref(n->data_file);
+    qimg_node_unref(n->file);
+    pthread_mutex_destroy(&n->lock);
+    pthread_mutex_destroy(&n->rmw_lock);
+    qimg_opts_free(n->options);
+    free(n->backing_file);
+    free(n->backing_format);
+    free(n->full_backing_filename);
+    free(n->filename);
+    free(n);
+}
+
+const char *qimg_node_filename(const struct qimg_node *n) { return n->filename; }
+const char *qimg_node_format(const struct qimg_node *n) { return n->drv->name; }
+const struct qimg_driver *qimg_node_driver(const struct qimg_node *n) { return n->drv; }
+struct qimg_node *qimg_node_file(const struct qimg_node *n) { return n->file; }
+struct qimg_node *qimg_node_backing(const struct qimg_node *n) { return n->backing; }
+bool qimg_node_probed_raw(const struct qimg_node *n) { return n->probed_raw; }
+bool qimg_node_is_writable(const struct qimg_node *n) { return n->flags & QIMG_O_RDWR; }
+const char *qimg_node_backing_file(const struct qimg_node *n) { return n->backing_file; }
+const char *qimg_node_backing_format(const struct qimg_node *n) { return n->backing_format; }
+
+/* Options a driver did not take are an error, in QEMU's wording. */
+static int check_unused(const struct qimg_node *n, struct qimg_opts *opts, struct qimg_error *err)
+{
+    const char *key = qimg_opts_first_unused(opts);
+    if (!key)
+        return 0;
+    if (n->drv->is_protocol)
+        return qimg_error_set(err, -EINVAL, "Block protocol '%s' doesn't support the option '%s'",
+                              n->drv->name, key);
+    return qimg_error_set(err, -EINVAL, "Block format '%s' does not support the option '%s'",
+                          n->drv->name, key);
+}
+
+int qimg_open_protocol(struct qimg_node **out, const char *filename, struct qimg_opts *opts,
+                       unsigned flags, struct qimg_error *err)
+{
+    struct qimg_opts *local = opts ? opts : qimg_opts_new();
+    const char *drvname = qimg_opts_take(local, "driver");
+    const struct qimg_driver *drv = NULL;
+    int ret;
+
+    if (drvname) {
+        drv = qimg_driver_find(drvname);
+        if (!drv) {
+            ret = qimg_error_set(err, -EINVAL, "Unknown driver '%s'", drvname);
+            goto out;
+        }
+    } else if (filename) {
+        drv = qimg_driver_find_protocol(filename);
+    }
+    if (!drv)
+        drv = qimg_driver_find("file");
+    if (!filename)
+        filename = qimg_opts_peek(local, "filename");
+
+    struct qimg_node *n = qimg_node_alloc(drv, filename, flags);
+    if (filename && !qimg_opts_has(local, "filename"))
+        qimg_opts_set(local, "filename", filename);
+    ret = drv->open(n, local, err);
+    if (ret == 0)
+        ret = check_unused(n, local, err);
+    if (ret < 0) {
+        qimg_node_unref(n);
+        goto out;
+    }
+    n->options = qimg_opts_clone(local);
+    *out = n;
+out:
+    if (!opts)
+        qimg_opts_free(local);
+    return ret;
+}
+
+struct probe_ctx {
+    const uint8_t *buf;
+    size_t len;
+    const char *filename;
+    const struct qimg_driver *best;
+    int score;
+};
+
+static void probe_one(const struct qimg_driver *drv, void *p)
+{
+    struct probe_ctx *c = p;
+    if (!drv->probe)
+        return;
+    int s = drv->probe(c->buf, c->len, c->filename);
+    if (s > c->score) {
+        c->score = s;
+        c->best = drv;
+    }
+}
+
+const struct qimg_driver *qimg_probe_buffer(const uint8_t *buf, size_t len, const char *filename)
+{
+    struct probe_ctx ctx = {buf, len, filename, NULL, 1};
+    qimg_driver_foreach(probe_one, &ctx);
+    return ctx.best;
+}
+
+/* Pick a format by content; raw (score 1) when nothing claims it. */
+static const struct qimg_driver *probe_format(struct qimg_node *proto, struct qimg_error *err)
+{
+    uint8_t *buf = xcalloc(1, PROBE_BUF_SIZE);
+    int64_t len = qimg_node_length(proto);
+    size_t n = 0;
+    if (len > 0) {
+        n = len < PROBE_BUF_SIZE ? (size_t)len : PROBE_BUF_SIZE;
+        int ret = qimg_node_pread(proto, 0, n, buf, 0);
+        if (ret < 0) {
+            qimg_error_errno(err, ret, "Could not read image for determining its format");
+            free(buf);
+            return NULL;
+        }
+    }
+    struct probe_ctx ctx = {buf, n, proto->filename, NULL, 0};
+    qimg_driver_foreach(probe_one, &ctx);
+    free(buf);
+    if (!ctx.best)
+        ctx.best = qimg_driver_find("raw");
+    return ctx.best;
+}
+
+/*
+ * Permissions a format takes on its file (QEMU's defaults, observed through its
+ * lock bytes): it always wants consistent reads; writable images also want
+ * write, and formats that own their layout (everything but raw) want resize and
+ * refuse to share write and resize with anyone. -U shares everything.
+ */
+static void format_file_perms(const struct qimg_node *fmt, unsigned flags, unsigned *perm,
+                              unsigned *shared)
+{
+    bool rw = flags & QIMG_O_RDWR;
+    *perm = QIMG_PERM_CONSISTENT_READ;
+    *shared = QIMG_PERM_ALL;
+    if (rw)
+        *perm |= QIMG_PERM_WRITE;
+    if (flags & QIMG_O_RESIZE)
+        *perm |= QIMG_PERM_RESIZE;
+    if (!fmt->drv->shares_all && !(flags & QIMG_O_FORCE_SHARE)) {
+        if (rw)
+            *perm |= QIMG_PERM_RESIZE;
+        *shared &= ~(QIMG_PERM_WRITE | QIMG_PERM_RESIZE);
+    }
+}
+
+int qimg_node_set_perm(struct qimg_node *n, unsigned perm, unsigned shared, struct qimg_error *err)
+{
+    if (n->flags & QIMG_O_NO_LOCK)
+        return 0;
+    if (!n->drv->set_perm)
+        return 0;
+    return n->drv->set_perm(n, perm, shared, err);
+}
+
+/* The backing file name resolved the way QEMU does: relative to the overlay's directory. */
+char *qimg_resolve_backing_path(const char *overlay, const char *backing)
+{
+    if (backing[0] == '/' || qimg_driver_find_protocol(backing) || !strncmp(backing, "json:", 5))
+        return xstrdup(backing);
+    const char *slash = strrchr(overlay, '/');
+    if (!slash)
+        return xstrdup(backing);
+    return xasprintf("%.*s%s", (int)(slash - overlay + 1), overlay, backing);
+}
+
+static int open_backing(struct qimg_node *n, unsigned flags, int depth, struct qimg_error *err)
+{
+    if (!n->backing_file || !n->backing_file[0] || (flags & QIMG_O_NO_BACKING))
+        return 0;
+    if (depth >= MAX_BACKING_DEPTH)
+        return qimg_error_set(err, -ELOOP, "Backing chain too deep (more than %d images)",
+                              MAX_BACKING_DEPTH);
+    unsigned bflags = (flags & ~(QIMG_O_RDWR | QIMG_O_RESIZE)) | (flags & QIMG_O_FORCE_SHARE);
+    struct qimg_error berr = {0};
+    int ret = qimg_open_depth(&n->backing, n->full_backing_filename, n->backing_format, NULL,
+                              bflags, depth + 1, &berr);
+    if (ret < 0) {
+        qimg_error_set(err, ret, "Could not open backing file: %s", berr.msg);
+        return ret;
+    }
+    return 0;
+}
+
+int qimg_open_depth(struct qimg_node **out, const char *filename, const char *format,
+                    struct qimg_opts *opts, unsigned flags, int depth, struct qimg_error *err)
+{
+    struct qimg_opts *o = opts ? qimg_opts_clone(opts) : qimg_opts_new();
+    struct qimg_opts *file_opts = qimg_opts_new();
+    struct qimg_node *proto = NULL, *n = NULL;
+    int ret;
+
+    if (filename && strncmp(filename, "json:", 5) == 0) {
+        ret = qimg_opts_parse_json(o, filename + 5, err);
+        if (ret < 0)
+            goto out;
+        filename = NULL;
+    }
+    const char *drvname = qimg_opts_take(o, "driver");
+    if (!format)
+        format = drvname;
+    if (!filename)
+        filename = qimg_opts_take(o, "filename");
+    qimg_opts_extract_prefix(o, "file.", file_opts);
+    if (!filename)
+        filename = qimg_opts_peek(file_opts, "filename");
+    const struct qimg_driver *fmt_drv = NULL;
+    if (format) {
+        fmt_drv = qimg_driver_find(format);
+        if (!fmt_drv) {
+            ret = qimg_error_set(err, -EINVAL, "Unknown driver '%s'", format);
+            goto out;
+        }
+    }
+    if (fmt_drv && fmt_drv->is_protocol) {
+        /* -f file (or a protocol named as format): the protocol is the image. */
+        if (filename && !qimg_opts_has(o, "filename"))
+            qimg_opts_set(o, "filename", filename);
+        qimg_opts_set(o, "driver", fmt_drv->name);
+        ret = qimg_open_protocol(&proto, NULL, o, flags, err);
+        if (ret < 0)
+            goto out;
+        unsigned perm = QIMG_PERM_CONSISTENT_READ | ((flags & QIMG_O_RDWR) ? QIMG_PERM_WRITE : 0) |
+                        ((flags & QIMG_O_RESIZE) ? QIMG_PERM_RESIZE : 0);
+        ret = qimg_node_set_perm(proto, perm, QIMG_PERM_ALL, err);
+        if (ret < 0)
+            goto out;
+        *out = proto;
+        proto = NULL;
+        goto out;
+    }
+    if (!filename) {
+        ret = qimg_error_set(err, -EINVAL, "The 'file' block driver requires a file name");
+        goto out;
+    }
+
+    ret = qimg_open_protocol(&proto, filename, file_opts, flags, err);
+    if (ret < 0)
+        goto out;
+    bool probed = false;
+    if (!fmt_drv) {
+        fmt_drv = probe_format(proto, err);
+        if (!fmt_drv) {
+            ret = -EIO;
+            goto out;
+        }
+        probed = true;
+    }
+    n = qimg_node_alloc(fmt_drv, filename, flags);
+    n->file = proto;
+    proto = NULL;
+    n->probed_raw = probed && strcmp(fmt_drv->name, "raw") == 0;
+
+    unsigned perm, shared;
+    format_file_perms(n, flags, &perm, &shared);
+    ret = qimg_node_set_perm(n->file, perm, shared, err);
+    if (ret < 0)
+        goto out;
+    ret = fmt_drv->open(n, o, err);
+    if (ret < 0)
+        goto out;
+    ret = check_unused(n, o, err);
+    if (ret < 0)
+        goto out;
+    if (n->backing_file && n->backing_file[0] && !n->full_backing_filename)
+        n->full_backing_filename = qimg_resolve_backing_path(n->filename, n->backing_file);
+    ret = open_backing(n, flags, depth, err);
+    if (ret < 0)
+        goto out;
+    n->options = o;
+    o = NULL;
+    *out = n;
+    n = NULL;
+out:
+    qimg_node_unref(n);
+    qimg_node_unref(proto);
+    qimg_opts_free(o);
+    qimg_opts_free(file_opts);
+    return ret;
+}
+
+int qimg_open(struct qimg_node **out, const char *filename, const char *format,
+              struct qimg_opts *opts, unsigned flags, struct qimg_error *err)
+{
+    return qimg_open_depth(out, filename, format, opts, flags, 0, err);
+}
+
+int qimg_open_image_opts(struct qimg_node **out, struct qimg_opts *opts, unsigned flags,
+                         struct qimg_error *err)
+{
+    return qimg_open_depth(out, NULL, NULL, opts, flags, 0, err);
+}

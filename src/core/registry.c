@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: MIT */
+/* The driver registry: the only global mutable state, written once by qimg_init. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "qimg/driver.h"
+#include "qimg/qimg.h"
+#include "core/builtin.h"
+
+#define MAX_DRIVERS 64
+
+static const struct qimg_driver *drivers[MAX_DRIVERS];
+static size_t n_drivers;
+
+void qimg_driver_register(const struct qimg_driver *drv)
+{
+    for (size_t i = 0; i < n_drivers; i++)
+        if (drivers[i] == drv)
+            return;
+    if (n_drivers < MAX_DRIVERS)
+        drivers[n_drivers++] = drv;
+}
+
+const struct qimg_driver *qimg_driver_find(const char *name)
+{
+    for (size_t i = 0; name && i < n_drivers; i++)
+        if (strcmp(drivers[i]->name, name) == 0)
+            return drivers[i];
+    return NULL;
+}
+
+const struct qimg_driver *qimg_driver_find_protocol(const char *filename)
+{
+    const char *colon = strchr(filename, ':');
+    if (!colon)
+        return NULL;
+    /* A '/' before the colon means a path such as "./a:b", not a protocol. */
+    const char *slash = strchr(filename, '/');
+    if (slash && slash < colon)
+        return NULL;
+    size_t len = (size_t)(colon - filename);
+    for (size_t i = 0; i < n_drivers; i++) {
+        const char *prefix = drivers[i]->protocol_prefix;
+        if (prefix && strlen(prefix) == len && strncmp(prefix, filename, len) == 0)
+            return drivers[i];
+    }
+    return NULL;
+}
+
+static int driver_cmp(const void *a, const void *b)
+{
+    const struct qimg_driver *const *x = a, *const *y = b;
+    return strcmp((*x)->name, (*y)->name);
+}
+
+void qimg_driver_foreach(void (*fn)(const struct qimg_driver *drv, void *ctx), void *ctx)
+{
+    const struct qimg_driver *sorted[MAX_DRIVERS];
+    memcpy(sorted, drivers, n_drivers * sizeof(*sorted));
+    qsort(sorted, n_drivers, sizeof(*sorted), driver_cmp);
+    for (size_t i = 0; i < n_drivers; i++)
+        fn(sorted[i], ctx);
+}
+
+void qimg_init(void)
+{
+    qimg_register_builtin_drivers();
+}

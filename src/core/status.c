@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: MIT */
+/* Block status of one layer and of a backing chain: the engines' map of what to read. */
+#include <errno.h>
+
+#include "qimg/driver.h"
+
+int qimg_node_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
+                           struct qimg_block_status *st)
+{
+    int64_t size = qimg_node_length(n);
+    if (size < 0)
+        return (int)size;
+    if (off >= (uint64_t)size || len == 0)
+        return -EINVAL;
+    if (len > (uint64_t)size - off)
+        len = (uint64_t)size - off;
+    *st = (struct qimg_block_status){.bytes = len, .flags = QIMG_BLK_DATA};
+    if (!n->drv->block_status) {
+        /* No allocation information: everything is data, in this layer. */
+        if (n->drv->is_protocol) {
+            st->flags |= QIMG_BLK_OFFSET_VALID;
+            st->offset = off;
+            st->file = n;
+        }
+        return 0;
+    }
+    int ret = n->drv->block_status(n, off, len, st);
+    if (ret < 0)
+        return ret;
+    if (st->bytes == 0 || st->bytes > len)
+        st->bytes = len;
+    if ((st->flags & QIMG_BLK_RECURSE) && (st->flags & QIMG_BLK_OFFSET_VALID) && st->file &&
+        !(st->flags & QIMG_BLK_ZERO)) {
+        /* A hole in the file under this layer reads as zeroes. */
+        struct qimg_block_status sub;
+        int64_t flen = qimg_node_length(st->file);
+        if (flen >= 0 && st->offset < (uint64_t)flen &&
+            qimg_node_block_status(st->file, st->offset, st->bytes, &sub) == 0) {
+            if (sub.bytes < st->bytes)
+                st->bytes = sub.bytes;
+            if ((sub.flags & QIMG_BLK_ZERO) && !(sub.flags & QIMG_BLK_DATA))
+                st->flags = (st->flags & ~QIMG_BLK_DATA) | QIMG_BLK_ZERO;
+        }
+    }
+    st->flags &= ~QIMG_BLK_RECURSE;
+    return 0;
+}
+
+int qimg_chain_block_status(struct qimg_node *top, struct qimg_node *base, uint64_t off,
+                            uint64_t len, struct qimg_block_status *st)
+{
+    struct qimg_node *n = top;
+    int depth = 0;
+    for (;;) {
+        int64_t size = qimg_node_length(n);
+        if (size < 0)
+            return (int)size;
+        if (off >= (uint64_t)size) {
+            /* Past the end of a shorter backing file: reads as zeroes. */
+            *st = (struct qimg_block_status){.bytes = len, .flags = QIMG_BLK_ZERO, .depth = depth};
+            return 0;
+        }
+        int ret = qimg_node_block_status(n, off, len, st);
+        if (ret < 0)
+            return ret;
+        st->depth = depth;
+        if (st->flags & (QIMG_BLK_DATA | QIMG_BLK_ZERO))
+            return 0;
+        len = st->bytes;
+        if (!n->backing || n->backing == base)
+            return 0;
+        n = n->backing;
+        depth++;
+    }
+}

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdio.h>
+#include <string.h>
+
+#include "qimg/error.h"
+
+static void error_vformat(struct qimg_error *err, int code, const char *fmt, va_list ap)
+{
+    err->code = code;
+    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+}
+
+int qimg_error_set(struct qimg_error *err, int code, const char *fmt, ...)
+{
+    if (!err || qimg_error_is_set(err))
+        return code;
+    va_list ap;
+    va_start(ap, fmt);
+    error_vformat(err, code, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+int qimg_error_reset(struct qimg_error *err, int code, const char *fmt, ...)
+{
+    if (!err)
+        return code;
+    va_list ap;
+    va_start(ap, fmt);
+    error_vformat(err, code, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+int qimg_error_errno(struct qimg_error *err, int code, const char *fmt, ...)
+{
+    if (!err || qimg_error_is_set(err))
+        return code;
+    va_list ap;
+    va_start(ap, fmt);
+    error_vformat(err, code, fmt, ap);
+    va_end(ap);
+    size_t len = strlen(err->msg);
+    snprintf(err->msg + len, sizeof(err->msg) - len, ": %s", strerror(code < 0 ? -code : code));
+    return code;
+}
+
+void qimg_error_prefix(struct qimg_error *err, const char *fmt, ...)
+{
+    if (!err)
+        return;
+    char prefix[QIMG_ERROR_MAX], joined[QIMG_ERROR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof(prefix), fmt, ap);
+    va_end(ap);
+    snprintf(joined, sizeof(joined), "%s%s", prefix, err->msg);
+    memcpy(err->msg, joined, sizeof(err->msg));
+}
+
+void qimg_error_clear(struct qimg_error *err)
+{
+    if (err) {
+        err->code = 0;
+        err->msg[0] = '\0';
+    }
+}
