@@ -1,0 +1,3 @@
+/* SPDX-License-Identifier: MIT */
+/* The compare engine (being implemented). */
+#include "engines/compare.h"

@@ -1,0 +1,3 @@
+/* SPDX-License-Identifier: MIT */
+/* (being implemented) */
+#include "util/ratelimit.h"

@@ -1,0 +1,5 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef QIMG_UTIL_RATELIMIT_H
+#define QIMG_UTIL_RATELIMIT_H
+
+#endif
