@@ -1,0 +1,87 @@
+# SPDX-License-Identifier: MIT
+"""Top-level command line: --help, --version, dispatch errors, the invoked name."""
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import QIMG, run
+
+SAMPLES = Path("/work/shared/specs/samples-qemu-img-9.1.md")
+
+
+def sample_help():
+    """qemu-img 9.1's --help text as recorded in the samples file."""
+    text = SAMPLES.read_text()
+    start = text.index("$ qemu-img --help\n") + len("$ qemu-img --help\n")
+    end = text.index("[exit 0]", start)
+    return text[start:end]
+
+
+@pytest.mark.skipif(not SAMPLES.exists(), reason="samples of qemu-img 9.1 not available")
+def test_help_matches_91_except_version_and_formats(ours):
+    r = ours.img("--help")
+    assert r.rc == 0
+    ours_lines = r.out.splitlines()
+    want_lines = sample_help().splitlines()
+    assert len(ours_lines) == len(want_lines)
+    for a, b in zip(ours_lines, want_lines):
+        if b.startswith("qemu-img version"):
+            assert a.startswith("qemu-img version 9.1.0")
+        elif b.startswith("Supported formats:"):
+            assert a.startswith("Supported formats:")
+            assert " raw" in a and " file" in a
+        else:
+            assert a == b
+
+
+def test_help_lists_formats_sorted(ours):
+    line = [l for l in ours.img("--help").out.splitlines() if l.startswith("Supported formats:")][0]
+    names = line.split(":", 1)[1].split()
+    assert names == sorted(names)
+
+
+def test_subcommand_help(ours):
+    r = ours.img("info", "-h")
+    assert r.rc == 0 and "Command syntax:" in r.out
+
+
+def test_version(ours):
+    r = ours.img("-V")
+    assert r.rc == 0
+    assert re.match(r"qemu-img version 9\.1\.0", r.out)
+
+
+def test_trace_option_accepted(ours, tmp_path):
+    assert ours.img("create", "-f", "raw", "t.raw", "1M").rc == 0
+    r = ours.img("-T", "foo*", "info", "t.raw")
+    assert r.rc == 0 and r.out.startswith("image: t.raw")
+
+
+@pytest.mark.parametrize("args", [
+    [], ["frob"], ["--bogus"], ["create", "-z", "x", "1M"], ["create", "-f"],
+    ["check", "-r", "bad", "x"], ["amend", "x"] if False else ["info", "--output=xml", "x"],
+])
+def test_dispatch_errors_match_oracle(ours, oracle, args):
+    a, b = ours.img(*args), oracle.img(*args)
+    assert (a.rc, a.err) == (b.rc, b.err)
+
+
+@pytest.mark.parametrize("cmd", ["amend", "bench", "bitmap", "commit", "snapshot", "rebase"])
+def test_unimplemented_commands_fail_clearly(ours, cmd):
+    r = ours.img(cmd, "x")
+    assert r.rc != 0
+    assert r.err.startswith("qemu-img: ") and r.err.count("\n") == 1
+
+
+def test_check_on_raw_exit_63(ours, oracle, tmp_path):
+    assert oracle.img("create", "-f", "raw", "c.raw", "1M").rc == 0
+    a, b = ours.img("check", "c.raw"), oracle.img("check", "c.raw")
+    assert (a.rc, a.out, a.err) == (b.rc, b.out, b.err) == (63, "", "qemu-img: This image format does not support checks\n")
+
+
+def test_program_name_follows_argv0(tmp_path):
+    link = tmp_path / "my-tool"
+    link.symlink_to(QIMG)
+    r = run([link, "info", "nope"], cwd=tmp_path)
+    assert r.err.startswith("my-tool: Could not open 'nope'")
