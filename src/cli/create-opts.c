@@ -9,8 +9,23 @@
 #include "core/node-internal.h"
 #include "qimg/driver.h"
 
+/* qemu-img refuses an empty list, a leading comma and an unescaped trailing comma. */
+static bool option_list_is_valid(const char *s)
+{
+    size_t len = strlen(s), commas = 0;
+    if (len == 0 || s[0] == ',')
+        return false;
+    while (commas < len && s[len - 1 - commas] == ',')
+        commas++;
+    return commas % 2 == 0;
+}
+
 int cli_option_list_add(struct cli_option_list *l, const char *arg)
 {
+    if (!option_list_is_valid(arg)) {
+        cli_error("Invalid option list: %s", arg);
+        return -1;
+    }
     if (!l->joined) {
         l->joined = strdup(arg);
     } else {
