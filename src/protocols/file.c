@@ -293,7 +293,7 @@ static int file_truncate(struct qimg_node *n, uint64_t size, bool exact,
     if (cur < 0)
         return qimg_error_errno(err, (int)cur, "Could not get the file size");
     if (prealloc == QIMG_PREALLOC_METADATA)
-        return qimg_error_set(err, -ENOTSUP, "Unsupported preallocation mode '%s'",
+        return qimg_error_set(err, -ENOTSUP, "Unsupported preallocation mode: %s",
                               qimg_prealloc_name(prealloc));
     if (s->is_block) {
         if (size > (uint64_t)cur)
