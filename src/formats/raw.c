@@ -143,9 +143,12 @@ static int raw_truncate(struct qimg_node *n, uint64_t size, bool exact,
                         enum qimg_prealloc prealloc, struct qimg_error *err)
 {
     struct raw_state *s = n->opaque;
-    if (s->has_size || s->offset)
+    /* A window with an explicit size is fixed; with only an offset the file follows. */
+    if (s->has_size)
         return qimg_error_set(err, -ENOTSUP, "Cannot resize fixed-size raw disks");
-    return qimg_node_truncate(n->file, size, exact, prealloc, err);
+    if (size > INT64_MAX - s->offset)
+        return qimg_error_set(err, -EFBIG, "File too large");
+    return qimg_node_truncate(n->file, size + s->offset, exact, prealloc, err);
 }
 
 static int raw_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
@@ -172,16 +175,15 @@ static int raw_create(const char *filename, struct qimg_opts *opts, struct qimg_
 static int raw_measure(struct qimg_opts *opts, struct qimg_node *src, uint64_t size,
                        struct qimg_measure *out, struct qimg_error *err)
 {
-    const char *pa = qimg_opts_take(opts, "preallocation");
-    enum qimg_prealloc mode = QIMG_PREALLOC_OFF;
-    if (pa && qimg_prealloc_parse(pa, &mode) < 0)
-        return qimg_error_set(err, -EINVAL, "Invalid parameter '%s'", pa);
+    /* Preallocation does not change a raw image's size; qemu-img ignores its value here. */
+    qimg_opts_take(opts, "preallocation");
     if (src) {
         int64_t len = qimg_node_length(src);
         if (len < 0)
             return qimg_error_errno(err, (int)len, "Unable to get image virtual_size");
         size = (uint64_t)len;
     }
+    size = (size + RAW_SECTOR - 1) / RAW_SECTOR * RAW_SECTOR;
     out->required = size;
     out->fully_allocated = size;
     return 0;

@@ -141,7 +141,5 @@ def test_measure_raw_rounds_to_sectors(ours, oracle, imgs, size):
     same(ours, oracle, imgs, "measure", "--size", size)
 
 
-@pytest.mark.xfail(reason="src/formats/raw.c: raw_measure rejects an unknown preallocation "
-                          "mode that qemu-img's raw measure ignores")
 def test_measure_raw_ignores_bad_preallocation(ours, oracle, imgs):
     same(ours, oracle, imgs, "measure", "-o", "preallocation=bogus", "--size", "1G")

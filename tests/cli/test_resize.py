@@ -171,8 +171,6 @@ def test_resize_shrink_keeps_head(ours, tmp_path):
     assert (tmp_path / "r.raw").read_bytes() == b"\x02" * 8192 + bytes(MiB - 8192)
 
 
-@pytest.mark.xfail(reason="src/formats/raw.c: a raw image with only an 'offset' option "
-                          "refuses resize; qemu-img grows the file to offset + size")
 def test_resize_raw_with_offset_grows(ours, oracle, tmp_path):
     r, pa, _ = same(ours, oracle, tmp_path, MiB,
                     "--image-opts", "driver=raw,file.filename=r.raw,offset=512", "4M")
