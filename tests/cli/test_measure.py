@@ -134,8 +134,6 @@ def test_measure_negative_size_uses_91_wording(ours, imgs):
                      "Must be between 0 and 9223372036854775807.\n")
 
 
-@pytest.mark.xfail(reason="src/formats/raw.c: raw_measure does not round --size up to "
-                          "512 bytes as qemu-img does (1000 -> 1024)")
 @pytest.mark.parametrize("size", ["1", "1000", "9223372036854775807"])
 def test_measure_raw_rounds_to_sectors(ours, oracle, imgs, size):
     same(ours, oracle, imgs, "measure", "--size", size)
