@@ -82,7 +82,7 @@ int cmd_info(int argc, char **argv)
         {"limits", no_argument, NULL, 257 + 10},
         {NULL, 0, NULL, 0},
     };
-    struct cli_open o = {.flags = QIMG_O_NO_BACKING};
+    struct cli_open o = {.flags = QIMG_O_NO_BACKING | QIMG_O_NO_IO};
     enum cli_output output = CLI_OUTPUT_HUMAN;
     bool chain = false;
     int c;

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* qimg: the qemu-img compatible command line. Dispatch, --help and --version. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,6 +158,8 @@ int main(int argc, char **argv)
 {
     const char *slash = strrchr(argv[0], '/');
     cli_prog = slash ? slash + 1 : argv[0];
+    /* Past RLIMIT_FSIZE a write must fail with EFBIG and a message, not kill us (as QEMU). */
+    signal(SIGXFSZ, SIG_IGN);
     qimg_init();
 
     /* Standard options come before the command. */

@@ -41,6 +41,9 @@ static int check_write(struct qimg_node *n, uint64_t off, uint64_t len)
 {
     if (!(n->flags & QIMG_O_RDWR))
         return -EPERM;
+    /* A protocol node grows when written past its end (formats append clusters). */
+    if (n->drv->is_protocol)
+        return off > INT64_MAX || len > INT64_MAX - off ? -EFBIG : 0;
     return check_request(n, off, len);
 }
 
@@ -50,13 +53,22 @@ static bool is_aligned(const struct qimg_node *n, uint64_t off, uint64_t len)
     return a <= 1 || (off % a == 0 && len % a == 0);
 }
 
-/* The aligned window [*start, *end) around [off, off+len), clamped to the node size. */
+/*
+ * The aligned window [*start, *end) around [off, off+len). It never reaches
+ * past the end of the node: when the node's size is not a multiple of the
+ * alignment, the window of its last block ends at the node's end, so a
+ * read-modify-write never grows the image (the driver handles that one
+ * unaligned tail).
+ */
 static void aligned_window(struct qimg_node *n, uint64_t off, uint64_t len, uint64_t *start,
                            uint64_t *end)
 {
     uint64_t a = n->request_alignment;
     *start = off - off % a;
     *end = (off + len + a - 1) / a * a;
+    int64_t size = qimg_node_length(n);
+    if (size >= 0 && *end > (uint64_t)size)
+        *end = (uint64_t)size;
 }
 
 int qimg_node_pread(struct qimg_node *n, uint64_t off, uint64_t len, void *buf, unsigned flags)
@@ -80,6 +92,30 @@ int qimg_node_pread(struct qimg_node *n, uint64_t off, uint64_t len, void *buf, 
     return ret;
 }
 
+/* Unaligned write: read the aligned window, patch it, write it back (buf NULL: zeroes). */
+static int pwrite_rmw(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf,
+                      unsigned flags)
+{
+    uint64_t start, end;
+    aligned_window(n, off, len, &start, &end);
+    uint8_t *bounce = qimg_alloc_aligned(end - start);
+    if (!bounce)
+        return -ENOMEM;
+    /* Two unaligned writers sharing a block must not undo each other's bytes. */
+    pthread_mutex_lock(&n->rmw_lock);
+    int ret = n->drv->pread(n, start, end - start, bounce, 0);
+    if (ret == 0) {
+        if (buf)
+            memcpy(bounce + (off - start), buf, len);
+        else
+            memset(bounce + (off - start), 0, len);
+        ret = n->drv->pwrite(n, start, end - start, bounce, flags);
+    }
+    pthread_mutex_unlock(&n->rmw_lock);
+    free(bounce);
+    return ret;
+}
+
 int qimg_node_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf,
                      unsigned flags)
 {
@@ -90,19 +126,19 @@ int qimg_node_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const void
         return -ENOTSUP;
     if (is_aligned(n, off, len))
         return n->drv->pwrite(n, off, len, buf, flags);
-    uint64_t start, end;
-    aligned_window(n, off, len, &start, &end);
-    uint8_t *bounce = qimg_alloc_aligned(end - start);
-    if (!bounce)
-        return -ENOMEM;
-    pthread_mutex_lock(&n->rmw_lock);
-    ret = n->drv->pread(n, start, end - start, bounce, 0);
-    if (ret == 0) {
-        memcpy(bounce + (off - start), buf, len);
-        ret = n->drv->pwrite(n, start, end - start, bounce, flags);
-    }
-    pthread_mutex_unlock(&n->rmw_lock);
-    free(bounce);
+    uint64_t a = n->request_alignment;
+    uint64_t head = off % a ? a - off % a : 0;
+    if (head >= len || len - head < a)
+        return pwrite_rmw(n, off, len, buf, flags);
+    /* Unaligned edges by read-modify-write, the aligned middle straight through. */
+    const uint8_t *p = buf;
+    uint64_t mid = (len - head) / a * a;
+    if (head)
+        ret = pwrite_rmw(n, off, head, p, flags);
+    if (ret == 0)
+        ret = n->drv->pwrite(n, off + head, mid, p + head, flags);
+    if (ret == 0 && head + mid < len)
+        ret = pwrite_rmw(n, off + head + mid, len - head - mid, p + head + mid, flags);
     return ret;
 }
 
@@ -126,19 +162,46 @@ static int write_zeroes_as_data(struct qimg_node *n, uint64_t off, uint64_t len,
     return ret;
 }
 
-int qimg_node_pwrite_zeroes(struct qimg_node *n, uint64_t off, uint64_t len, unsigned flags)
+/* An aligned zero write: the driver's efficient way, or zeroes as data. */
+static int pwrite_zeroes_aligned(struct qimg_node *n, uint64_t off, uint64_t len, unsigned flags)
 {
-    int ret = check_write(n, off, len);
-    if (ret < 0 || len == 0)
-        return ret;
-    if (n->drv->pwrite_zeroes && is_aligned(n, off, len)) {
-        ret = n->drv->pwrite_zeroes(n, off, len, flags);
+    if (n->drv->pwrite_zeroes) {
+        int ret = n->drv->pwrite_zeroes(n, off, len, flags);
         if (ret != -ENOTSUP || (flags & QIMG_REQ_NO_FALLBACK))
             return ret;
     } else if (flags & QIMG_REQ_NO_FALLBACK) {
         return -ENOTSUP;
     }
     return write_zeroes_as_data(n, off, len, flags);
+}
+
+int qimg_node_pwrite_zeroes(struct qimg_node *n, uint64_t off, uint64_t len, unsigned flags)
+{
+    int ret = check_write(n, off, len);
+    if (ret < 0 || len == 0)
+        return ret;
+    /* Deallocation is allowed only where discard requests may reach the storage. */
+    if (!(n->flags & QIMG_O_UNMAP))
+        flags &= ~QIMG_REQ_MAY_UNMAP;
+    if (is_aligned(n, off, len))
+        return pwrite_zeroes_aligned(n, off, len, flags);
+    if (flags & QIMG_REQ_NO_FALLBACK)
+        return -ENOTSUP;
+    if (!n->drv->pwrite)
+        return -ENOTSUP;
+    /* Partial blocks at either edge are rewritten with zeroes; whole blocks between zeroed. */
+    uint64_t a = n->request_alignment;
+    uint64_t head = off % a ? a - off % a : 0;
+    if (head >= len || len - head < a)
+        return pwrite_rmw(n, off, len, NULL, flags & QIMG_REQ_FUA);
+    uint64_t mid = (len - head) / a * a;
+    if (head)
+        ret = pwrite_rmw(n, off, head, NULL, flags & QIMG_REQ_FUA);
+    if (ret == 0)
+        ret = pwrite_zeroes_aligned(n, off + head, mid, flags);
+    if (ret == 0 && head + mid < len)
+        ret = pwrite_rmw(n, off + head + mid, len - head - mid, NULL, flags & QIMG_REQ_FUA);
+    return ret;
 }
 
 int qimg_node_pwrite_compressed(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf)
@@ -156,11 +219,18 @@ int qimg_node_pdiscard(struct qimg_node *n, uint64_t off, uint64_t len)
     int ret = check_write(n, off, len);
     if (ret < 0 || len == 0)
         return ret;
-    if (!n->drv->pdiscard)
+    /* discard=ignore (the default unless the caller asks for unmap): nothing happens. */
+    if (!(n->flags & QIMG_O_UNMAP) || !n->drv->pdiscard)
         return 0; /* discard is advisory */
-    /* Only whole aligned units can be discarded; the rest stays as it is. */
+    /*
+     * Only whole aligned units can be discarded; the rest stays as it is. The
+     * unaligned last block of the node counts as whole.
+     */
     uint64_t a = n->request_alignment;
     uint64_t start = (off + a - 1) / a * a, end = (off + len) / a * a;
+    int64_t size = qimg_node_length(n);
+    if (size >= 0 && off + len == (uint64_t)size)
+        end = off + len;
     if (end <= start)
         return 0;
     return n->drv->pdiscard(n, start, end - start);
