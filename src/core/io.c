@@ -11,11 +11,19 @@
 #include "qimg/driver.h"
 #include "util/mem.h"
 
+/*
+ * QEMU counts every node's length in whole 512-byte sectors: a 1000-byte raw
+ * file is a 1024-byte image whose tail reads as zeroes (and grows the file
+ * when written).
+ */
 int64_t qimg_node_length(struct qimg_node *n)
 {
     if (!n->drv->get_length)
         return -ENOTSUP;
-    return n->drv->get_length(n);
+    int64_t len = n->drv->get_length(n);
+    if (len < 0 || len > INT64_MAX - 511)
+        return len;
+    return (len + 511) & ~(int64_t)511;
 }
 
 int64_t qimg_node_allocated_size(struct qimg_node *n)

@@ -129,3 +129,14 @@ def test_invoked_name_prefixes_messages(tmp_path):
     from conftest import QIMG, run
     r = run([QIMG, "info", "missing.img"], cwd=tmp_path)
     assert r.err.startswith("qimg: Could not open 'missing.img'")
+
+
+def test_odd_sized_raw_counts_whole_sectors(ours, oracle, tmp_path):
+    # QEMU measures every image in 512-byte sectors: a 1000-byte file is 1024 bytes.
+    (tmp_path / "odd.raw").write_bytes(b"\x5a" * 1000)
+    a = ours.img("info", "--output=json", "odd.raw")
+    b = oracle.img("info", "--output=json", "odd.raw")
+    assert json.loads(a.out)["virtual-size"] == json.loads(b.out)["virtual-size"] == 1024
+    a, b = ours.img("map", "--output=json", "-f", "raw", "odd.raw"), \
+        oracle.img("map", "--output=json", "-f", "raw", "odd.raw")
+    assert a.out.replace(', "compressed": false', "") == b.out
