@@ -128,6 +128,8 @@ struct qimg_driver {
 void qimg_driver_register(const struct qimg_driver *drv);
 const struct qimg_driver *qimg_driver_find(const char *name);
 const struct qimg_driver *qimg_driver_find_protocol(const char *filename);
+/* Length of the "proto" in "proto:rest" (colon before any '/'), or 0 for a plain path. */
+size_t qimg_protocol_prefix_len(const char *filename);
 /* Call fn for every driver, sorted by name. */
 void qimg_driver_foreach(void (*fn)(const struct qimg_driver *drv, void *ctx), void *ctx);
 

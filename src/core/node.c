@@ -92,6 +92,11 @@ int qimg_open_protocol(struct qimg_node **out, const char *filename, struct qimg
         }
     } else if (filename) {
         drv = qimg_driver_find_protocol(filename);
+        size_t plen = qimg_protocol_prefix_len(filename);
+        if (!drv && plen) {
+            ret = qimg_error_set(err, -EINVAL, "Unknown protocol '%.*s'", (int)plen, filename);
+            goto out;
+        }
     }
     if (!drv)
         drv = qimg_driver_find("file");
@@ -275,7 +280,10 @@ int qimg_open_depth(struct qimg_node **out, const char *filename, const char *fo
         goto out;
     }
     if (!filename) {
-        ret = qimg_error_set(err, -EINVAL, "The 'file' block driver requires a file name");
+        if (fmt_drv) /* a format with nothing under it */
+            ret = qimg_error_set(err, -EINVAL, "A block device must be specified for \"file\"");
+        else
+            ret = qimg_error_set(err, -EINVAL, "The 'file' block driver requires a file name");
         goto out;
     }
 

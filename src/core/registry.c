@@ -29,6 +29,13 @@ const struct qimg_driver *qimg_driver_find(const char *name)
     return NULL;
 }
 
+/* "proto:rest" names a protocol when the colon comes before any '/' (QEMU's rule). */
+size_t qimg_protocol_prefix_len(const char *filename)
+{
+    size_t n = strcspn(filename, ":/");
+    return filename[n] == ':' ? n : 0;
+}
+
 const struct qimg_driver *qimg_driver_find_protocol(const char *filename)
 {
     const char *colon = strchr(filename, ':');

@@ -54,8 +54,9 @@ static int raw_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_err
     if (flen < 0)
         return qimg_error_errno(err, (int)flen, "Could not get the size of '%s'", n->filename);
     if (s->offset > (uint64_t)flen)
-        return qimg_error_set(err, -EINVAL, "The sum of offset (%llu) and size (0) has to be "
-                              "smaller or equal to the  actual size of the containing file (%lld)",
+        return qimg_error_set(err, -EINVAL,
+                              "Offset (%llu) cannot be greater than size of the containing file "
+                              "(%lld)",
                               (unsigned long long)s->offset, (long long)flen);
     if (s->has_size && (s->size > (uint64_t)flen - s->offset))
         return qimg_error_set(err, -EINVAL,

@@ -64,8 +64,13 @@ int qimg_opts_parse_json(struct qimg_opts *o, const char *json, struct qimg_erro
 {
     json_error_t jerr;
     json_t *root = json_loads(json, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root)
+    if (!root) {
+        /* QEMU's parser words an input that stops mid-value this way. */
+        if ((size_t)jerr.position >= strlen(json))
+            return qimg_error_set(err, -EINVAL,
+                                  "Could not parse the JSON options: JSON parse error, premature EOI");
         return qimg_error_set(err, -EINVAL, "Could not parse the JSON options: %s", jerr.text);
+    }
     if (!json_is_object(root)) {
         json_decref(root);
         return qimg_error_set(err, -EINVAL, "Invalid JSON object given");

@@ -79,12 +79,9 @@ OPEN_OPTION_CASES = [
     pytest.param("driver=raw,file.filename=r.raw,offset=4096",
                  marks=pytest.mark.xfail(strict=True, reason="node.c: QEMU names a node with "
                                          "extra options by its json: filename")),
-    pytest.param("driver=raw,file.filename=r.raw,offset=2M",
-                 marks=pytest.mark.xfail(strict=True, reason="raw.c: QEMU says 'Offset (N) "
-                                         "cannot be greater than size of the containing file'")),
+    "driver=raw,file.filename=r.raw,offset=2M",
     "driver=raw,file.filename=nosuch.raw",
-    pytest.param("driver=raw", marks=pytest.mark.xfail(
-        strict=True, reason="node.c: QEMU says 'A block device must be specified for \"file\"'")),
+    "driver=raw",
     "driver=file,filename=r.raw",
     "driver=file,filename=r.raw,bogus=1",
 ]
@@ -102,8 +99,7 @@ JSON_CASES = [
     '{"driver": "file", "filename": "r.raw", "x": "y"}',
     '{"driver": "raw", "file": {"driver": "file", "filename": "r.raw", "locking": "bogus"}}',
     '{"driver": "nosuch", "file": {"driver": "file", "filename": "r.raw"}}',
-    pytest.param('{', marks=pytest.mark.xfail(
-        strict=True, reason="opts-json.c: QEMU's parser says 'JSON parse error, premature EOI'")),
+    '{',
     '[]',
 ]
 
@@ -170,8 +166,6 @@ def test_filename_with_colon(ours, oracle, tmp_path):
     compare(ours, oracle, tmp_path, ["info", "./a:b.raw"], setup=setup, info=True)
 
 
-@pytest.mark.xfail(strict=True, reason="registry/node.c: QEMU refuses 'a:b.raw' with "
-                   "\"Unknown protocol 'a'\"")
 def test_filename_with_unknown_protocol_prefix(ours, oracle, tmp_path):
     def setup(d):
         default_setup(d)
