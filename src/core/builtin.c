@@ -5,4 +5,5 @@ void qimg_register_builtin_drivers(void)
 {
     qimg_driver_register(&qimg_file_driver);
     qimg_driver_register(&qimg_raw_driver);
+    qimg_driver_register(&qimg_qcow2_driver);
 }

@@ -7,6 +7,7 @@
 
 extern const struct qimg_driver qimg_file_driver;
 extern const struct qimg_driver qimg_raw_driver;
+extern const struct qimg_driver qimg_qcow2_driver;
 
 void qimg_register_builtin_drivers(void);
 

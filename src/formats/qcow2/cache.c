@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Bounded caches of cluster-sized metadata tables (L2 tables, refcount
+ * blocks). Write-through: callers change a table in the cache and write the
+ * changed bytes to the file at once, so the on-disk order of metadata updates
+ * is the order the code performs them in (data, refcounts, L2, L1) and a
+ * killed process leaves at worst leaked clusters. Eviction is least recently
+ * used and never needs a write. Callers hold n->lock; a pointer returned by
+ * qcow2_cache_get stays valid until the next get on the same cache.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "formats/qcow2/qcow2.h"
+#include "util/mem.h"
+
+void qcow2_cache_init(struct qcow2_cache *c, size_t entries, uint64_t table_size)
+{
+    c->e = xcalloc(entries, sizeof(*c->e));
+    c->n = entries;
+    c->last_hit = 0;
+    c->tick = 0;
+    c->table_size = table_size;
+}
+
+void qcow2_cache_destroy(struct qcow2_cache *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        free(c->e[i].buf);
+    free(c->e);
+    c->e = NULL;
+    c->n = 0;
+}
+
+int qcow2_cache_get(struct qimg_node *n, struct qcow2_cache *c, uint64_t offset, bool fresh,
+                    uint8_t **out)
+{
+    struct qcow2_cache_entry *hit = NULL;
+    if (c->e[c->last_hit].offset == offset && offset) {
+        hit = &c->e[c->last_hit];
+    } else {
+        for (size_t i = 0; i < c->n; i++) {
+            if (c->e[i].offset == offset) {
+                hit = &c->e[i];
+                c->last_hit = i;
+                break;
+            }
+        }
+    }
+    if (hit) {
+        hit->last_use = ++c->tick;
+        if (fresh)
+            memset(hit->buf, 0, c->table_size);
+        *out = hit->buf;
+        return 0;
+    }
+    size_t victim = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        if (!c->e[i].offset) {
+            victim = i;
+            break;
+        }
+        if (c->e[i].last_use < c->e[victim].last_use)
+            victim = i;
+    }
+    struct qcow2_cache_entry *e = &c->e[victim];
+    if (!e->buf) {
+        e->buf = qimg_alloc_aligned(c->table_size);
+        if (!e->buf)
+            return -ENOMEM;
+    }
+    e->offset = 0;
+    if (fresh) {
+        memset(e->buf, 0, c->table_size);
+    } else {
+        int ret = qimg_node_pread(n->file, offset, c->table_size, e->buf, 0);
+        if (ret < 0)
+            return ret;
+    }
+    e->offset = offset;
+    e->last_use = ++c->tick;
+    c->last_hit = victim;
+    *out = e->buf;
+    return 0;
+}
+
+void qcow2_cache_drop(struct qcow2_cache *c, uint64_t offset)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (c->e[i].offset == offset)
+            c->e[i].offset = 0;
+}
+
+int qcow2_meta_write(struct qimg_node *n, uint64_t offset, const void *buf, size_t len)
+{
+    return qimg_node_pwrite(n->file, offset, len, buf, 0);
+}

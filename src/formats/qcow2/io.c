@@ -1,0 +1,796 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Guest I/O on qcow2: reads (data, zero, compressed, backing), writes with
+ * copy-on-write, zero writes, discard, compressed writes and block status.
+ *
+ * Order of an allocating write (crash safety: leaks allowed, corruption
+ * never): clusters are allocated (refcount blocks written), then the data
+ * (with the COW head and tail) is written, then the L2 entries, and only then
+ * are the clusters the old entries referenced released.
+ *
+ * Reads and overwrites of clusters owned exclusively by the active L1
+ * (COPIED) map under n->lock and move the data without it.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "formats/qcow2/qcow2.h"
+#include "util/mem.h"
+
+#define MAX_ALLOC_BYTES (4u << 20) /* data buffered per allocating run */
+
+struct run {
+    enum qcow2_ctype type;
+    uint64_t host;  /* host offset of the run's first byte (NORMAL / ZERO_ALLOC) */
+    uint64_t bytes; /* length of the run */
+    bool host_valid;
+    struct qcow2_entry e; /* entry of the first cluster */
+};
+
+static int corrupt_entry(struct qimg_node *n, uint64_t guest)
+{
+    char what[160];
+    snprintf(what, sizeof(what), "Invalid cluster entry found (guest offset %#llx)",
+             (unsigned long long)guest);
+    qcow2_mark_corrupt(n, what);
+    return -EIO;
+}
+
+static int check_overlap(struct qimg_node *n, uint64_t host, uint64_t len)
+{
+    struct qcow2_state *s = n->opaque;
+    const char *what = qcow2_overlap(s, host, len);
+    if (!what)
+        return 0;
+    char msg[160];
+    snprintf(msg, sizeof(msg), "Preventing invalid write on metadata (overlaps with %s)", what);
+    qcow2_mark_corrupt(n, msg);
+    return -EIO;
+}
+
+/* The mapping run at off (at most len bytes, within one L2 table). Lock held. */
+static int map_run(struct qimg_node *n, uint64_t off, uint64_t len, struct run *r)
+{
+    struct qcow2_state *s = n->opaque;
+    uint64_t cs = s->cluster_size, sc = s->subcluster_size;
+    uint64_t l2_span = s->l2_entries * cs;
+    uint64_t l2_end = (off / l2_span + 1) * l2_span;
+    uint64_t end = off + len < l2_end ? off + len : l2_end;
+    uint8_t *l2;
+    int ret = qcow2_get_l2(n, off, false, &l2, NULL);
+    if (ret < 0)
+        return ret;
+    memset(r, 0, sizeof(*r));
+    if (!l2) {
+        r->type = QCOW2_UNALLOCATED;
+        r->bytes = end - off;
+        return 0;
+    }
+    uint64_t pos = off;
+    bool first = true;
+    while (pos < end) {
+        uint64_t idx = (pos / cs) & (s->l2_entries - 1);
+        struct qcow2_entry e;
+        qcow2_l2_get_entry(s, l2, idx, &e);
+        if (!qcow2_entry_valid(s, &e))
+            return first ? corrupt_entry(n, pos) : 0;
+        uint64_t cstart = pos / cs * cs;
+        uint64_t host = qcow2_entry_host(s, &e);
+        while (pos < end && pos < cstart + cs) {
+            unsigned si = (unsigned)((pos - cstart) / sc);
+            enum qcow2_ctype t = qcow2_entry_type(s, &e, si);
+            bool hv = host && t != QCOW2_COMPRESSED && t != QCOW2_ZERO_PLAIN;
+            if (first) {
+                r->type = t;
+                r->e = e;
+                r->host_valid = hv;
+                r->host = hv ? host + (pos - cstart) : 0;
+                first = false;
+            } else if (t != r->type || hv != r->host_valid ||
+                       (hv && host + (pos - cstart) != r->host + (pos - off)) ||
+                       t == QCOW2_COMPRESSED) {
+                r->bytes = pos - off;
+                return 0;
+            }
+            uint64_t next = s->extended_l2 ? (pos / sc + 1) * sc : cstart + cs;
+            pos = next < end ? next : end;
+        }
+    }
+    r->bytes = pos - off;
+    return 0;
+}
+
+/* Read from the file, zeroes past its end (QEMU reads short files that way). */
+static int file_read(struct qimg_node *n, uint64_t host, uint64_t len, uint8_t *dst)
+{
+    int64_t flen = qimg_node_length(n->file);
+    if (flen < 0)
+        return (int)flen;
+    uint64_t have = host >= (uint64_t)flen ? 0 : (uint64_t)flen - host;
+    if (have > len)
+        have = len;
+    if (have) {
+        int ret = qimg_node_pread(n->file, host, have, dst, 0);
+        if (ret < 0)
+            return ret;
+    }
+    memset(dst + have, 0, len - have);
+    return 0;
+}
+
+static int read_backing(struct qimg_node *n, uint64_t off, uint64_t len, uint8_t *dst)
+{
+    uint64_t have = 0;
+    if (n->backing) {
+        int64_t blen = qimg_node_length(n->backing);
+        if (blen < 0)
+            return (int)blen;
+        if (off < (uint64_t)blen)
+            have = (uint64_t)blen - off < len ? (uint64_t)blen - off : len;
+        if (have) {
+            int ret = qimg_node_pread(n->backing, off, have, dst, 0);
+            if (ret < 0)
+                return ret;
+        }
+    }
+    memset(dst + have, 0, len - have);
+    return 0;
+}
+
+static int read_compressed(struct qimg_node *n, uint64_t l2e, uint64_t in_cluster, uint64_t len,
+                           uint8_t *dst)
+{
+    struct qcow2_state *s = n->opaque;
+    uint64_t host, clen;
+    qcow2_compressed_range(s, l2e, &host, &clen);
+    uint8_t *cbuf = xmalloc(clen);
+    uint8_t *out = xmalloc(s->cluster_size);
+    int ret = file_read(n, host, clen, cbuf);
+    if (ret == 0)
+        ret = qcow2_decompress(s->compression_type, out, s->cluster_size, cbuf, clen);
+    if (ret == 0)
+        memcpy(dst, out + in_cluster, len);
+    free(cbuf);
+    free(out);
+    return ret;
+}
+
+/* Read a run that map_run described (no lock needed). */
+static int read_run(struct qimg_node *n, uint64_t off, const struct run *r, uint8_t *dst)
+{
+    struct qcow2_state *s = n->opaque;
+    switch (r->type) {
+    case QCOW2_UNALLOCATED:
+        return read_backing(n, off, r->bytes, dst);
+    case QCOW2_ZERO_PLAIN:
+    case QCOW2_ZERO_ALLOC:
+        memset(dst, 0, r->bytes);
+        return 0;
+    case QCOW2_NORMAL:
+        return file_read(n, r->host, r->bytes, dst);
+    case QCOW2_COMPRESSED:
+        return read_compressed(n, r->e.l2e, off % s->cluster_size, r->bytes, dst);
+    }
+    return -EIO;
+}
+
+int qcow2_pread(struct qimg_node *n, uint64_t off, uint64_t len, void *buf, unsigned flags)
+{
+    (void)flags;
+    uint8_t *dst = buf;
+    while (len) {
+        struct run r;
+        pthread_mutex_lock(&n->lock);
+        int ret = map_run(n, off, len, &r);
+        pthread_mutex_unlock(&n->lock);
+        if (ret < 0)
+            return ret;
+        ret = read_run(n, off, &r, dst);
+        if (ret < 0)
+            return ret;
+        off += r.bytes;
+        dst += r.bytes;
+        len -= r.bytes;
+    }
+    return 0;
+}
+
+/* What a read of [off, off+len) inside one cluster returned under entry e. Lock held. */
+static int read_old(struct qimg_node *n, const struct qcow2_entry *e, uint64_t off, uint64_t len,
+                    uint8_t *dst)
+{
+    struct qcow2_state *s = n->opaque;
+    uint64_t cs = s->cluster_size, sc = s->subcluster_size;
+    uint64_t cstart = off / cs * cs;
+    while (len) {
+        uint64_t in = off - cstart;
+        uint64_t now = s->extended_l2 ? sc - in % sc : cs - in;
+        if (now > len)
+            now = len;
+        struct run r = {.type = qcow2_entry_type(s, e, (unsigned)(in / sc)), .bytes = now, .e = *e};
+        r.host = qcow2_entry_host(s, e) + in;
+        int ret = read_run(n, off, &r, dst);
+        if (ret < 0)
+            return ret;
+        off += now;
+        dst += now;
+        len -= now;
+    }
+    return 0;
+}
+
+/* Can a write of [a, b) (cluster-relative) go to the cluster in place without metadata change? */
+static bool in_place(const struct qcow2_state *s, const struct qcow2_entry *e, uint64_t a,
+                     uint64_t b)
+{
+    if (!(e->l2e & QCOW2_OFLAG_COPIED) || (e->l2e & QCOW2_OFLAG_COMPRESSED) ||
+        !qcow2_entry_host(s, e))
+        return false;
+    if (!s->extended_l2)
+        return !(s->version >= 3 && (e->l2e & QCOW2_OFLAG_ZERO));
+    uint64_t sc = s->subcluster_size;
+    for (uint64_t i = a / sc; i < qcow2_div_round_up(b, sc); i++)
+        if (!(e->bitmap & (1ull << i)))
+            return false;
+    return true;
+}
+
+/* An existing exclusively owned cluster keeps its host offset (extended L2 bitmap changes). */
+static bool reuse_host(const struct qcow2_state *s, const struct qcow2_entry *e)
+{
+    return s->extended_l2 && (e->l2e & QCOW2_OFLAG_COPIED) &&
+           !(e->l2e & QCOW2_OFLAG_COMPRESSED) && qcow2_entry_host(s, e);
+}
+
+/* In-place overwrite of a run of COPIED clusters: map under the lock, write without it. */
+static int write_in_place(struct qimg_node *n, uint8_t *l2, uint64_t off, uint64_t end,
+                          const uint8_t *src, uint64_t *done)
+{
+    struct qcow2_state *s = n->opaque;
+    uint64_t cs = s->cluster_size;
+    uint64_t pos = off, host0 = 0;
+    while (pos < end) {
+        struct qcow2_entry e;
+        qcow2_l2_get_entry(s, l2, (pos / cs) & (s->l2_entries - 1), &e);
+        uint64_t cstart = pos / cs * cs;
+        uint64_t b = end - cstart < cs ? end - cstart : cs;
+        if (!qcow2_entry_valid(s, &e) || !in_place(s, &e, pos - cstart, b))
+            break;
+        uint64_t host = qcow2_entry_host(s, &e) + (pos - cstart);
+        if (pos == off)
+            host0 = host;
+        else if (host != host0 + (pos - off))
+            break;
+        pos = cstart + b;
+    }
+    *done = pos - off;
+    int ret = check_overlap(n, host0, *done);
+    pthread_mutex_unlock(&n->lock);
+    if (ret == 0)
+        ret = qimg_node_pwrite(n->file, host0, *done, src, 0);
+    return ret;
+}
+
+/*
+ * Allocating write of [off, end) (within one L2 table, first cluster not
+ * writable in place). Lock held throughout.
+ */
+static int write_alloc(struct qimg_node *n, uint64_t off, uint64_t end, const uint8_t *src,
+                       uint64_t *done)
+{
+    struct qcow2_state *s = n->opaque;
+    uint64_t cs = s->cluster_size, sc = s->subcluster_size;
+    uint8_t *l2;
+    uint64_t l2_off;
+    int ret = qcow2_get_l2(n, off, true, &l2, &l2_off);
+    if (ret < 0)
+        return ret;
+    uint64_t c0 = off / cs * cs;
+    struct qcow2_entry e0;
+    qcow2_l2_get_entry(s, l2, (off / cs) & (s->l2_entries - 1), &e0);
+    if (!qcow2_entry_valid(s, &e0))
+        return corrupt_entry(n, off);
+    bool reuse = reuse_host(s, &e0);
+
+    /* Take consecutive clusters that all need a new host cluster (one if reusing). */
+    uint64_t k = 1, max_k = MAX_ALLOC_BYTES / cs ? MAX_ALLOC_BYTES / cs : 1;
+    while (!reuse && k < max_k && c0 + k * cs < end) {
+        struct qcow2_entry e;
+        qcow2_l2_get_entry(s, l2, ((c0 + k * cs) / cs) & (s->l2_entries - 1), &e);
+        if (!qcow2_entry_valid(s, &e) || reuse_host(s, &e))
+            break;
+        uint64_t b = end - (c0 + k * cs) < cs ? end - (c0 + k * cs) : cs;
+        if (in_place(s, &e, 0, b))
+            break;
+        k++;
+    }
+    uint64_t wend = c0 + k * cs < end ? c0 + k * cs : end; /* guest bytes written now */
+    struct qcow2_entry *old = xcalloc(k, sizeof(*old));
+    for (uint64_t i = 0; i < k; i++)
+        qcow2_l2_get_entry(s, l2, ((c0 + i * cs) / cs) & (s->l2_entries - 1), &old[i]);
+
+    /* Guest range stored now: cluster granularity, or subclusters with extended L2. */
+    uint64_t ws = c0, we = c0 + k * cs;
+    bool whole = !s->extended_l2 || (old[0].l2e & QCOW2_OFLAG_COMPRESSED) ||
+                 (qcow2_entry_host(s, &old[0]) && !reuse);
+    if (s->extended_l2 && !whole) {
+        ws = off / sc * sc;
+        we = qcow2_align_up(wend, sc);
+        /* COW is not needed for subclusters already allocated in place. */
+        if (reuse && (old[0].bitmap & (1ull << ((ws - c0) / sc))))
+            ws = off;
+        struct qcow2_entry *el = &old[k - 1];
+        uint64_t cl = c0 + (k - 1) * cs;
+        if (reuse && (el->bitmap & (1ull << ((we - sc - cl) / sc))))
+            we = wend;
+    } else if (s->extended_l2 && k > 1) {
+        /* whole first cluster; the last one may again be partial */
+        struct qcow2_entry *el = &old[k - 1];
+        if (!(el->l2e & QCOW2_OFLAG_COMPRESSED) && !qcow2_entry_host(s, el))
+            we = qcow2_align_up(wend, sc);
+    }
+    if (we > c0 + k * cs)
+        we = c0 + k * cs;
+
+    uint64_t host;
+    if (reuse) {
+        host = qcow2_entry_host(s, &old[0]);
+    } else {
+        int64_t h = qcow2_alloc_clusters(n, k);
+        if (h < 0) {
+            free(old);
+            return (int)h;
+        }
+        host = (uint64_t)h;
+    }
+    uint8_t *buf = qimg_alloc_aligned(we - ws);
+    if (!buf) {
+        free(old);
+        return -ENOMEM;
+    }
+    /* COW head and tail from what the guest saw before. */
+    if (off > ws)
+        ret = read_old(n, &old[0], ws, off - ws, buf);
+    if (ret == 0 && we > wend)
+        ret = read_old(n, &old[k - 1], wend, we - wend, buf + (wend - ws));
+    if (ret == 0) {
+        memcpy(buf + (off - ws), src, wend - off);
+        uint64_t hs = host + (ws - c0);
+        ret = check_overlap(n, hs, we - ws);
+        if (ret == 0)
+            ret = qimg_node_pwrite(n->file, hs, we - ws, buf, 0);
+    }
+    free(buf);
+    if (ret < 0) {
+        free(old);
+        return ret;
+    }
+
+    /* Point the L2 entries at the new data, then release what they referenced. */
+    ret = qcow2_get_l2(n, off, false, &l2, NULL);
+    if (ret < 0 || !l2) {
+        free(old);
+        return ret < 0 ? ret : -EIO;
+    }
+    uint64_t idx0 = (c0 / cs) & (s->l2_entries - 1);
+    for (uint64_t i = 0; i < k; i++) {
+        struct qcow2_entry ne = {.l2e = (host + i * cs) | QCOW2_OFLAG_COPIED, .bitmap = 0};
+        if (s->extended_l2) {
+            uint64_t cl = c0 + i * cs;
+            uint64_t a = ws > cl ? ws - cl : 0, b = we < cl + cs ? we - cl : cs;
+            uint32_t touched = 0;
+            for (uint64_t j = a / sc; j < qcow2_div_round_up(b, sc); j++)
+                touched |= 1u << j;
+            uint32_t alloc = (uint32_t)old[i].bitmap, zero = (uint32_t)(old[i].bitmap >> 32);
+            bool copied_all = (old[i].l2e & QCOW2_OFLAG_COMPRESSED) ||
+                              (qcow2_entry_host(s, &old[i]) && !reuse);
+            if (copied_all)
+                alloc = 0xffffffffu, zero = 0;
+            alloc |= touched;
+            zero &= ~touched;
+            ne.bitmap = ((uint64_t)zero << 32) | alloc;
+        }
+        qcow2_l2_set_entry(s, l2, idx0 + i, &ne);
+    }
+    ret = qcow2_meta_write(n, l2_off + idx0 * s->l2_entry_bytes, l2 + idx0 * s->l2_entry_bytes,
+                           k * s->l2_entry_bytes);
+    for (uint64_t i = 0; ret == 0 && !reuse && i < k; i++)
+        ret = qcow2_entry_release(n, &old[i]);
+    free(old);
+    *done = wend - off;
+    return ret;
+}
+
+int qcow2_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf,
+                 unsigned flags)
+{
+    struct qcow2_state *s = n->opaque;
+    const uint8_t *src = buf;
+    uint64_t l2_span = s->l2_entries * s->cluster_size;
+    while (len) {
+        uint64_t end = (off / l2_span + 1) * l2_span;
+        if (end > off + len)
+            end = off + len;
+        uint64_t done = 0;
+        pthread_mutex_lock(&n->lock);
+        if (s->corrupt_event) {
+            pthread_mutex_unlock(&n->lock);
+            return -EIO;
+        }
+        uint8_t *l2;
+        int ret = qcow2_get_l2(n, off, false, &l2, NULL);
+        bool placed = false;
+        if (ret == 0 && l2) {
+            struct qcow2_entry e;
+            uint64_t cs = s->cluster_size, cstart = off / cs * cs;
+            qcow2_l2_get_entry(s, l2, (off / cs) & (s->l2_entries - 1), &e);
+            uint64_t b = end - cstart < cs ? end - cstart : cs;
+            if (qcow2_entry_valid(s, &e) && in_place(s, &e, off - cstart, b)) {
+                ret = write_in_place(n, l2, off, end, src, &done); /* unlocks */
+                placed = true;
+            }
+        }
+        if (!placed) {
+            if (ret == 0)
+                ret = write_alloc(n, off, end, src, &done);
+            pthread_mutex_unlock(&n->lock);
+        }
+        if (ret < 0)
+            return ret;
+        off += done;
+        src += done;
+        len -= done;
+    }
+    if (flags & QIMG_REQ_FUA)
+        return qimg_node_flush(n->file);
+    return 0;
+}
+
+/* Does [off, off+len) of one cluster already read as zeroes? Lock held. */
+static int reads_zero(struct qimg_node *n, uint64_t off, uint64_t len, bool *zero)
+{
+    struct qcow2_state *s = n->opaque;
+    *zero = false;
+    while (len) {
+        struct run r;
+        int ret = map_run(n, off, len, &r);
+        if (ret < 0)
+            return ret;
+        if (r.type == QCOW2_UNALLOCATED) {
+            if (n->backing) {
+                int64_t blen = qimg_node_length(n->backing);
+                if (blen < 0 || off < (uint64_t)blen)
+                    return 0;
+            }
+        } else if (r.type != QCOW2_ZERO_PLAIN && r.type != QCOW2_ZERO_ALLOC) {
+            return 0;
+        }
+        (void)s;
+        off += r.bytes;
+        len -= r.bytes;
+    }
+    *zero = true;
+    return 0;
+}
+
+/* Zero whole clusters (or subclusters) [off, end) of one L2 table through metadata. Lock held. */
+static int zero_meta(struct qimg_node *n, uint64_t off, uint64_t end, bool unmap)
+{
+    struct qcow2_state *s = n->opaque;
+    uint64_t cs = s->cluster_size, sc = s->subcluster_size;
+    uint8_t *l2;
+    uint64_t l2_off;
+    int ret = qcow2_get_l2(n, off, false, &l2, NULL);
+    if (ret < 0)
+        return ret;
+    if (!l2 && !n->backing)
+        return 0; /* unallocated without a backing file reads as zeroes already */
+    ret = qcow2_get_l2(n, off, true, &l2, &l2_off);
+    if (ret < 0)
+        return ret;
+    uint64_t first = (off / cs) & (s->l2_entries - 1);
+    uint64_t count = qcow2_div_round_up(end, cs) - off / cs;
+    struct qcow2_entry *rel = xcalloc(count, sizeof(*rel));
+    size_t nrel = 0;
+    for (uint64_t i = 0; i < count; i++) {
+        uint64_t cl = off / cs * cs + i * cs;
+        uint64_t a = off > cl ? off - cl : 0, b = end < cl + cs ? end - cl : cs;
+        struct qcow2_entry e, ne;
+        qcow2_l2_get_entry(s, l2, first + i, &e);
+        bool whole = a == 0 && b == cs;
+        bool alloc = !(e.l2e & QCOW2_OFLAG_COMPRESSED) && qcow2_entry_host(s, &e);
+        if (!s->extended_l2) {
+            if (unmap || !alloc || !(e.l2e & QCOW2_OFLAG_COPIED)) {
+                ne.l2e = QCOW2_OFLAG_ZERO;
+                rel[nrel++] = e;
+            } else {
+                ne.l2e = e.l2e | QCOW2_OFLAG_ZERO;
+            }
+            ne.bitmap = 0;
+        } else if (whole) {
+            ne.bitmap = 0xffffffffull << 32;
+            if (unmap || !alloc || !(e.l2e & QCOW2_OFLAG_COPIED)) {
+                ne.l2e = 0;
+                rel[nrel++] = e;
+            } else {
+                ne.l2e = e.l2e;
+            }
+        } else {
+            /* Partial cluster: only possible on a plain (not compressed) entry. */
+            uint32_t mask = 0;
+            for (uint64_t j = a / sc; j < b / sc; j++)
+                mask |= 1u << j;
+            ne.l2e = e.l2e;
+            ne.bitmap = (e.bitmap & ~(uint64_t)mask) | ((uint64_t)mask << 32);
+        }
+        qcow2_l2_set_entry(s, l2, first + i, &ne);
+    }
+    ret = qcow2_meta_write(n, l2_off + first * s->l2_entry_bytes, l2 + first * s->l2_entry_bytes,
+                           count * s->l2_entry_bytes);
+    for (size_t i = 0; ret == 0 && i < nrel; i++)
+        ret = qcow2_entry_release(n, &rel[i]);
+    free(rel);
+    return ret;
+}
+
+static int write_zero_data(struct qimg_node *n, uint64_t off, uint64_t len)
+{
+    uint8_t *z = qimg_alloc_aligned(len);
+    if (!z)
+        return -ENOMEM;
+    memset(z, 0, len);
+    int ret = qcow2_pwrite(n, off, len, z, 0);
+    free(z);
+    return ret;
+}
+
+int qcow2_pwrite_zeroes(struct qimg_node *n, uint64_t off, uint64_t len, unsigned flags)
+{
+    struct qcow2_state *s = n->opaque;
+    uint64_t cs = s->cluster_size;
+    /* Zero metadata granularity: subclusters with extended L2, clusters otherwise. */
+    uint64_t g = s->subcluster_size;
+    bool can_meta = s->version >= 3;
+    while (len) {
+        uint64_t cend = (off / cs + 1) * cs;
+        uint64_t end = off + len < cend ? off + len : cend;
+        /* The last cluster of an image not a multiple of the cluster size counts whole. */
+        uint64_t gend = end == s->size ? qcow2_align_up(end, g) : end;
+        uint64_t a = qcow2_align_up(off, g), b = gend / g * g;
+        pthread_mutex_lock(&n->lock);
+        int ret = s->corrupt_event ? -EIO : 0;
+        bool zero = false;
+        struct qcow2_entry e = {0};
+        if (ret == 0)
+            ret = reads_zero(n, off, end - off, &zero);
+        if (ret == 0 && !zero)
+            ret = qcow2_lookup(n, off, &e);
+        bool meta = ret == 0 && !zero && can_meta && a < b &&
+                    !(s->extended_l2 && (e.l2e & QCOW2_OFLAG_COMPRESSED) && b - a < cs);
+        if (meta && s->extended_l2 && (e.l2e & QCOW2_OFLAG_COMPRESSED))
+            meta = a == off / cs * cs && b >= (off / cs + 1) * cs;
+        if (meta)
+            ret = zero_meta(n, a, b < s->size ? b : gend, flags & QIMG_REQ_MAY_UNMAP);
+        pthread_mutex_unlock(&n->lock);
+        if (ret < 0)
+            return ret;
+        if (!zero) {
+            uint64_t ranges[2][2] = {{off, meta ? a : end}, {meta ? (b < end ? b : end) : end, end}};
+            for (int i = 0; i < 2; i++) {
+                uint64_t ro = ranges[i][0], rl = ranges[i][1] > ro ? ranges[i][1] - ro : 0;
+                if (!rl)
+                    continue;
+                bool z;
+                pthread_mutex_lock(&n->lock);
+                ret = reads_zero(n, ro, rl, &z);
+                pthread_mutex_unlock(&n->lock);
+                if (ret < 0)
+                    return ret;
+                if (z)
+                    continue;
+                if (flags & QIMG_REQ_NO_FALLBACK)
+                    return -ENOTSUP;
+                ret = write_zero_data(n, ro, rl);
+                if (ret < 0)
+                    return ret;
+            }
+        }
+        len -= end - off;
+        off = end;
+    }
+    return 0;
+}
+
+int qcow2_pdiscard(struct qimg_node *n, uint64_t off, uint64_t len)
+{
+    struct qcow2_state *s = n->opaque;
+    uint64_t cs = s->cluster_size;
+    uint64_t a = qcow2_align_up(off, cs);
+    uint64_t e = off + len == s->size ? qcow2_align_up(off + len, cs) : (off + len) / cs * cs;
+    uint64_t l2_span = s->l2_entries * cs;
+    int ret = 0;
+    pthread_mutex_lock(&n->lock);
+    if (s->corrupt_event)
+        ret = -EIO;
+    while (ret == 0 && a < e) {
+        uint64_t end = (a / l2_span + 1) * l2_span;
+        if (end > e)
+            end = e;
+        uint8_t *l2;
+        uint64_t l2_off;
+        ret = qcow2_get_l2(n, a, false, &l2, &l2_off);
+        if (ret == 0 && l2 && !(s->l1[a / l2_span] & QCOW2_OFLAG_COPIED))
+            ret = qcow2_get_l2(n, a, true, &l2, &l2_off);
+        if (ret < 0 || !l2) {
+            a = end;
+            continue;
+        }
+        uint64_t first = (a / cs) & (s->l2_entries - 1), count = (end - a) / cs;
+        struct qcow2_entry *rel = xcalloc(count, sizeof(*rel));
+        bool zero_flag = n->backing && s->version >= 3;
+        for (uint64_t i = 0; i < count; i++) {
+            struct qcow2_entry old, ne = {0};
+            qcow2_l2_get_entry(s, l2, first + i, &old);
+            if (zero_flag) {
+                if (s->extended_l2)
+                    ne.bitmap = 0xffffffffull << 32;
+                else
+                    ne.l2e = QCOW2_OFLAG_ZERO;
+            }
+            rel[i] = old;
+            qcow2_l2_set_entry(s, l2, first + i, &ne);
+        }
+        ret = qcow2_meta_write(n, l2_off + first * s->l2_entry_bytes,
+                               l2 + first * s->l2_entry_bytes, count * s->l2_entry_bytes);
+        for (uint64_t i = 0; ret == 0 && i < count; i++)
+            ret = qcow2_entry_release(n, &rel[i]);
+        free(rel);
+        a = end;
+    }
+    pthread_mutex_unlock(&n->lock);
+    return ret;
+}
+
+int qcow2_pwrite_compressed(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf)
+{
+    struct qcow2_state *s = n->opaque;
+    uint64_t cs = s->cluster_size;
+    if (off % cs || len > cs || (len < cs && off + len != s->size))
+        return -EINVAL;
+    uint8_t *in = xcalloc(1, cs);
+    uint8_t *out = xmalloc(cs);
+    memcpy(in, buf, len);
+    long clen = qcow2_compress(s->compression_type, out, cs - 1, in, cs);
+    int ret;
+    if (clen < 0) {
+        /* Not smaller: store the cluster as it is. */
+        free(out);
+        ret = qcow2_pwrite(n, off, cs <= s->size - off ? cs : len, in, 0);
+        free(in);
+        return ret;
+    }
+    free(in);
+    pthread_mutex_lock(&n->lock);
+    ret = s->corrupt_event ? -EIO : 0;
+    uint8_t *l2;
+    uint64_t l2_off;
+    if (ret == 0)
+        ret = qcow2_get_l2(n, off, true, &l2, &l2_off);
+    int64_t host = 0;
+    if (ret == 0) {
+        host = qcow2_alloc_bytes(n, (uint64_t)clen);
+        if (host < 0)
+            ret = (int)host;
+    }
+    if (ret == 0)
+        ret = check_overlap(n, (uint64_t)host, (uint64_t)clen);
+    if (ret == 0)
+        ret = qimg_node_pwrite(n->file, (uint64_t)host, (uint64_t)clen, out, 0);
+    if (ret == 0)
+        ret = qcow2_get_l2(n, off, false, &l2, NULL);
+    if (ret == 0 && l2) {
+        unsigned x = 62 - (s->cluster_bits - 8);
+        uint64_t nb = (((uint64_t)host + (uint64_t)clen - 1) >> 9) - ((uint64_t)host >> 9);
+        uint64_t idx = (off / cs) & (s->l2_entries - 1);
+        struct qcow2_entry old, ne = {.l2e = QCOW2_OFLAG_COMPRESSED | (nb << x) | (uint64_t)host};
+        qcow2_l2_get_entry(s, l2, idx, &old);
+        qcow2_l2_set_entry(s, l2, idx, &ne);
+        ret = qcow2_meta_write(n, l2_off + idx * s->l2_entry_bytes, l2 + idx * s->l2_entry_bytes,
+                               s->l2_entry_bytes);
+        if (ret == 0)
+            ret = qcow2_entry_release(n, &old);
+    }
+    pthread_mutex_unlock(&n->lock);
+    free(out);
+    return ret;
+}
+
+int qcow2_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
+                       struct qimg_block_status *st)
+{
+    struct run r;
+    pthread_mutex_lock(&n->lock);
+    int ret = map_run(n, off, len, &r);
+    pthread_mutex_unlock(&n->lock);
+    if (ret < 0)
+        return ret;
+    st->bytes = r.bytes;
+    st->flags = 0;
+    switch (r.type) {
+    case QCOW2_UNALLOCATED:
+        break;
+    case QCOW2_ZERO_PLAIN:
+    case QCOW2_ZERO_ALLOC:
+        st->flags = QIMG_BLK_ZERO;
+        break;
+    case QCOW2_NORMAL:
+        st->flags = QIMG_BLK_DATA;
+        break;
+    case QCOW2_COMPRESSED:
+        st->flags = QIMG_BLK_DATA | QIMG_BLK_COMPRESSED;
+        break;
+    }
+    if (r.host_valid) {
+        st->flags |= QIMG_BLK_OFFSET_VALID;
+        st->offset = r.host;
+        st->file = n->file;
+    }
+    return 0;
+}
+
+int qcow2_preallocate_locked(struct qimg_node *n, uint64_t off, uint64_t len, uint64_t *host_end)
+{
+    struct qcow2_state *s = n->opaque;
+    uint64_t cs = s->cluster_size, l2_span = s->l2_entries * cs;
+    uint64_t pos = off / cs * cs, end = qcow2_align_up(off + len, cs);
+    while (pos < end) {
+        uint64_t chunk_end = (pos / l2_span + 1) * l2_span;
+        if (chunk_end > end)
+            chunk_end = end;
+        uint8_t *l2;
+        uint64_t l2_off;
+        int ret = qcow2_get_l2(n, pos, true, &l2, &l2_off);
+        if (ret < 0)
+            return ret;
+        uint64_t first = (pos / cs) & (s->l2_entries - 1);
+        uint64_t count = (chunk_end - pos) / cs, k = 0;
+        while (k < count) {
+            struct qcow2_entry e;
+            qcow2_l2_get_entry(s, l2, first + k, &e);
+            if (e.l2e) {
+                k++;
+                continue;
+            }
+            uint64_t j = k;
+            while (j < count) {
+                qcow2_l2_get_entry(s, l2, first + j, &e);
+                if (e.l2e)
+                    break;
+                j++;
+            }
+            int64_t h = qcow2_alloc_clusters(n, j - k);
+            if (h < 0)
+                return (int)h;
+            ret = qcow2_get_l2(n, pos, false, &l2, NULL);
+            if (ret < 0 || !l2)
+                return ret < 0 ? ret : -EIO;
+            for (uint64_t i = k; i < j; i++) {
+                /* Extended L2: allocated but every subcluster still unallocated. */
+                struct qcow2_entry ne = {.l2e = ((uint64_t)h + (i - k) * cs) | QCOW2_OFLAG_COPIED};
+                qcow2_l2_set_entry(s, l2, first + i, &ne);
+            }
+            ret = qcow2_meta_write(n, l2_off + (first + k) * s->l2_entry_bytes,
+                                   l2 + (first + k) * s->l2_entry_bytes,
+                                   (j - k) * s->l2_entry_bytes);
+            if (ret < 0)
+                return ret;
+            if ((uint64_t)h + (j - k) * cs > *host_end)
+                *host_end = (uint64_t)h + (j - k) * cs;
+            k = j;
+        }
+        pos = chunk_end;
+    }
+    return 0;
+}

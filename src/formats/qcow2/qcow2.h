@@ -1,0 +1,294 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * qcow2 driver internals (qcow2.txt). One file per concern:
+ *   header.c    header + extensions: parse, validate, serialise
+ *   cache.c     bounded write-through caches for L2 tables and refcount blocks
+ *   refcount.c  refcounts, cluster allocation, refcount table growth
+ *   cluster.c   guest -> host mapping (L1/L2), L2 allocation, entry updates
+ *   compress.c  zlib (raw deflate, 4 KiB window) and zstd clusters
+ *   io.c        read, write (COW), zero, discard, compressed write, block status
+ *   create.c    create, preallocation, measure
+ *   driver.c    open/close, info, truncate and the vtable
+ *
+ * Locking: every metadata structure below (L1, caches, refcount table, free
+ * indices, the metadata index) is touched with n->lock held. Reads and
+ * overwrites of already-allocated clusters do their data I/O after dropping
+ * the lock; allocating writes keep it for the whole operation so that COW
+ * and the L2 update stay atomic with respect to other writers.
+ */
+#ifndef QIMG_FORMATS_QCOW2_H
+#define QIMG_FORMATS_QCOW2_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qimg/driver.h"
+
+#define QCOW2_MAGIC 0x514649fbu /* "QFI\xfb" */
+#define QCOW2_V2_HEADER_LEN 72
+#define QCOW2_V3_HEADER_LEN 104
+#define QCOW2_CREATE_HEADER_LEN 112
+
+#define QCOW2_MIN_CLUSTER_BITS 9
+#define QCOW2_MAX_CLUSTER_BITS 21
+#define QCOW2_MAX_L1_BYTES (32u << 20)       /* QEMU's implementation limit */
+#define QCOW2_MAX_REFTABLE_BYTES (8u << 20)  /* likewise */
+#define QCOW2_MAX_SNAPSHOTS 65536
+#define QCOW2_MAX_BACKING_NAME 1023
+#define QCOW2_MAX_HOST_OFFSET (1ull << 56)
+
+/* Incompatible / compatible / autoclear feature bits (qcow2.txt, Header). */
+#define QCOW2_INCOMPAT_DIRTY (1ull << 0)
+#define QCOW2_INCOMPAT_CORRUPT (1ull << 1)
+#define QCOW2_INCOMPAT_DATA_FILE (1ull << 2)
+#define QCOW2_INCOMPAT_COMPRESSION (1ull << 3)
+#define QCOW2_INCOMPAT_EXTL2 (1ull << 4)
+#define QCOW2_INCOMPAT_KNOWN 0x1full
+#define QCOW2_COMPAT_LAZY_REFCOUNTS (1ull << 0)
+#define QCOW2_AUTOCLEAR_BITMAPS (1ull << 0)
+#define QCOW2_AUTOCLEAR_DATA_FILE_RAW (1ull << 1)
+
+/* Header extension types. */
+#define QCOW2_EXT_END 0x00000000u
+#define QCOW2_EXT_BACKING_FORMAT 0xe2792acau
+#define QCOW2_EXT_FEATURE_TABLE 0x6803f857u
+#define QCOW2_EXT_BITMAPS 0x23852875u
+#define QCOW2_EXT_CRYPTO 0x0537be77u
+#define QCOW2_EXT_DATA_FILE 0x44415441u
+
+/* L1/L2 entries (qcow2.txt, Cluster mapping). */
+#define QCOW2_OFLAG_COPIED (1ull << 63)
+#define QCOW2_OFLAG_COMPRESSED (1ull << 62)
+#define QCOW2_OFLAG_ZERO (1ull << 0)
+#define QCOW2_OFFSET_MASK 0x00fffffffffffe00ull
+#define QCOW2_L1_RESERVED 0x7f000000000001ffull
+#define QCOW2_L2_RESERVED 0x3f000000000001feull
+#define QCOW2_RT_RESERVED 0x1ffull
+
+#define QCOW2_COMPRESSION_ZLIB 0
+#define QCOW2_COMPRESSION_ZSTD 1
+
+#define QCOW2_SUBCLUSTERS 32
+
+struct qcow2_ext {
+    uint32_t type;
+    uint32_t len;
+    uint8_t *data;
+};
+
+/* Bounded cache of cluster-sized metadata tables; write-through. */
+struct qcow2_cache_entry {
+    uint64_t offset; /* 0: empty slot */
+    uint8_t *buf;
+    uint64_t last_use;
+};
+
+struct qcow2_cache {
+    struct qcow2_cache_entry *e;
+    size_t n;
+    size_t last_hit;
+    uint64_t tick;
+    uint64_t table_size;
+};
+
+/* Decoded state of one guest cluster (or subcluster with extended L2). */
+enum qcow2_ctype {
+    QCOW2_UNALLOCATED, /* reads from the backing file / zeroes */
+    QCOW2_ZERO_PLAIN,  /* zero flag, no host cluster */
+    QCOW2_ZERO_ALLOC,  /* zero flag with a preallocated host cluster */
+    QCOW2_NORMAL,      /* data at a host cluster */
+    QCOW2_COMPRESSED,
+};
+
+struct qcow2_state {
+    /* Header fields. */
+    uint32_t version;
+    unsigned cluster_bits;
+    uint64_t cluster_size;
+    uint64_t size;
+    uint32_t crypt_method;
+    uint32_t l1_size;
+    uint64_t l1_offset;
+    uint64_t rt_offset;
+    uint32_t rt_clusters;
+    uint32_t nb_snapshots;
+    uint64_t snapshots_offset;
+    uint64_t incompat, compat, autoclear;
+    unsigned refcount_order, refcount_bits;
+    uint32_t header_length;
+    uint8_t compression_type;
+    uint64_t backing_file_offset;
+    uint32_t backing_file_size;
+    uint8_t *header_tail; /* header bytes 112..header_length (unknown fields), kept */
+    uint32_t header_tail_len;
+
+    /* Derived geometry. */
+    bool extended_l2;
+    unsigned l2_entry_bytes; /* 8 or 16 */
+    uint64_t l2_entries;     /* entries per L2 table */
+    unsigned l2_bits;
+    uint64_t subcluster_size;
+    uint64_t rb_entries; /* refcounts per refcount block */
+    uint64_t refcount_max;
+
+    /* Header extensions. */
+    char *backing_format;
+    char *data_file_name;
+    struct qcow2_ext *feature_table, *bitmaps_ext, *crypto_ext;
+    struct qcow2_ext *unknown_ext;
+    size_t n_unknown_ext;
+    bool has_feature_table;
+
+    /* Tables, host byte order. */
+    uint64_t *l1;
+    uint64_t *rt;
+    uint64_t rt_size; /* entries */
+
+    struct qcow2_cache l2_cache, rb_cache;
+
+    uint64_t free_cluster_index;
+    uint64_t free_byte_offset; /* compressed clusters pack into a partly used cluster */
+
+    /* Sorted host offsets of L2 tables and refcount blocks (the overlap check). */
+    uint64_t *meta;
+    size_t n_meta, cap_meta;
+
+    bool corrupt_event; /* the image was marked corrupt in this session: refuse I/O */
+    bool read_only;
+};
+
+/* header.c */
+struct qimg_error;
+int qcow2_header_read(struct qimg_node *n, struct qcow2_state *s, struct qimg_error *err);
+/* Serialise the first cluster: header, extensions, backing name. buf has cluster_size bytes. */
+int qcow2_header_build(const struct qcow2_state *s, const char *backing_file, uint8_t *buf,
+                       size_t buf_len);
+int qcow2_header_update_fields(struct qimg_node *n, uint64_t off, const void *be, size_t len);
+void qcow2_state_free_ext(struct qcow2_state *s);
+void qcow2_mark_corrupt(struct qimg_node *n, const char *what);
+
+/* cache.c */
+void qcow2_cache_init(struct qcow2_cache *c, size_t entries, uint64_t table_size);
+void qcow2_cache_destroy(struct qcow2_cache *c);
+/* Table at offset (loaded from n->file unless fresh, then zero-filled). */
+int qcow2_cache_get(struct qimg_node *n, struct qcow2_cache *c, uint64_t offset, bool fresh,
+                    uint8_t **out);
+void qcow2_cache_drop(struct qcow2_cache *c, uint64_t offset);
+/* Write part of a metadata table through to the file (offset absolute in the file). */
+int qcow2_meta_write(struct qimg_node *n, uint64_t offset, const void *buf, size_t len);
+
+/* refcount.c */
+int qcow2_refcount_load(struct qimg_node *n, struct qimg_error *err);
+int qcow2_get_refcount(struct qimg_node *n, uint64_t cluster_index, uint64_t *out);
+/* Add delta to refcounts of clusters [first, first+count): must not underflow/overflow. */
+int qcow2_update_refcounts(struct qimg_node *n, uint64_t first, uint64_t count, int64_t delta);
+/* Allocate count contiguous free clusters; returns the host byte offset or -errno. */
+int64_t qcow2_alloc_clusters(struct qimg_node *n, uint64_t count);
+/* Allocate bytes for a compressed cluster (may share a host cluster). */
+int64_t qcow2_alloc_bytes(struct qimg_node *n, uint64_t size);
+/* Drop one reference from every host cluster of a range of bytes. */
+int qcow2_free_bytes(struct qimg_node *n, uint64_t offset, uint64_t len);
+uint64_t refcount_get_entry(const struct qcow2_state *s, const uint8_t *block, uint64_t idx);
+void refcount_set_entry(const struct qcow2_state *s, uint8_t *block, uint64_t idx, uint64_t v);
+
+/* Metadata index for the overlap check (refcount.c). */
+void qcow2_meta_add(struct qcow2_state *s, uint64_t offset);
+void qcow2_meta_add_refblock(struct qcow2_state *s, uint64_t offset);
+bool qcow2_meta_contains(const struct qcow2_state *s, uint64_t offset);
+/* Name of the metadata structure [off, off+len) overlaps, or NULL. */
+const char *qcow2_overlap(const struct qcow2_state *s, uint64_t off, uint64_t len);
+
+/* cluster.c */
+struct qcow2_entry {
+    uint64_t l2e;    /* the 64-bit descriptor */
+    uint64_t bitmap; /* extended L2 subcluster bitmap (0 otherwise) */
+};
+enum qcow2_ctype qcow2_entry_type(const struct qcow2_state *s, const struct qcow2_entry *e,
+                                  unsigned subcluster);
+uint64_t qcow2_entry_host(const struct qcow2_state *s, const struct qcow2_entry *e);
+void qcow2_compressed_range(const struct qcow2_state *s, uint64_t l2e, uint64_t *host,
+                            uint64_t *len);
+/* Load the L2 table for a guest offset. *l2 NULL (return 0) when unallocated and !alloc. */
+int qcow2_get_l2(struct qimg_node *n, uint64_t guest_off, bool alloc, uint8_t **l2,
+                 uint64_t *l2_offset);
+void qcow2_l2_get_entry(const struct qcow2_state *s, const uint8_t *l2, uint64_t idx,
+                        struct qcow2_entry *e);
+void qcow2_l2_set_entry(const struct qcow2_state *s, uint8_t *l2, uint64_t idx,
+                        const struct qcow2_entry *e);
+/* Entry of the cluster holding guest_off (zero entry when no L2 table). */
+int qcow2_lookup(struct qimg_node *n, uint64_t guest_off, struct qcow2_entry *e);
+int qcow2_l1_grow(struct qimg_node *n, uint64_t min_size);
+int qcow2_l1_write_entry(struct qimg_node *n, uint64_t idx);
+/* Release what an entry references (host cluster or compressed bytes). */
+int qcow2_entry_release(struct qimg_node *n, const struct qcow2_entry *e);
+/* Mapping validity: host offsets aligned and inside limits. */
+bool qcow2_entry_valid(const struct qcow2_state *s, const struct qcow2_entry *e);
+
+/* compress.c */
+/* Compress into out (cap bytes): length, or -ENOSPC when it does not fit. */
+long qcow2_compress(int type, uint8_t *out, size_t cap, const uint8_t *in, size_t len);
+/* Decompress exactly out_len bytes (trailing input ignored). 0 or -EIO. */
+int qcow2_decompress(int type, uint8_t *out, size_t out_len, const uint8_t *in, size_t in_len);
+
+/* io.c */
+int qcow2_pread(struct qimg_node *n, uint64_t off, uint64_t len, void *buf, unsigned flags);
+int qcow2_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf,
+                 unsigned flags);
+int qcow2_pwrite_zeroes(struct qimg_node *n, uint64_t off, uint64_t len, unsigned flags);
+int qcow2_pwrite_compressed(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf);
+int qcow2_pdiscard(struct qimg_node *n, uint64_t off, uint64_t len);
+int qcow2_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
+                       struct qimg_block_status *st);
+/* Allocate (metadata preallocation) host clusters for [off, off+len). Lock held. */
+int qcow2_preallocate_locked(struct qimg_node *n, uint64_t off, uint64_t len,
+                             uint64_t *host_end);
+
+/* create.c */
+extern const struct qimg_opt_desc qcow2_create_opts[];
+int qcow2_create(const char *filename, struct qimg_opts *opts, struct qimg_error *err);
+int qcow2_grow_to(struct qimg_node *n, uint64_t size, enum qimg_prealloc mode,
+                  struct qimg_error *err);
+int qcow2_measure(struct qimg_opts *opts, struct qimg_node *src, uint64_t size,
+                  struct qimg_measure *out, struct qimg_error *err);
+
+/* Small helpers. */
+static inline uint64_t qcow2_be64(const uint8_t *p)
+{
+    return ((uint64_t)p[0] << 56) | ((uint64_t)p[1] << 48) | ((uint64_t)p[2] << 40) |
+           ((uint64_t)p[3] << 32) | ((uint64_t)p[4] << 24) | ((uint64_t)p[5] << 16) |
+           ((uint64_t)p[6] << 8) | p[7];
+}
+static inline uint32_t qcow2_be32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static inline uint16_t qcow2_be16(const uint8_t *p)
+{
+    return (uint16_t)(((unsigned)p[0] << 8) | p[1]);
+}
+static inline void qcow2_put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+static inline void qcow2_put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 3; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+static inline void qcow2_put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+static inline uint64_t qcow2_align_up(uint64_t v, uint64_t a)
+{
+    return (v + a - 1) / a * a;
+}
+static inline uint64_t qcow2_div_round_up(uint64_t v, uint64_t a)
+{
+    return v / a + (v % a != 0);
+}
+
+#endif

@@ -1,0 +1,484 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Host cluster management (qcow2.txt: Host cluster management): refcount
+ * lookups and updates for every refcount width (1..64 bits), free-cluster
+ * search, refcount block creation and refcount table growth, compressed byte
+ * allocation, and the index of metadata clusters used by the overlap check.
+ * All functions run with n->lock held.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "formats/qcow2/qcow2.h"
+#include "util/mem.h"
+
+#define META_REFBLOCK 1u
+
+/* qcow2.txt: sub-byte refcounts count bit 0 as the least significant bit of a byte. */
+uint64_t refcount_get_entry(const struct qcow2_state *s, const uint8_t *block, uint64_t idx)
+{
+    unsigned bits = s->refcount_bits;
+    if (bits < 8) {
+        uint64_t bit = idx * bits;
+        return (block[bit / 8] >> (bit % 8)) & ((1u << bits) - 1);
+    }
+    unsigned bytes = bits / 8;
+    uint64_t v = 0;
+    for (unsigned i = 0; i < bytes; i++)
+        v = (v << 8) | block[idx * bytes + i];
+    return v;
+}
+
+void refcount_set_entry(const struct qcow2_state *s, uint8_t *block, uint64_t idx, uint64_t v)
+{
+    unsigned bits = s->refcount_bits;
+    if (bits < 8) {
+        uint64_t bit = idx * bits;
+        uint8_t mask = (uint8_t)(((1u << bits) - 1) << (bit % 8));
+        block[bit / 8] = (uint8_t)((block[bit / 8] & ~mask) | ((v << (bit % 8)) & mask));
+        return;
+    }
+    unsigned bytes = bits / 8;
+    for (unsigned i = bytes; i-- > 0; v >>= 8)
+        block[idx * bytes + i] = (uint8_t)v;
+}
+
+/* Byte range of a block holding entries [first, first+count). */
+static void entry_bytes(const struct qcow2_state *s, uint64_t first, uint64_t count,
+                        uint64_t *start, uint64_t *len)
+{
+    uint64_t b0 = first * s->refcount_bits / 8;
+    uint64_t b1 = qcow2_div_round_up((first + count) * s->refcount_bits, 8);
+    *start = b0;
+    *len = b1 - b0;
+}
+
+static size_t meta_find(const struct qcow2_state *s, uint64_t offset)
+{
+    size_t lo = 0, hi = s->n_meta;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if ((s->meta[mid] & ~(uint64_t)META_REFBLOCK) < offset)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static void meta_insert(struct qcow2_state *s, uint64_t offset, unsigned kind)
+{
+    size_t i = meta_find(s, offset);
+    if (i < s->n_meta && (s->meta[i] & ~(uint64_t)META_REFBLOCK) == offset)
+        return;
+    if (s->n_meta == s->cap_meta) {
+        s->cap_meta = s->cap_meta ? s->cap_meta * 2 : 64;
+        s->meta = xrealloc(s->meta, s->cap_meta * sizeof(*s->meta));
+    }
+    memmove(&s->meta[i + 1], &s->meta[i], (s->n_meta - i) * sizeof(*s->meta));
+    s->meta[i] = offset | kind;
+    s->n_meta++;
+}
+
+void qcow2_meta_add(struct qcow2_state *s, uint64_t offset)
+{
+    meta_insert(s, offset, 0);
+}
+
+void qcow2_meta_add_refblock(struct qcow2_state *s, uint64_t offset)
+{
+    meta_insert(s, offset, META_REFBLOCK);
+}
+
+bool qcow2_meta_contains(const struct qcow2_state *s, uint64_t offset)
+{
+    size_t i = meta_find(s, offset);
+    return i < s->n_meta && (s->meta[i] & ~(uint64_t)META_REFBLOCK) == offset;
+}
+
+static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+    return alen && blen && a < b + blen && b < a + alen;
+}
+
+const char *qcow2_overlap(const struct qcow2_state *s, uint64_t off, uint64_t len)
+{
+    uint64_t cs = s->cluster_size;
+    if (ranges_overlap(off, len, 0, cs))
+        return "qcow2_header";
+    if (ranges_overlap(off, len, s->l1_offset, (uint64_t)s->l1_size * 8))
+        return "active L1 table";
+    if (ranges_overlap(off, len, s->rt_offset, (uint64_t)s->rt_clusters * cs))
+        return "refcount table";
+    if (s->nb_snapshots && ranges_overlap(off, len, s->snapshots_offset, cs))
+        return "snapshot table";
+    uint64_t first = off / cs * cs;
+    size_t i = meta_find(s, first);
+    if (i < s->n_meta) {
+        uint64_t m = s->meta[i] & ~(uint64_t)META_REFBLOCK;
+        if (m < off + len)
+            return (s->meta[i] & META_REFBLOCK) ? "refcount block" : "active L2 table";
+    }
+    return NULL;
+}
+
+static int refblock_offset(struct qimg_node *n, uint64_t rt_idx, uint64_t *out)
+{
+    struct qcow2_state *s = n->opaque;
+    *out = 0;
+    if (rt_idx >= s->rt_size)
+        return 0;
+    uint64_t e = s->rt[rt_idx];
+    uint64_t off = e & ~QCOW2_RT_RESERVED;
+    if (e & QCOW2_RT_RESERVED || off % s->cluster_size) {
+        char what[128];
+        snprintf(what, sizeof(what), "Refblock offset %#llx unaligned (reftable index: %#llx)",
+                 (unsigned long long)off, (unsigned long long)rt_idx);
+        qcow2_mark_corrupt(n, what);
+        return -EIO;
+    }
+    *out = off;
+    return 0;
+}
+
+int qcow2_refcount_load(struct qimg_node *n, struct qimg_error *err)
+{
+    struct qcow2_state *s = n->opaque;
+    uint64_t bytes = (uint64_t)s->rt_clusters * s->cluster_size;
+    int64_t flen = qimg_node_length(n->file);
+    if (flen < 0)
+        return qimg_error_errno(err, (int)flen, "Could not get the size of the image file");
+    s->rt_size = bytes / 8;
+    s->rt = xcalloc(s->rt_size ? s->rt_size : 1, 8);
+    /* Past the end of the file the table reads as zeroes, as QEMU reads it. */
+    uint64_t have = s->rt_offset >= (uint64_t)flen ? 0 : (uint64_t)flen - s->rt_offset;
+    if (have > bytes)
+        have = bytes;
+    uint8_t *buf = xcalloc(1, bytes ? bytes : 1);
+    int ret = have ? qimg_node_pread(n->file, s->rt_offset, have, buf, 0) : 0;
+    if (ret < 0) {
+        free(buf);
+        return qimg_error_errno(err, ret, "Could not read refcount table");
+    }
+    for (uint64_t i = 0; i < s->rt_size; i++) {
+        s->rt[i] = qcow2_be64(buf + i * 8);
+        uint64_t off = s->rt[i] & ~QCOW2_RT_RESERVED;
+        if (off)
+            meta_insert(s, off, META_REFBLOCK);
+    }
+    free(buf);
+    return 0;
+}
+
+int qcow2_get_refcount(struct qimg_node *n, uint64_t ci, uint64_t *out)
+{
+    struct qcow2_state *s = n->opaque;
+    uint64_t boff;
+    int ret = refblock_offset(n, ci / s->rb_entries, &boff);
+    *out = 0;
+    if (ret < 0 || !boff)
+        return ret;
+    uint8_t *blk;
+    ret = qcow2_cache_get(n, &s->rb_cache, boff, false, &blk);
+    if (ret < 0)
+        return ret;
+    *out = refcount_get_entry(s, blk, ci % s->rb_entries);
+    return 0;
+}
+
+int qcow2_update_refcounts(struct qimg_node *n, uint64_t first, uint64_t count, int64_t delta)
+{
+    struct qcow2_state *s = n->opaque;
+    while (count) {
+        uint64_t rt_idx = first / s->rb_entries, in = first % s->rb_entries;
+        uint64_t now = s->rb_entries - in < count ? s->rb_entries - in : count;
+        uint64_t boff;
+        int ret = refblock_offset(n, rt_idx, &boff);
+        if (ret < 0)
+            return ret;
+        if (!boff) {
+            qcow2_mark_corrupt(n, "Preventing invalid refcount update (no refcount block)");
+            return -EIO;
+        }
+        uint8_t *blk;
+        ret = qcow2_cache_get(n, &s->rb_cache, boff, false, &blk);
+        if (ret < 0)
+            return ret;
+        for (uint64_t i = in; i < in + now; i++) {
+            uint64_t v = refcount_get_entry(s, blk, i);
+            if ((delta < 0 && v < (uint64_t)-delta) ||
+                (delta > 0 && s->refcount_max - v < (uint64_t)delta)) {
+                /* Undo nothing: the entries before i are already changed in the cache only. */
+                qcow2_cache_drop(&s->rb_cache, boff);
+                return delta < 0 ? -EIO : -ERANGE;
+            }
+            v += (uint64_t)delta;
+            refcount_set_entry(s, blk, i, v);
+            uint64_t ci = rt_idx * s->rb_entries + i;
+            if (v == 0) {
+                if (ci < s->free_cluster_index)
+                    s->free_cluster_index = ci;
+                if (s->free_byte_offset / s->cluster_size == ci)
+                    s->free_byte_offset = 0;
+            }
+        }
+        uint64_t bstart, blen;
+        entry_bytes(s, in, now, &bstart, &blen);
+        ret = qcow2_meta_write(n, boff + bstart, blk + bstart, blen);
+        if (ret < 0)
+            return ret;
+        first += now;
+        count -= now;
+    }
+    return 0;
+}
+
+/* Create the refcount block for table index rt_idx in cluster ci (self: ci is in its range). */
+static int refblock_create(struct qimg_node *n, uint64_t rt_idx, uint64_t ci, bool self)
+{
+    struct qcow2_state *s = n->opaque;
+    uint64_t off = ci * s->cluster_size;
+    uint8_t *blk;
+    int ret = qcow2_cache_get(n, &s->rb_cache, off, true, &blk);
+    if (ret < 0)
+        return ret;
+    if (self)
+        refcount_set_entry(s, blk, ci % s->rb_entries, 1);
+    ret = qcow2_meta_write(n, off, blk, s->cluster_size);
+    if (ret < 0) {
+        qcow2_cache_drop(&s->rb_cache, off);
+        return ret;
+    }
+    uint8_t be[8];
+    qcow2_put64(be, off);
+    ret = qcow2_meta_write(n, s->rt_offset + rt_idx * 8, be, 8);
+    if (ret < 0)
+        return ret;
+    s->rt[rt_idx] = off;
+    meta_insert(s, off, META_REFBLOCK);
+    return 0;
+}
+
+static uint64_t rt_clusters_for(const struct qcow2_state *s, uint64_t end_cluster)
+{
+    uint64_t entries = qcow2_div_round_up(end_cluster, s->rb_entries);
+    return qcow2_div_round_up(entries * 8, s->cluster_size);
+}
+
+/*
+ * The refcount table is full: place new refcount blocks and a bigger table
+ * past everything the old table covers (all free), switch the header to it,
+ * then free the old table. A crash in between leaks clusters, nothing more.
+ */
+static int reftable_grow(struct qimg_node *n, uint64_t needed_ci)
+{
+    struct qcow2_state *s = n->opaque;
+    uint64_t cs = s->cluster_size, rbe = s->rb_entries;
+    uint64_t a = s->rt_size * rbe; /* first cluster the old table cannot describe */
+    uint64_t want = rt_clusters_for(s, needed_ci + 1);
+    uint64_t t = want + want / 2 + 1, b = 0;
+    if (t < s->rt_clusters)
+        t = s->rt_clusters + 1;
+    for (;;) {
+        uint64_t end = a + b + t;
+        uint64_t nb = (end - 1) / rbe - a / rbe + 1;
+        uint64_t nt = rt_clusters_for(s, end);
+        if (nt <= t && nb == b)
+            break;
+        if (nt > t)
+            t = nt;
+        b = nb;
+    }
+    if (t * cs > QCOW2_MAX_REFTABLE_BYTES || (a + b + t) * cs > QCOW2_MAX_HOST_OFFSET)
+        return -EFBIG;
+    uint64_t end = a + b + t, new_entries = t * cs / 8;
+    uint8_t *buf = qimg_alloc_aligned(cs);
+    uint8_t *table = qimg_alloc_aligned(t * cs);
+    uint64_t *rt = xcalloc(new_entries, 8);
+    int ret = -ENOMEM;
+    if (!buf || !table)
+        goto out;
+    memcpy(rt, s->rt, s->rt_size * 8);
+    for (uint64_t k = 0; k < b; k++) {
+        uint64_t idx = a / rbe + k;
+        memset(buf, 0, cs);
+        for (uint64_t c = a; c < end; c++)
+            if (c / rbe == idx)
+                refcount_set_entry(s, buf, c % rbe, 1);
+        ret = qimg_node_pwrite(n->file, (a + k) * cs, cs, buf, 0);
+        if (ret < 0)
+            goto out;
+        rt[idx] = (a + k) * cs;
+    }
+    memset(table, 0, t * cs);
+    for (uint64_t i = 0; i < new_entries; i++)
+        qcow2_put64(table + i * 8, rt[i]);
+    ret = qimg_node_pwrite(n->file, (a + b) * cs, t * cs, table, 0);
+    if (ret < 0)
+        goto out;
+    ret = qimg_node_flush(n->file);
+    if (ret < 0)
+        goto out;
+    uint8_t hdr[12];
+    qcow2_put64(hdr, (a + b) * cs);
+    qcow2_put32(hdr + 8, (uint32_t)t);
+    ret = qcow2_header_update_fields(n, 48, hdr, 12);
+    if (ret < 0)
+        goto out;
+    uint64_t old_off = s->rt_offset, old_clusters = s->rt_clusters;
+    free(s->rt);
+    s->rt = rt;
+    rt = NULL;
+    s->rt_size = new_entries;
+    s->rt_offset = (a + b) * cs;
+    s->rt_clusters = (uint32_t)t;
+    for (uint64_t k = 0; k < b; k++)
+        meta_insert(s, (a + k) * cs, META_REFBLOCK);
+    ret = qcow2_update_refcounts(n, old_off / cs, old_clusters, -1);
+out:
+    free(buf);
+    free(table);
+    free(rt);
+    return ret;
+}
+
+/*
+ * Scan forward from free_cluster_index for count free clusters (clusters no
+ * refcount block describes are free). Like QEMU, the index only moves
+ * forward here; freeing a cluster moves it back.
+ */
+static int find_free(struct qimg_node *n, uint64_t count, uint64_t *start)
+{
+    struct qcow2_state *s = n->opaque;
+    uint64_t run = 0, i = s->free_cluster_index;
+    for (;; i++) {
+        if ((i + 1) * s->cluster_size > QCOW2_MAX_HOST_OFFSET)
+            return -EFBIG;
+        uint64_t rc;
+        int ret = qcow2_get_refcount(n, i, &rc);
+        if (ret < 0)
+            return ret;
+        if (rc) {
+            run = 0;
+            continue;
+        }
+        if (++run == count) {
+            *start = i + 1 - count;
+            s->free_cluster_index = i + 1;
+            return 0;
+        }
+    }
+}
+
+/*
+ * Give table index idx a refcount block, placed at the next free cluster:
+ * self-describing when that cluster is in idx's own range; otherwise the
+ * cluster is counted in the block of its own range (created after it, as
+ * QEMU lays them out) before the new block is linked into the table.
+ * Returns 1 when the refcount table had to grow (callers start over).
+ */
+static int refblock_ensure(struct qimg_node *n, uint64_t idx)
+{
+    struct qcow2_state *s = n->opaque;
+    uint64_t place;
+    int ret = find_free(n, 1, &place);
+    if (ret < 0)
+        return ret;
+    uint64_t pidx = place / s->rb_entries;
+    if (pidx >= s->rt_size) {
+        s->free_cluster_index = place;
+        ret = reftable_grow(n, place + 1);
+        return ret < 0 ? ret : 1;
+    }
+    if (pidx == idx)
+        return refblock_create(n, idx, place, true);
+    uint64_t poff;
+    ret = refblock_offset(n, pidx, &poff);
+    if (ret < 0)
+        return ret;
+    if (!poff) {
+        ret = refblock_ensure(n, pidx);
+        if (ret)
+            return ret;
+    }
+    ret = qcow2_update_refcounts(n, place, 1, 1);
+    if (ret < 0)
+        return ret;
+    return refblock_create(n, idx, place, false);
+}
+
+int64_t qcow2_alloc_clusters(struct qimg_node *n, uint64_t count)
+{
+    struct qcow2_state *s = n->opaque;
+    uint64_t start;
+    if (count == 0)
+        return -EINVAL;
+retry:;
+    int ret = find_free(n, count, &start);
+    if (ret < 0)
+        return ret;
+    for (uint64_t ci = start; ci < start + count;) {
+        uint64_t rt_idx = ci / s->rb_entries;
+        if (rt_idx >= s->rt_size) {
+            s->free_cluster_index = start;
+            ret = reftable_grow(n, start + count);
+            if (ret < 0)
+                return ret;
+            goto retry;
+        }
+        uint64_t boff;
+        ret = refblock_offset(n, rt_idx, &boff);
+        if (ret < 0)
+            return ret;
+        if (!boff) {
+            ret = refblock_ensure(n, rt_idx);
+            if (ret < 0)
+                return ret;
+            if (ret > 0) {
+                s->free_cluster_index = start;
+                goto retry;
+            }
+        }
+        ci = (rt_idx + 1) * s->rb_entries;
+    }
+    ret = qcow2_update_refcounts(n, start, count, 1);
+    if (ret < 0)
+        return ret;
+    return (int64_t)(start * s->cluster_size);
+}
+
+int64_t qcow2_alloc_bytes(struct qimg_node *n, uint64_t size)
+{
+    struct qcow2_state *s = n->opaque;
+    uint64_t cs = s->cluster_size;
+    uint64_t fb = s->free_byte_offset;
+    int64_t off;
+    if (size == 0 || size > cs)
+        return -EINVAL;
+    if (fb && fb % cs && cs - fb % cs >= size) {
+        int ret = qcow2_update_refcounts(n, fb / cs, 1, 1);
+        if (ret < 0)
+            return ret;
+        off = (int64_t)fb;
+    } else {
+        off = qcow2_alloc_clusters(n, 1);
+        if (off < 0)
+            return off;
+    }
+    s->free_byte_offset = (uint64_t)off + size;
+    if (s->free_byte_offset % cs == 0)
+        s->free_byte_offset = 0;
+    return off;
+}
+
+int qcow2_free_bytes(struct qimg_node *n, uint64_t offset, uint64_t len)
+{
+    struct qcow2_state *s = n->opaque;
+    if (!len)
+        return 0;
+    uint64_t first = offset / s->cluster_size;
+    uint64_t last = (offset + len - 1) / s->cluster_size;
+    return qcow2_update_refcounts(n, first, last - first + 1, -1);
+}
