@@ -39,8 +39,8 @@ void cli_progress_update(double done, double total)
     if (atomic_flag_test_and_set(&printing))
         return;
     if (progress_enabled) {
-        /* Redraw only every 1% (or at the end), as qemu-img does. */
-        if (last_printed < 0 || pct - last_printed >= 1.0 || (pct == 100 && last_printed < 100)) {
+        /* Redraw after more than 1% of progress, and always at 0 and 100%, as qemu-img does. */
+        if (last_printed < 0 || pct > last_printed + 1.0 || pct == 100 || pct == 0) {
             printf("    (%3.2f/100%%)\r", pct);
             fflush(stdout);
             last_printed = pct;
@@ -55,8 +55,8 @@ void cli_progress_update(double done, double total)
 
 void cli_progress_end(void)
 {
+    /* qemu-img only ends the line: the caller prints 100% when the job got there. */
     if (progress_enabled) {
-        cli_progress_update(1, 1);
         printf("\n");
         fflush(stdout);
     }
