@@ -29,6 +29,7 @@ struct qimg_driver;
 #define QIMG_O_NO_IO (1u << 7)       /* metadata only: info, map of the header */
 #define QIMG_O_UNMAP (1u << 8)       /* discard requests reach the file (discard=unmap) */
 #define QIMG_O_NO_LOCK (1u << 9)     /* locking=off */
+#define QIMG_O_STABLE (1u << 10)     /* nobody else may write or resize it meanwhile (convert's source) */
 
 /* Request flags. */
 #define QIMG_REQ_FUA (1u << 0)         /* write: stable on return */

@@ -361,7 +361,8 @@ int cmd_convert(int argc, char **argv)
         struct cli_open so = {.filename = argv[optind + n_src],
                               .fmt = o.fmt,
                               .image_opts = o.image_opts,
-                              .flags = src_flags | (o.force_share ? QIMG_O_FORCE_SHARE : 0),
+                              .flags = src_flags | QIMG_O_STABLE |
+                                       (o.force_share ? QIMG_O_FORCE_SHARE : 0),
                               .quiet = o.quiet};
         src[n_src] = cli_open_image(&so);
         if (!src[n_src])

@@ -175,7 +175,8 @@ static const struct qimg_driver *probe_format(struct qimg_node *proto, struct qi
  * Permissions a format takes on its file (QEMU's defaults, observed through its
  * lock bytes): it always wants consistent reads; writable images also want
  * write, and formats that own their layout (everything but raw) want resize and
- * refuse to share write and resize with anyone. -U shares everything.
+ * refuse to share write and resize with anyone, as does a reader that needs a
+ * stable image (QIMG_O_STABLE: convert's sources). -U shares everything.
  */
 static void format_file_perms(const struct qimg_node *fmt, unsigned flags, unsigned *perm,
                               unsigned *shared)
@@ -187,7 +188,7 @@ static void format_file_perms(const struct qimg_node *fmt, unsigned flags, unsig
         *perm |= QIMG_PERM_WRITE;
     if (flags & QIMG_O_RESIZE)
         *perm |= QIMG_PERM_RESIZE;
-    if (!fmt->drv->shares_all && !(flags & QIMG_O_FORCE_SHARE)) {
+    if ((!fmt->drv->shares_all || (flags & QIMG_O_STABLE)) && !(flags & QIMG_O_FORCE_SHARE)) {
         if (rw)
             *perm |= QIMG_PERM_RESIZE;
         *shared &= ~(QIMG_PERM_WRITE | QIMG_PERM_RESIZE);
