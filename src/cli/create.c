@@ -144,7 +144,13 @@ int cmd_create(int argc, char **argv)
         fflush(stdout);
         free(line);
     }
-    if (qimg_create(filename, fmt, opts, &err) < 0) {
+    int cret = qimg_create(filename, fmt, opts, &err);
+    if (cret == -EFBIG) {
+        /* qemu-img create words a too-large image this way, whichever layer ran out of room. */
+        qimg_error_reset(&err, cret, "The image size is too large for file format '%s'%s", fmt,
+                         strcmp(fmt, "qcow2") == 0 ? " (try using a larger cluster size)" : "");
+    }
+    if (cret < 0) {
         cli_error_obj(&err, "%s: ", filename);
         goto out_opts;
     }

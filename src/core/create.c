@@ -125,8 +125,6 @@ int qimg_create(const char *filename, const char *format, struct qimg_opts *opts
                               drv->name);
     struct qimg_opts *local = opts ? opts : qimg_opts_new();
     int ret = drv->create(filename, local, err);
-    if (ret == -EFBIG) /* qemu-img's wording, whatever layer ran out of room */
-        qimg_error_reset(err, ret, "The image size is too large for file format '%s'", drv->name);
     if (!opts)
         qimg_opts_free(local);
     return ret;
