@@ -53,6 +53,7 @@ struct qimg_node {
 /* Extra information a format adds to ImageInfo. */
 struct qimg_driver_info {
     uint64_t cluster_size; /* 0: none */
+    uint64_t vm_state_offset; /* where saved VM state would start (qemu-io info), 0: none */
     bool dirty;
     bool encrypted;
     struct qimg_json *format_specific; /* {"type": ..., "data": {...}} or NULL */

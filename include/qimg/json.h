@@ -60,6 +60,8 @@ struct qimg_json *qimg_json_get(const struct qimg_json *obj, const char *key);
 void qimg_json_print(FILE *f, const struct qimg_json *j, int indent_level);
 /* Members of obj in the order qemu-img prints them (array of indices, caller frees). */
 size_t *qimg_json_output_order(const struct qimg_json *obj);
+/* The human "key: value" form qemu-img info uses for format-specific data. */
+void qimg_json_print_human(FILE *f, const struct qimg_json *j, int indent_level);
 /* Write a JSON string literal with qemu's escaping. */
 void qimg_json_print_string(FILE *f, const char *s);
 

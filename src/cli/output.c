@@ -23,63 +23,6 @@ static const char *json_str(const struct qimg_json *j)
     return j && j->type == QIMG_JSON_STRING ? j->s : NULL;
 }
 
-static void print_key(const char *key, int indent)
-{
-    printf("%*s", indent * 4, "");
-    for (const char *p = key; *p; p++)
-        putchar(*p == '-' ? ' ' : *p);
-}
-
-static void dump_value(const struct qimg_json *v, int indent);
-
-static void dump_scalar(const struct qimg_json *v)
-{
-    switch (v->type) {
-    case QIMG_JSON_BOOL: printf("%s", v->b ? "true" : "false"); break;
-    case QIMG_JSON_INT: printf("%" PRId64, v->i); break;
-    case QIMG_JSON_UINT: printf("%" PRIu64, v->u); break;
-    case QIMG_JSON_STRING: printf("%s", v->s); break;
-    default: break;
-    }
-}
-
-static bool is_container(const struct qimg_json *v)
-{
-    return v->type == QIMG_JSON_OBJECT || v->type == QIMG_JSON_ARRAY;
-}
-
-/* Members of an object in output order, nested containers on their own lines. */
-static void dump_value(const struct qimg_json *v, int indent)
-{
-    if (v->type == QIMG_JSON_OBJECT) {
-        size_t *order = qimg_json_output_order(v);
-        for (size_t k = 0; k < v->n; k++) {
-            size_t i = order[k];
-            print_key(v->keys[i], indent);
-            if (is_container(v->items[i])) {
-                printf(":\n");
-                dump_value(v->items[i], indent + 1);
-            } else {
-                printf(": ");
-                dump_scalar(v->items[i]);
-                printf("\n");
-            }
-        }
-        free(order);
-    } else if (v->type == QIMG_JSON_ARRAY) {
-        for (size_t i = 0; i < v->n; i++) {
-            if (is_container(v->items[i])) {
-                printf("%*s[%zu]:\n", indent * 4, "", i);
-                dump_value(v->items[i], indent + 1);
-            } else {
-                printf("%*s[%zu]: ", indent * 4, "", i);
-                dump_scalar(v->items[i]);
-                printf("\n");
-            }
-        }
-    }
-}
-
 static void print_node(const struct qimg_json *info, int indent, bool protocol)
 {
     char vsize[32], dsize[32];
@@ -128,7 +71,7 @@ static void print_node(const struct qimg_json *info, int indent, bool protocol)
     const struct qimg_json *data = fs ? qimg_json_get(fs, "data") : NULL;
     if (data && data->n > 0) {
         printf("%sFormat specific information:\n", ind);
-        dump_value(data, indent + 1);
+        qimg_json_print_human(stdout, data, indent + 1);
     }
 }
 

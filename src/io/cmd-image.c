@@ -131,10 +131,15 @@ int io_cmd_info(int argc, char **argv)
     }
     char cs[64], vm[64];
     io_cvtstr((double)di.cluster_size, cs, sizeof(cs));
-    io_cvtstr(0, vm, sizeof(vm));
+    io_cvtstr((double)di.vm_state_offset, vm, sizeof(vm));
     printf("format name: %s\ncluster size: %s\nvm state offset: %s\n", qimg_node_format(n), cs,
            vm);
-    /* TODO(qcow2): "Format specific information:" from di.format_specific, vm state offset. */
+    const struct qimg_json *data =
+        di.format_specific ? qimg_json_get(di.format_specific, "data") : NULL;
+    if (data && data->n > 0) {
+        printf("Format specific information:\n");
+        qimg_json_print_human(stdout, data, 1);
+    }
     qimg_json_free(di.format_specific);
     qimg_json_free(di.snapshots);
     return 0;

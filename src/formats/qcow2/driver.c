@@ -144,6 +144,9 @@ static int qcow2_get_info(struct qimg_node *n, struct qimg_driver_info *info,
     (void)err;
     struct qcow2_state *s = n->opaque;
     info->cluster_size = s->cluster_size;
+    /* qcow2.txt: VM state is stored past the guest area, from the next whole L2 span. */
+    uint64_t l2_span = s->cluster_size << s->l2_bits;
+    info->vm_state_offset = qcow2_div_round_up(s->size, l2_span) * l2_span;
     info->dirty = s->incompat & QCOW2_INCOMPAT_DIRTY;
     struct qimg_json *fs = qimg_json_object();
     qimg_json_add_str(fs, "type", "qcow2");

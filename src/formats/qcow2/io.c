@@ -485,8 +485,6 @@ static int zero_meta(struct qimg_node *n, uint64_t off, uint64_t end, bool unmap
     int ret = qcow2_get_l2(n, off, false, &l2, NULL);
     if (ret < 0)
         return ret;
-    if (!l2 && !n->backing)
-        return 0; /* unallocated without a backing file reads as zeroes already */
     ret = qcow2_get_l2(n, off, true, &l2, &l2_off);
     if (ret < 0)
         return ret;
@@ -546,6 +544,13 @@ static int write_zero_data(struct qimg_node *n, uint64_t off, uint64_t len)
     return ret;
 }
 
+/*
+ * Zero writes, as QEMU's allocation maps show them: on v3 images whole
+ * clusters (subclusters with extended L2) become zero clusters even where
+ * they already read as zeroes, and a partial head or tail is widened to its
+ * whole granule when the rest of the granule reads as zeroes too. What is
+ * left over is written as zero data unless it already reads as zeroes.
+ */
 int qcow2_pwrite_zeroes(struct qimg_node *n, uint64_t off, uint64_t len, unsigned flags)
 {
     struct qcow2_state *s = n->opaque;
@@ -561,41 +566,55 @@ int qcow2_pwrite_zeroes(struct qimg_node *n, uint64_t off, uint64_t len, unsigne
         uint64_t a = qcow2_align_up(off, g), b = gend / g * g;
         pthread_mutex_lock(&n->lock);
         int ret = s->corrupt_event ? -EIO : 0;
-        bool zero = false;
         struct qcow2_entry e = {0};
+        if (ret == 0 && can_meta) {
+            /* Widen a partial head/tail granule whose other bytes read as zeroes. */
+            uint64_t ga = off / g * g, gb = qcow2_align_up(gend, g);
+            uint64_t img_end = qcow2_align_up(s->size, g);
+            if (gb > img_end)
+                gb = img_end;
+            bool z = true;
+            if (ga < off)
+                ret = reads_zero(n, ga, off - ga, &z);
+            if (ret == 0 && z && ga < a)
+                a = ga;
+            z = true;
+            if (ret == 0 && gend < gb && b < gend)
+                ret = reads_zero(n, gend, gb - gend, &z);
+            if (ret == 0 && z && b < gend && gb > b)
+                b = gb;
+        }
         if (ret == 0)
-            ret = reads_zero(n, off, end - off, &zero);
-        if (ret == 0 && !zero)
             ret = qcow2_lookup(n, off, &e);
-        bool meta = ret == 0 && !zero && can_meta && a < b &&
+        bool meta = ret == 0 && can_meta && a < b &&
                     !(s->extended_l2 && (e.l2e & QCOW2_OFLAG_COMPRESSED) && b - a < cs);
         if (meta && s->extended_l2 && (e.l2e & QCOW2_OFLAG_COMPRESSED))
             meta = a == off / cs * cs && b >= (off / cs + 1) * cs;
         if (meta)
-            ret = zero_meta(n, a, b < s->size ? b : gend, flags & QIMG_REQ_MAY_UNMAP);
+            ret = zero_meta(n, a, b < s->size ? b : qcow2_align_up(s->size, g),
+                            flags & QIMG_REQ_MAY_UNMAP);
         pthread_mutex_unlock(&n->lock);
         if (ret < 0)
             return ret;
-        if (!zero) {
-            uint64_t ranges[2][2] = {{off, meta ? a : end}, {meta ? (b < end ? b : end) : end, end}};
-            for (int i = 0; i < 2; i++) {
-                uint64_t ro = ranges[i][0], rl = ranges[i][1] > ro ? ranges[i][1] - ro : 0;
-                if (!rl)
-                    continue;
-                bool z;
-                pthread_mutex_lock(&n->lock);
-                ret = reads_zero(n, ro, rl, &z);
-                pthread_mutex_unlock(&n->lock);
-                if (ret < 0)
-                    return ret;
-                if (z)
-                    continue;
-                if (flags & QIMG_REQ_NO_FALLBACK)
-                    return -ENOTSUP;
-                ret = write_zero_data(n, ro, rl);
-                if (ret < 0)
-                    return ret;
-            }
+        uint64_t ranges[2][2] = {{off, meta ? (a > off ? a : off) : end},
+                                 {meta ? (b < end ? b : end) : end, end}};
+        for (int i = 0; i < 2; i++) {
+            uint64_t ro = ranges[i][0], rl = ranges[i][1] > ro ? ranges[i][1] - ro : 0;
+            if (!rl)
+                continue;
+            bool z;
+            pthread_mutex_lock(&n->lock);
+            ret = reads_zero(n, ro, rl, &z);
+            pthread_mutex_unlock(&n->lock);
+            if (ret < 0)
+                return ret;
+            if (z)
+                continue;
+            if (flags & QIMG_REQ_NO_FALLBACK)
+                return -ENOTSUP;
+            ret = write_zero_data(n, ro, rl);
+            if (ret < 0)
+                return ret;
         }
         len -= end - off;
         off = end;
