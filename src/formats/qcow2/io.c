@@ -475,6 +475,22 @@ static int reads_zero(struct qimg_node *n, uint64_t off, uint64_t len, bool *zer
     return 0;
 }
 
+/*
+ * Drop a guest request's reference to a cluster and, once the host cluster is
+ * free, pass the discard down to the file (QEMU's pass-discard-request), so
+ * the file keeps no stale data. Lock held.
+ */
+static int release_and_discard(struct qimg_node *n, const struct qcow2_entry *e)
+{
+    struct qcow2_state *s = n->opaque;
+    int ret = qcow2_entry_release(n, e);
+    uint64_t host = (e->l2e & QCOW2_OFLAG_COMPRESSED) ? 0 : qcow2_entry_host(s, e);
+    uint64_t rc;
+    if (ret == 0 && host && qcow2_get_refcount(n, host / s->cluster_size, &rc) == 0 && rc == 0)
+        (void)qimg_node_pdiscard(n->file, host, s->cluster_size); /* advisory */
+    return ret;
+}
+
 /* Zero whole clusters (or subclusters) [off, end) of one L2 table through metadata. Lock held. */
 static int zero_meta(struct qimg_node *n, uint64_t off, uint64_t end, bool unmap)
 {
@@ -499,7 +515,11 @@ static int zero_meta(struct qimg_node *n, uint64_t off, uint64_t end, bool unmap
         qcow2_l2_get_entry(s, l2, first + i, &e);
         bool whole = a == 0 && b == cs;
         bool alloc = !(e.l2e & QCOW2_OFLAG_COMPRESSED) && qcow2_entry_host(s, &e);
-        if (!s->extended_l2) {
+        if (s->version < 3) {
+            /* v2 has no zero flag: with no backing file, unallocated reads as zeroes. */
+            ne.l2e = 0;
+            rel[nrel++] = e;
+        } else if (!s->extended_l2) {
             if (unmap || !alloc || !(e.l2e & QCOW2_OFLAG_COPIED)) {
                 ne.l2e = QCOW2_OFLAG_ZERO;
                 rel[nrel++] = e;
@@ -528,7 +548,7 @@ static int zero_meta(struct qimg_node *n, uint64_t off, uint64_t end, bool unmap
     ret = qcow2_meta_write(n, l2_off + first * s->l2_entry_bytes, l2 + first * s->l2_entry_bytes,
                            count * s->l2_entry_bytes);
     for (size_t i = 0; ret == 0 && i < nrel; i++)
-        ret = qcow2_entry_release(n, &rel[i]);
+        ret = release_and_discard(n, &rel[i]);
     free(rel);
     return ret;
 }
@@ -557,7 +577,8 @@ int qcow2_pwrite_zeroes(struct qimg_node *n, uint64_t off, uint64_t len, unsigne
     uint64_t cs = s->cluster_size;
     /* Zero metadata granularity: subclusters with extended L2, clusters otherwise. */
     uint64_t g = s->subcluster_size;
-    bool can_meta = s->version >= 3;
+    /* v2 images without a backing file zero whole clusters by deallocating them. */
+    bool can_meta = s->version >= 3 || !n->backing;
     while (len) {
         uint64_t cend = (off / cs + 1) * cs;
         uint64_t end = off + len < cend ? off + len : cend;
@@ -648,11 +669,20 @@ int qcow2_pdiscard(struct qimg_node *n, uint64_t off, uint64_t len)
         }
         uint64_t first = (a / cs) & (s->l2_entries - 1), count = (end - a) / cs;
         struct qcow2_entry *rel = xcalloc(count, sizeof(*rel));
-        bool zero_flag = n->backing && s->version >= 3;
         for (uint64_t i = 0; i < count; i++) {
+            /*
+             * A discard request (not a full discard) leaves clusters that read
+             * as zeroes: zero clusters on v3, unallocated on v2. Clusters that
+             * hold nothing stay as they are unless a backing file shows through.
+             */
             struct qcow2_entry old, ne = {0};
             qcow2_l2_get_entry(s, l2, first + i, &old);
-            if (zero_flag) {
+            bool allocated = (old.l2e & QCOW2_OFLAG_COMPRESSED) || qcow2_entry_host(s, &old);
+            if (!allocated && !n->backing) {
+                rel[i] = (struct qcow2_entry){0};
+                continue;
+            }
+            if (s->version >= 3) {
                 if (s->extended_l2)
                     ne.bitmap = 0xffffffffull << 32;
                 else
@@ -664,7 +694,7 @@ int qcow2_pdiscard(struct qimg_node *n, uint64_t off, uint64_t len)
         ret = qcow2_meta_write(n, l2_off + first * s->l2_entry_bytes,
                                l2 + first * s->l2_entry_bytes, count * s->l2_entry_bytes);
         for (uint64_t i = 0; ret == 0 && i < count; i++)
-            ret = qcow2_entry_release(n, &rel[i]);
+            ret = release_and_discard(n, &rel[i]);
         free(rel);
         a = end;
     }
@@ -672,27 +702,41 @@ int qcow2_pdiscard(struct qimg_node *n, uint64_t off, uint64_t len)
     return ret;
 }
 
-int qcow2_pwrite_compressed(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf)
+/*
+ * Compressed writes come in two steps so that callers compress on many
+ * threads and still store in order: qcow2_compress_cluster takes no lock;
+ * qcow2_pwrite_precompressed allocates the bytes, writes them and then the
+ * L2 entry under n->lock (data before metadata, as for any allocation).
+ */
+long qcow2_compress_cluster(struct qimg_node *n, const void *buf, uint64_t len, void *out,
+                            size_t cap)
 {
     struct qcow2_state *s = n->opaque;
     uint64_t cs = s->cluster_size;
-    if (off % cs || len > cs || (len < cs && off + len != s->size))
+    if (len > cs || cap < cs - 1)
         return -EINVAL;
-    uint8_t *in = xcalloc(1, cs);
-    uint8_t *out = xmalloc(cs);
-    memcpy(in, buf, len);
-    long clen = qcow2_compress(s->compression_type, out, cs - 1, in, cs);
-    int ret;
-    if (clen < 0) {
-        /* Not smaller: store the cluster as it is. */
-        free(out);
-        ret = qcow2_pwrite(n, off, cs <= s->size - off ? cs : len, in, 0);
-        free(in);
-        return ret;
+    const uint8_t *in = buf;
+    uint8_t *padded = NULL;
+    if (len < cs) {
+        /* The image's last cluster: compressed whole, the tail as zeroes. */
+        padded = xcalloc(1, cs);
+        memcpy(padded, buf, len);
+        in = padded;
     }
-    free(in);
+    long clen = qcow2_compress(s->compression_type, out, cs - 1, in, cs);
+    free(padded);
+    return clen;
+}
+
+int qcow2_pwrite_precompressed(struct qimg_node *n, uint64_t off, uint64_t len, const void *cdata,
+                               size_t clen)
+{
+    struct qcow2_state *s = n->opaque;
+    uint64_t cs = s->cluster_size;
+    if (off % cs || len > cs || (len < cs && off + len != s->size) || clen == 0 || clen >= cs)
+        return -EINVAL;
     pthread_mutex_lock(&n->lock);
-    ret = s->corrupt_event ? -EIO : 0;
+    int ret = s->corrupt_event ? -EIO : 0;
     uint8_t *l2;
     uint64_t l2_off;
     if (ret == 0)
@@ -706,7 +750,7 @@ int qcow2_pwrite_compressed(struct qimg_node *n, uint64_t off, uint64_t len, con
     if (ret == 0)
         ret = check_overlap(n, (uint64_t)host, (uint64_t)clen);
     if (ret == 0)
-        ret = qimg_node_pwrite(n->file, (uint64_t)host, (uint64_t)clen, out, 0);
+        ret = qimg_node_pwrite(n->file, (uint64_t)host, (uint64_t)clen, cdata, 0);
     if (ret == 0)
         ret = qcow2_get_l2(n, off, false, &l2, NULL);
     if (ret == 0 && l2) {
@@ -722,6 +766,24 @@ int qcow2_pwrite_compressed(struct qimg_node *n, uint64_t off, uint64_t len, con
             ret = qcow2_entry_release(n, &old);
     }
     pthread_mutex_unlock(&n->lock);
+    return ret;
+}
+
+int qcow2_pwrite_compressed(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf)
+{
+    struct qcow2_state *s = n->opaque;
+    uint64_t cs = s->cluster_size;
+    if (off % cs || len > cs || (len < cs && off + len != s->size))
+        return -EINVAL;
+    uint8_t *out = xmalloc(cs);
+    long clen = qcow2_compress_cluster(n, buf, len, out, cs);
+    int ret;
+    if (clen < 0) {
+        /* Not smaller: store the cluster as it is (the last one may be short). */
+        ret = qcow2_pwrite(n, off, len, buf, 0);
+    } else {
+        ret = qcow2_pwrite_precompressed(n, off, len, out, (size_t)clen);
+    }
     free(out);
     return ret;
 }
