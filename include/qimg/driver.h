@@ -13,6 +13,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "qimg/node.h"
@@ -78,6 +79,63 @@ struct qimg_measure {
     uint64_t bitmaps;
 };
 
+/*
+ * Debug events (QEMU's BlkdebugEvent, same names and order): format drivers
+ * announce their metadata steps on their file child so that a blkdebug filter
+ * under them can inject errors there ("event = l2_load").
+ */
+enum qimg_debug_event {
+    QIMG_DBG_L1_UPDATE,
+    QIMG_DBG_L1_GROW_ALLOC_TABLE,
+    QIMG_DBG_L1_GROW_WRITE_TABLE,
+    QIMG_DBG_L1_GROW_ACTIVATE_TABLE,
+    QIMG_DBG_L2_LOAD,
+    QIMG_DBG_L2_UPDATE,
+    QIMG_DBG_L2_UPDATE_COMPRESSED,
+    QIMG_DBG_L2_ALLOC_COW_READ,
+    QIMG_DBG_L2_ALLOC_WRITE,
+    QIMG_DBG_READ_AIO,
+    QIMG_DBG_READ_BACKING_AIO,
+    QIMG_DBG_READ_COMPRESSED,
+    QIMG_DBG_WRITE_AIO,
+    QIMG_DBG_WRITE_COMPRESSED,
+    QIMG_DBG_VMSTATE_LOAD,
+    QIMG_DBG_VMSTATE_SAVE,
+    QIMG_DBG_COW_READ,
+    QIMG_DBG_COW_WRITE,
+    QIMG_DBG_REFTABLE_LOAD,
+    QIMG_DBG_REFTABLE_GROW,
+    QIMG_DBG_REFTABLE_UPDATE,
+    QIMG_DBG_REFBLOCK_LOAD,
+    QIMG_DBG_REFBLOCK_UPDATE,
+    QIMG_DBG_REFBLOCK_UPDATE_PART,
+    QIMG_DBG_REFBLOCK_ALLOC,
+    QIMG_DBG_REFBLOCK_ALLOC_HOOKUP,
+    QIMG_DBG_REFBLOCK_ALLOC_WRITE,
+    QIMG_DBG_REFBLOCK_ALLOC_WRITE_BLOCKS,
+    QIMG_DBG_REFBLOCK_ALLOC_WRITE_TABLE,
+    QIMG_DBG_REFBLOCK_ALLOC_SWITCH_TABLE,
+    QIMG_DBG_CLUSTER_ALLOC,
+    QIMG_DBG_CLUSTER_ALLOC_BYTES,
+    QIMG_DBG_CLUSTER_FREE,
+    QIMG_DBG_FLUSH_TO_OS,
+    QIMG_DBG_FLUSH_TO_DISK,
+    QIMG_DBG_PWRITEV_RMW_HEAD,
+    QIMG_DBG_PWRITEV_RMW_AFTER_HEAD,
+    QIMG_DBG_PWRITEV_RMW_TAIL,
+    QIMG_DBG_PWRITEV_RMW_AFTER_TAIL,
+    QIMG_DBG_PWRITEV,
+    QIMG_DBG_PWRITEV_ZERO,
+    QIMG_DBG_PWRITEV_DONE,
+    QIMG_DBG_EMPTY_IMAGE_PREPARE,
+    QIMG_DBG_L1_SHRINK_WRITE_TABLE,
+    QIMG_DBG_L1_SHRINK_FREE_L2_CLUSTERS,
+    QIMG_DBG_COR_WRITE,
+    QIMG_DBG_CLUSTER_ALLOC_SPACE,
+    QIMG_DBG_NONE,
+    QIMG_DBG__MAX, /* number of events */
+};
+
 struct qimg_driver {
     const char *name;     /* format name ("raw", "qcow2") or protocol name ("file") */
     bool is_protocol;     /* a protocol reaches storage; a format sits on a protocol */
@@ -123,6 +181,8 @@ struct qimg_driver {
                  struct qimg_error *err);
     /* Take the permissions the node needs on its file child (protocol nodes lock). */
     int (*set_perm)(struct qimg_node *n, unsigned perm, unsigned shared, struct qimg_error *err);
+    /* Filters (blkdebug): a format above reached a metadata step (see qimg_debug_event). */
+    void (*debug_event)(struct qimg_node *n, enum qimg_debug_event ev);
 };
 
 /* Registry. */
@@ -144,5 +204,19 @@ int qimg_open_protocol(struct qimg_node **out, const char *filename, struct qimg
                        unsigned flags, struct qimg_error *err);
 /* Create the protocol file of a new image: size, preallocation and protocol -o options. */
 int qimg_create_protocol(const char *filename, struct qimg_opts *opts, struct qimg_error *err);
+
+/* Debug events (enum qimg_debug_event above). */
+/*
+ * Announce event ev on file (a format's n->file). A no-op unless file's
+ * driver (or the first driver below a chain of filters) takes debug events.
+ * Formats raise read_aio/write_aio before their guest data reads and writes
+ * (raw does for every request), and their metadata events at each step, as
+ * QEMU's drivers do; flush_to_os/flush_to_disk come from the filter itself.
+ */
+void qimg_debug_event(struct qimg_node *file, enum qimg_debug_event ev);
+/* "l2_load" -> QIMG_DBG_L2_LOAD; 0, or -EINVAL for an unknown name. */
+int qimg_debug_event_parse(const char *name, enum qimg_debug_event *out);
+/* The event's name, or NULL when ev is out of range. */
+const char *qimg_debug_event_name(enum qimg_debug_event ev);
 
 #endif

@@ -280,7 +280,7 @@ int qimg_open_depth(struct qimg_node **out, const char *filename, const char *fo
         proto = NULL;
         goto out;
     }
-    if (!filename) {
+    if (!filename && !qimg_opts_has(file_opts, "driver")) {
         if (fmt_drv) /* a format with nothing under it */
             ret = qimg_error_set(err, -EINVAL, "A block device must be specified for \"file\"");
         else

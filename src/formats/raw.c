@@ -89,6 +89,7 @@ static int64_t raw_get_length(struct qimg_node *n)
 static int raw_pread(struct qimg_node *n, uint64_t off, uint64_t len, void *buf, unsigned flags)
 {
     struct raw_state *s = n->opaque;
+    qimg_debug_event(n->file, QIMG_DBG_READ_AIO);
     return qimg_node_pread(n->file, off + s->offset, len, buf, flags);
 }
 
@@ -122,6 +123,7 @@ static int raw_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const voi
     int ret = raw_check_first_sector(n, off, len, buf);
     if (ret < 0)
         return ret;
+    qimg_debug_event(n->file, QIMG_DBG_WRITE_AIO);
     return qimg_node_pwrite(n->file, off + s->offset, len, buf, flags);
 }
 
