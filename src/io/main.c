@@ -152,7 +152,7 @@ int main(int argc, char **argv)
     const char *format = NULL;
     bool image_opts = false, snapshot = false, native_aio = false;
     unsigned flags = QIMG_O_RDWR | QIMG_O_UNMAP;
-    int c;
+    int c, ret = 0;
 
     while ((c = getopt_long(argc, argv, "hVc:d:f:rsnCmkt:T:Ui:", long_options, NULL)) != -1) {
         switch (c) {
@@ -169,7 +169,8 @@ int main(int argc, char **argv)
         case 'd':
             if (io_parse_discard(optarg, &flags) < 0) {
                 io_error("Invalid discard option: %s", optarg);
-                return 1;
+                ret = 1;
+                goto out;
             }
             break;
         case 'f':
@@ -187,14 +188,16 @@ int main(int argc, char **argv)
         case 'i':
             if (io_parse_aio(optarg) < 0) {
                 io_error("Invalid aio option: %s", optarg);
-                return 1;
+                ret = 1;
+                goto out;
             }
             native_aio = !strcmp(optarg, "native");
             break;
         case 't':
             if (io_parse_cache(optarg, &flags) < 0) {
                 io_error("Invalid cache option: %s", optarg);
-                return 1;
+                ret = 1;
+                goto out;
             }
             break;
         case 'U':
@@ -204,10 +207,12 @@ int main(int argc, char **argv)
             printf("%s version " QIMG_VERSION "\n"
                    "Copyright (c) 2003-2024 Fabrice Bellard and the QEMU Project developers\n",
                    io_prog);
-            return 0;
+            ret = 0;
+            goto out;
         case 'h':
             usage();
-            return 0;
+            ret = 0;
+            goto out;
         case OPT_OBJECT:
             break; /* secrets: no format here needs one yet */
         case OPT_IMAGE_OPTS:
@@ -215,25 +220,31 @@ int main(int argc, char **argv)
             break;
         default:
             usage();
-            return 1;
+            ret = 1;
+            goto out;
         }
     }
     if (argc - optind > 1) {
         usage();
-        return 1;
+        ret = 1;
+        goto out;
     }
     if (format && image_opts) {
         io_error("--image-opts and -f are mutually exclusive");
-        return 1;
+        ret = 1;
+        goto out;
     }
     if (optind < argc) {
         if (io_open_image(argv[optind], format, NULL, image_opts, flags, snapshot,
-                          native_aio) < 0)
-            return 1;
+                          native_aio) < 0) {
+            ret = 1;
+            goto out;
+        }
     }
-    int failed = command_loop(cmds, ncmds);
+    ret = command_loop(cmds, ncmds);
     io_close_image();
-    free(cmds);
+out:
+    free(cmds); /* one exit path: the command list is freed on every way out */
     fflush(stdout);
-    return failed;
+    return ret;
 }
