@@ -183,6 +183,67 @@ struct qimg_driver {
     int (*set_perm)(struct qimg_node *n, unsigned perm, unsigned shared, struct qimg_error *err);
     /* Filters (blkdebug): a format above reached a metadata step (see qimg_debug_event). */
     void (*debug_event)(struct qimg_node *n, enum qimg_debug_event ev);
+    /*
+     * Record a new backing file name and format in the image's header (data
+     * untouched). file NULL removes the backing file (and its format). Also
+     * updates n->backing_file/backing_format. -ENOSPC: the header has no room.
+     */
+    int (*change_backing_file)(struct qimg_node *n, const char *file, const char *fmt,
+                               struct qimg_error *err);
+    /* Drop every allocation of this layer so that it reads entirely from its backing. */
+    int (*make_empty)(struct qimg_node *n, struct qimg_error *err);
+    /*
+     * Copy offload (convert -C): copy [src_off, src_off+len) of src to dst_off
+     * of dst without passing the data through memory. Called by
+     * qimg_node_copy_range on a format that passes through (raw: translate the
+     * side that is this driver's node and recurse) or on a protocol whose
+     * driver is the same on both sides (file: copy_file_range). Any error
+     * (-ENOTSUP, -EXDEV ...) makes the caller fall back to read and write.
+     */
+    int (*copy_range)(struct qimg_node *src, uint64_t src_off, struct qimg_node *dst,
+                      uint64_t dst_off, uint64_t len);
+    /*
+     * Compressed writes split for parallel callers (see qimg_node_compress):
+     * compress one cluster of guest data into out (cap bytes) without taking
+     * any lock: the compressed length, or -ENOSPC when it would not be
+     * smaller than the cluster (the caller then writes the data plainly).
+     */
+    long (*compress)(struct qimg_node *n, const void *in, uint64_t len, void *out, size_t cap);
+    /* Store clen bytes that compress produced as the cluster at off (len guest bytes). */
+    int (*pwrite_precompressed)(struct qimg_node *n, uint64_t off, uint64_t len,
+                                const void *cdata, size_t clen);
+    /*
+     * Internal snapshots (qimg_snapshot_* in node.h). list allocates *out
+     * (free with qimg_snapshot_list_free); goto takes an ID, else a name;
+     * delete and load_tmp match id and name where not NULL.
+     */
+    int (*snapshot_list)(struct qimg_node *n, struct qimg_snapshot_info **out, size_t *count,
+                         struct qimg_error *err);
+    int (*snapshot_create)(struct qimg_node *n, const struct qimg_snapshot_info *sn,
+                           struct qimg_error *err);
+    int (*snapshot_goto)(struct qimg_node *n, const char *id_or_name, struct qimg_error *err);
+    int (*snapshot_delete)(struct qimg_node *n, const char *id, const char *name,
+                           struct qimg_error *err);
+    int (*snapshot_load_tmp)(struct qimg_node *n, const char *id, const char *name,
+                             struct qimg_error *err);
+    /*
+     * Persistent dirty bitmaps (qimg_bitmap_* in node.h). bitmap_get copies
+     * a bitmap's bits (bit i covers bytes [i*granularity, (i+1)*granularity),
+     * least significant bit first) into *bits (caller frees); bitmap_merge_bits
+     * ORs such bits, of any granularity, into a bitmap.
+     */
+    int (*bitmap_list)(struct qimg_node *n, struct qimg_bitmap_info **out, size_t *count,
+                       struct qimg_error *err);
+    int (*bitmap_add)(struct qimg_node *n, const char *name, uint32_t granularity,
+                      bool disabled, struct qimg_error *err);
+    int (*bitmap_remove)(struct qimg_node *n, const char *name, struct qimg_error *err);
+    int (*bitmap_clear)(struct qimg_node *n, const char *name, struct qimg_error *err);
+    int (*bitmap_set_enabled)(struct qimg_node *n, const char *name, bool enabled,
+                              struct qimg_error *err);
+    int (*bitmap_get)(struct qimg_node *n, const char *name, uint8_t **bits, uint64_t *nbits,
+                      uint32_t *granularity, struct qimg_error *err);
+    int (*bitmap_merge_bits)(struct qimg_node *n, const char *name, const uint8_t *bits,
+                             uint64_t nbits, uint32_t granularity, struct qimg_error *err);
 };
 
 /* Registry. */

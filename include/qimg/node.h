@@ -30,6 +30,7 @@ struct qimg_driver;
 #define QIMG_O_UNMAP (1u << 8)       /* discard requests reach the file (discard=unmap) */
 #define QIMG_O_NO_LOCK (1u << 9)     /* locking=off */
 #define QIMG_O_STABLE (1u << 10)     /* nobody else may write or resize it meanwhile (convert's source) */
+#define QIMG_O_CHECK (1u << 11)      /* opened by check: no repair on open, corrupt images writable */
 
 /* Request flags. */
 #define QIMG_REQ_FUA (1u << 0)         /* write: stable on return */
@@ -42,6 +43,11 @@ struct qimg_driver;
 #define QIMG_BLK_OFFSET_VALID 0x04 /* .offset is the range's offset in .file */
 #define QIMG_BLK_COMPRESSED 0x08   /* stored compressed */
 #define QIMG_BLK_RECURSE 0x10      /* driver-internal: ask .file at .offset for holes */
+/*
+ * Chain queries: with ZERO, the range reads as zeroes only because the next
+ * layer down ends before it; no layer allocates it (qemu-img map: not present).
+ */
+#define QIMG_BLK_SHORT_BACKING 0x20
 /* Neither DATA nor ZERO: not allocated in this layer; reads fall through to the backing. */
 
 struct qimg_block_status {
@@ -104,6 +110,28 @@ int qimg_node_pdiscard(struct qimg_node *n, uint64_t off, uint64_t len);
 int qimg_node_flush(struct qimg_node *n);
 int qimg_node_truncate(struct qimg_node *n, uint64_t size, bool exact, enum qimg_prealloc prealloc,
                        struct qimg_error *err);
+/*
+ * Copy offload: copy [src_off, src_off+len) of src to dst_off of dst inside
+ * the storage (copy_file_range, reflinks) without reading it into memory.
+ * Only some chains can (raw over file to raw over file); -ENOTSUP or another
+ * -errno when this one cannot, and the caller reads and writes instead.
+ */
+int qimg_node_copy_range(struct qimg_node *src, uint64_t src_off, struct qimg_node *dst,
+                         uint64_t dst_off, uint64_t len);
+/*
+ * Compressed writes in two steps, so that several threads compress at once
+ * and the writes can still happen in order: qimg_node_compress compresses
+ * one cluster of data (len <= the cluster size; the image's last cluster may
+ * be shorter) into out without taking any lock; it returns the compressed
+ * length, -ENOSPC when compressing does not make it smaller (write it with
+ * qimg_node_pwrite then), or -ENOTSUP when the node cannot split its
+ * compressed writes (use qimg_node_pwrite_compressed). The output buffer
+ * needs qimg_node_cluster_size(n) bytes.
+ */
+long qimg_node_compress(struct qimg_node *n, const void *in, uint64_t len, void *out, size_t cap);
+/* Store what qimg_node_compress produced as the cluster at off (len guest bytes). */
+int qimg_node_pwrite_precompressed(struct qimg_node *n, uint64_t off, uint64_t len,
+                                   const void *cdata, size_t clen);
 /* Does a freshly created image of this node read as zeroes? */
 bool qimg_node_has_zero_init(struct qimg_node *n);
 /* Cluster size for copy granularity, 0 when the format has none. */
@@ -139,5 +167,94 @@ int qimg_create(const char *filename, const char *format, struct qimg_opts *opts
  */
 char *qimg_create_describe(const char *filename, const struct qimg_driver *drv,
                            const struct qimg_opts *opts);
+
+/* Backing chains (src/core/backing.c). */
+/*
+ * Rewrite the backing file name and format recorded in n (writable); file
+ * NULL or "" makes n stand alone. The open chain under n is not changed.
+ * -ENOTSUP when the format cannot record a backing file, -ENOSPC when the
+ * name does not fit in the header, -EINVAL when the format needs fmt.
+ */
+int qimg_change_backing_file(struct qimg_node *n, const char *file, const char *fmt,
+                             struct qimg_error *err);
+/* Empty layer n (writable): afterwards it allocates nothing and reads through. */
+int qimg_make_empty(struct qimg_node *n, struct qimg_error *err);
+/* The backing name as qemu resolves it against n's directory; caller frees. */
+char *qimg_backing_path(const struct qimg_node *n, const char *backing);
+/*
+ * Attach backing (a reference is taken; NULL detaches) as the layer under n,
+ * for callers that open the layers of a chain one by one (commit opens its
+ * base read-write under read-only layers). The header is not changed.
+ */
+void qimg_node_set_backing(struct qimg_node *n, struct qimg_node *backing);
+/* Where n's header says its backing file is (resolved), and in which format; NULL if none. */
+const char *qimg_node_full_backing_filename(const struct qimg_node *n);
+
+
+/*
+ * Internal snapshots (src/core/snapshot.c; qapi SnapshotInfo). Formats
+ * without them answer -ENOTSUP ("Block driver does not support snapshots").
+ */
+#define QIMG_SNAPSHOT_ICOUNT_NONE UINT64_MAX /* icount not recorded */
+struct qimg_snapshot_info {
+    char *id;   /* unique ID ("1", "2" ...) */
+    char *name; /* tag; names need not be unique */
+    uint64_t vm_state_size;
+    uint32_t date_sec, date_nsec;
+    uint64_t vm_clock_nsec;
+    uint64_t icount; /* QIMG_SNAPSHOT_ICOUNT_NONE when absent */
+    uint64_t disk_size;
+};
+/* The snapshot table, in table order. *out NULL when count is 0. */
+int qimg_snapshot_list(struct qimg_node *n, struct qimg_snapshot_info **out, size_t *count,
+                       struct qimg_error *err);
+void qimg_snapshot_list_free(struct qimg_snapshot_info *sn, size_t count);
+/* Create a snapshot of the active state: sn->id NULL or "" gets the next free ID. */
+int qimg_snapshot_create(struct qimg_node *n, const struct qimg_snapshot_info *sn,
+                         struct qimg_error *err);
+/* Revert the active state to the snapshot with this ID, else the first with this name. */
+int qimg_snapshot_goto(struct qimg_node *n, const char *id_or_name, struct qimg_error *err);
+/* Delete the snapshot matching id and name (either may be NULL: not compared). */
+int qimg_snapshot_delete(struct qimg_node *n, const char *id, const char *name,
+                         struct qimg_error *err);
+/*
+ * Read-only node: make it present the snapshot matching id and name (either
+ * may be NULL) instead of the active state, for convert -l / measure -l.
+ */
+int qimg_snapshot_load_tmp(struct qimg_node *n, const char *id, const char *name,
+                           struct qimg_error *err);
+/* convert -s / -l NAME: by ID first, then by name. */
+int qimg_snapshot_load_tmp_by_id_or_name(struct qimg_node *n, const char *id_or_name,
+                                         struct qimg_error *err);
+/* SnapshotInfo as qemu-img's JSON has it. */
+struct qimg_json *qimg_snapshot_info_json(const struct qimg_snapshot_info *sn);
+
+/*
+ * Persistent dirty bitmaps (src/core/bitmap.c; qapi Qcow2BitmapInfo). Formats
+ * without them answer -ENOTSUP. Changes reach the image when it is closed.
+ */
+struct qimg_bitmap_info {
+    char *name;
+    uint32_t granularity; /* bytes per bit */
+    bool enabled;         /* "auto": tracks writes */
+    bool in_use;          /* inconsistent: not stored cleanly (a crash); unusable */
+};
+/* Does n's format keep persistent bitmaps? */
+bool qimg_bitmap_supported(struct qimg_node *n);
+int qimg_bitmap_list(struct qimg_node *n, struct qimg_bitmap_info **out, size_t *count,
+                     struct qimg_error *err);
+void qimg_bitmap_list_free(struct qimg_bitmap_info *bm, size_t count);
+/* granularity 0: the format's default. */
+int qimg_bitmap_add(struct qimg_node *n, const char *name, uint32_t granularity, bool disabled,
+                    struct qimg_error *err);
+int qimg_bitmap_remove(struct qimg_node *n, const char *name, struct qimg_error *err);
+int qimg_bitmap_clear(struct qimg_node *n, const char *name, struct qimg_error *err);
+int qimg_bitmap_set_enabled(struct qimg_node *n, const char *name, bool enabled,
+                            struct qimg_error *err);
+/* OR bitmap src_name of src (may be n itself) into bitmap name of n. */
+int qimg_bitmap_merge(struct qimg_node *n, const char *name, struct qimg_node *src,
+                      const char *src_name, struct qimg_error *err);
+/* Bytes measure reserves for n's persistent bitmaps in a format with this cluster size. */
+uint64_t qimg_bitmap_measure(struct qimg_node *n, uint64_t cluster_size);
 
 #endif

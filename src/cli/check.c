@@ -1,12 +1,88 @@
 /* SPDX-License-Identifier: MIT */
 /* qemu-img check [--object objectdef] [--image-opts] [-q] [-f fmt] [--output=ofmt]
  *                [-r [leaks | all]] [-T src_cache] [-U] filename
- * The generic part: formats without a check answer exit 63, as qemu-img does.
- * The report itself comes with the qcow2 checker (its own issue). */
+ * Runs the format's check (repairing with -r), prints the ImageCheck report
+ * (human or JSON) and exits as qemu-img.rst says: 0 clean, 1 check not
+ * completed, 2 corruptions, 3 leaks only, 63 format without checks. */
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "qimg/driver.h"
+#include "qimg/json.h"
+
+static void print_human(const struct qimg_check_result *r, bool quiet)
+{
+    if (quiet)
+        return;
+    if (!(r->corruptions || r->leaks || r->check_errors)) {
+        printf("No errors were found on the image.\n");
+    } else {
+        if (r->corruptions)
+            printf("\n%d errors were found on the image.\n"
+                   "Data may be corrupted, or further writes to the image may corrupt it.\n",
+                   r->corruptions);
+        if (r->leaks)
+            printf("\n%d leaked clusters were found on the image.\n"
+                   "This means waste of disk space, but no harm to data.\n",
+                   r->leaks);
+        if (r->check_errors)
+            printf("\n%d internal errors have occurred during the check.\n", r->check_errors);
+    }
+    if (r->total_clusters && r->allocated_clusters)
+        printf("%llu/%llu = %0.2f%% allocated, %0.2f%% fragmented, %0.2f%% compressed "
+               "clusters\n",
+               (unsigned long long)r->allocated_clusters, (unsigned long long)r->total_clusters,
+               r->allocated_clusters * 100.0 / r->total_clusters,
+               r->fragmented_clusters * 100.0 / r->allocated_clusters,
+               r->compressed_clusters * 100.0 / r->allocated_clusters);
+    if (r->image_end_offset)
+        printf("Image end offset: %llu\n", (unsigned long long)r->image_end_offset);
+}
+
+/* ImageCheck (qapi), members in schema order; optional ones only when non-zero. */
+static void print_json(const struct qimg_check_result *r, const char *filename,
+                       const char *format, bool quiet)
+{
+    if (quiet)
+        return;
+    struct qimg_json *j = qimg_json_object();
+    qimg_json_add_str(j, "filename", filename);
+    qimg_json_add_str(j, "format", format);
+    qimg_json_add_int(j, "check-errors", r->check_errors);
+    if (r->image_end_offset)
+        qimg_json_add_int(j, "image-end-offset", (int64_t)r->image_end_offset);
+    if (r->corruptions)
+        qimg_json_add_int(j, "corruptions", r->corruptions);
+    if (r->leaks)
+        qimg_json_add_int(j, "leaks", r->leaks);
+    if (r->corruptions_fixed)
+        qimg_json_add_int(j, "corruptions-fixed", r->corruptions_fixed);
+    if (r->leaks_fixed)
+        qimg_json_add_int(j, "leaks-fixed", r->leaks_fixed);
+    if (r->total_clusters)
+        qimg_json_add_int(j, "total-clusters", (int64_t)r->total_clusters);
+    if (r->allocated_clusters)
+        qimg_json_add_int(j, "allocated-clusters", (int64_t)r->allocated_clusters);
+    if (r->fragmented_clusters)
+        qimg_json_add_int(j, "fragmented-clusters", (int64_t)r->fragmented_clusters);
+    if (r->compressed_clusters)
+        qimg_json_add_int(j, "compressed-clusters", (int64_t)r->compressed_clusters);
+    qimg_json_print(stdout, j, 0);
+    printf("\n");
+    qimg_json_free(j);
+}
+
+static int run_check(struct qimg_node *n, struct qimg_check_result *r, int fix)
+{
+    struct qimg_error err = {0};
+    memset(r, 0, sizeof(*r));
+    int ret = qimg_node_driver(n)->check(n, r, fix, &err);
+    if (ret < 0 && qimg_error_is_set(&err))
+        cli_error("%s", err.msg);
+    return ret;
+}
 
 int cmd_check(int argc, char **argv)
 {
@@ -61,21 +137,49 @@ int cmd_check(int argc, char **argv)
         return cli_usage_error("Expecting one image file name");
     o.filename = argv[optind];
     if (fix && (o.flags & QIMG_O_FORCE_SHARE)) {
-        cli_error("force-share is not supported with -r");
+        cli_error("Could not open '%s': force-share=on can only be used with read-only images",
+                  o.filename);
         return 1;
     }
-    o.flags |= cache | (fix ? QIMG_O_RDWR : 0);
+    /* Repairs punch the clusters they free out of the file (QEMU discards them). */
+    o.flags |= cache | QIMG_O_CHECK | (fix ? QIMG_O_RDWR | QIMG_O_UNMAP : 0);
     struct qimg_node *n = cli_open_image(&o);
     if (!n)
         return 1;
-    int ret = 63;
     if (!qimg_node_driver(n)->check) {
         cli_error("This image format does not support checks");
-    } else {
-        cli_error("check of '%s' images is not supported by this build of qimg yet",
-                  qimg_node_format(n));
-        ret = 1;
+        qimg_node_unref(n);
+        return 63;
     }
+    struct qimg_check_result r;
+    int ret = run_check(n, &r, fix);
+    if (ret == 0 && (r.corruptions_fixed || r.leaks_fixed)) {
+        int corruptions_fixed = r.corruptions_fixed, leaks_fixed = r.leaks_fixed;
+        if (output == CLI_OUTPUT_HUMAN && !o.quiet)
+            printf("The following inconsistencies were found and repaired:\n\n"
+                   "    %d leaked clusters\n"
+                   "    %d corruptions\n\n"
+                   "Double checking the fixed image now...\n",
+                   leaks_fixed, corruptions_fixed);
+        fflush(stdout);
+        ret = run_check(n, &r, 0);
+        r.corruptions_fixed = corruptions_fixed;
+        r.leaks_fixed = leaks_fixed;
+    }
+    if (ret == 0) {
+        if (output == CLI_OUTPUT_HUMAN)
+            print_human(&r, o.quiet);
+        else
+            print_json(&r, o.filename, qimg_node_format(n), o.quiet);
+    }
+    fflush(stdout);
     qimg_node_unref(n);
-    return ret;
+    if (ret < 0 || r.check_errors) {
+        if (ret < 0)
+            cli_error("Check failed: %s", strerror(-ret));
+        else
+            cli_error("Check failed");
+        return 1;
+    }
+    return r.corruptions ? 2 : r.leaks ? 3 : 0;
 }

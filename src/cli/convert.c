@@ -104,6 +104,12 @@ static bool option_list_valid(const char *s)
  * -l: "snapshot.id=...,snapshot.name=..." is an option list checked now;
  * anything else is an ID or name looked up once the image is open.
  */
+/* snapshot.c: load the -l snapshot into a read-only source; -1 after the error. */
+int cli_snapshot_load_param(struct qimg_node *n, const char *param);
+/* bitmap.c: convert --bitmaps, checked before creating, copied after the data. */
+int cli_convert_check_bitmaps(struct qimg_node *src, bool skip_broken);
+int cli_convert_copy_bitmaps(struct qimg_node *src, struct qimg_node *dst, bool skip_broken);
+
 static int check_snapshot_param(const char *arg)
 {
     if (strncmp(arg, "snapshot.", 9) != 0)
@@ -288,7 +294,44 @@ static int prepare_create(const struct convert_opts *o, const char *out_filename
         cli_error("Compression not supported for this file format");
         return -1;
     }
+    if (qimg_opts_has(opts, "backing_file") && !qimg_opts_has(opts, "backing_fmt")) {
+        cli_error("Use of backing file requires explicit backing format");
+        return -1;
+    }
     return 0;
+}
+
+/*
+ * A target with a backing file (-B, or -o backing_file) gets what the source's
+ * top layer holds: its backing is taken to match the target's, so what the top
+ * leaves unallocated stays unallocated (qemu-img copies only the top layer).
+ * Past the end of a new target's backing file the target reads as zeroes, so
+ * zeroes need no write there. Returns 0, or -1 after printing the error.
+ */
+static int copy_onto_backing(struct qimg_copy_job *job, struct qimg_copy_source *src,
+                             bool fresh_target, struct qimg_error *err)
+{
+    struct qimg_node *src_backing = job->n_src == 1 ? qimg_node_backing(src->node) : NULL;
+    if (src_backing) {
+        job->base = src_backing;
+        job->skip_unallocated = true;
+    }
+    struct qimg_node *dst_backing = qimg_node_backing(job->dst);
+    int64_t blen = dst_backing ? qimg_node_length(dst_backing) : -1;
+    if (!fresh_target || job->n_src != 1 || blen < 0 || (uint64_t)blen >= src->length)
+        return qimg_copy_run(job, NULL, err);
+    struct qimg_copy_source whole = *src;
+    src->length = (uint64_t)blen;
+    int ret = src->length ? qimg_copy_run(job, NULL, err) : 0;
+    if (ret == 0) {
+        src->offset = whole.offset + (uint64_t)blen;
+        src->length = whole.length - (uint64_t)blen;
+        job->dst_offset = (uint64_t)blen;
+        job->target_is_zero = true;
+        ret = qimg_copy_run(job, NULL, err);
+    }
+    *src = whole;
+    return ret;
 }
 
 static void on_progress(void *opaque, uint64_t done, uint64_t total)
@@ -369,14 +412,12 @@ int cmd_convert(int argc, char **argv)
             goto out;
     }
     if (o.snapshot) {
-        if (bs_n > 1)
+        if (bs_n > 1) {
             cli_error("No support for concatenating multiple snapshot");
-        else
-            /* No format here can load an internal snapshot temporarily. */
-            cli_error("Failed to load snapshot: Block format '%s' used by device '' does not "
-                      "support temporarily loading internal snapshots",
-                      qimg_node_format(src[0]));
-        goto out;
+            goto out;
+        }
+        if (cli_snapshot_load_param(src[0], o.snapshot) < 0)
+            goto out;
     }
     for (int i = 0; i < n_src; i++) {
         int64_t len = qimg_node_length(src[i]);
@@ -394,10 +435,15 @@ int cmd_convert(int argc, char **argv)
             goto out;
     }
     if (o.bitmaps) {
-        /* The driver interface has no persistent bitmaps yet: no source offers any. */
-        cli_error("Source lacks bitmap support");
-        goto out;
+        if (n_src > 1) {
+            cli_error("Copying bitmaps only possible with single source");
+            goto out;
+        }
+        if (cli_convert_check_bitmaps(src[0], o.skip_broken) < 0)
+            goto out;
     }
+    bool target_has_backing =
+        o.backing || (create_opts && qimg_opts_peek(create_opts, "backing_file"));
     if (!o.skip_create) {
         char buf[32];
         snprintf(buf, sizeof(buf), "%" PRIu64, total);
@@ -412,6 +458,10 @@ int cmd_convert(int argc, char **argv)
     dst = open_target(&o, out_filename, dst_flags | QIMG_O_RDWR);
     if (!dst)
         goto out;
+    if (o.bitmaps && !qimg_bitmap_supported(dst)) {
+        cli_error("Format driver '%s' does not support bitmaps", qimg_node_format(dst));
+        goto out;
+    }
     if (o.compress && !qimg_node_driver(dst)->pwrite_compressed) {
         cli_error("Compression not supported for this file format");
         goto out;
@@ -445,11 +495,14 @@ int cmd_convert(int argc, char **argv)
         .read_error = on_read_error,
         .opaque = &o,
     };
-    if (qimg_copy_run(&job, NULL, &err) < 0) {
+    if ((target_has_backing ? copy_onto_backing(&job, copy_src, !o.skip_create, &err)
+                            : qimg_copy_run(&job, NULL, &err)) < 0) {
         cli_error_obj(&err, NULL);
         goto out;
     }
     cli_progress_update(1, 1);
+    if (o.bitmaps && cli_convert_copy_bitmaps(src[0], dst, o.skip_broken) < 0)
+        goto out;
     ret = 0;
 out:
     if (progress_started)

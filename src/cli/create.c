@@ -12,27 +12,57 @@
 #include "core/create.h"
 #include "qimg/driver.h"
 
-static int create_from_backing_size(const char *filename, const char *backing,
-                                    const char *backing_fmt, struct qimg_opts *opts)
+/*
+ * qemu-img 9.1's backing file rules: the backing file is opened (unless -u)
+ * to check it and to take the size from it; a missing -F is an error that
+ * names the detected format.
+ */
+static int check_backing(const char *filename, const char *backing, const char *backing_fmt,
+                         bool unsafe, struct qimg_opts *opts)
 {
+    if (!strcmp(filename, backing)) {
+        cli_error("%s: Error: Trying to create an image with the same filename as the backing "
+                  "file", filename);
+        return -1;
+    }
+    if (!backing[0]) {
+        cli_error("%s: Expected backing file name, got empty string", filename);
+        return -1;
+    }
+    if (unsafe) {
+        if (!backing_fmt) {
+            cli_error("%s: Backing file specified without backing format", filename);
+            return -1;
+        }
+        return 0;
+    }
     struct qimg_error err = {0};
     struct qimg_node *bn = NULL;
     char *path = cli_resolve_relative(filename, backing);
     int ret = qimg_open(&bn, path, backing_fmt, NULL, QIMG_O_NO_BACKING | QIMG_O_NO_IO, &err);
     free(path);
     if (ret < 0) {
-        cli_error_obj(&err, "%s: Could not open backing image: ", filename);
+        cli_error("%s: %s\nCould not open backing image.", filename, err.msg);
+        return -1;
+    }
+    if (!backing_fmt) {
+        cli_error("%s: Backing file specified without backing format\nDetected format of %s.",
+                  filename, qimg_node_format(bn));
+        qimg_node_unref(bn);
         return -1;
     }
     int64_t size = qimg_node_length(bn);
     qimg_node_unref(bn);
-    if (size < 0) {
-        cli_error("%s: Could not get the size of the backing image", filename);
-        return -1;
+    if (!qimg_opts_has(opts, "size")) {
+        if (size < 0) {
+            cli_error("%s: Could not get size of '%s': %s", filename, backing,
+                      strerror((int)-size));
+            return -1;
+        }
+        char buf[32];
+        snprintf(buf, sizeof(buf), "%" PRId64, size);
+        qimg_opts_set(opts, "size", buf);
     }
-    char buf[32];
-    snprintf(buf, sizeof(buf), "%" PRId64, size);
-    qimg_opts_set(opts, "size", buf);
     return 0;
 }
 
@@ -128,21 +158,23 @@ int cmd_create(int argc, char **argv)
         goto out_opts;
     }
     const char *bfile = qimg_opts_peek(opts, "backing_file");
+    const char *bfmt = qimg_opts_peek(opts, "backing_fmt");
+    bool fmt_without_file = bfmt && !bfile;
+    if (bfile && check_backing(filename, bfile, bfmt, unsafe, opts) < 0)
+        goto out_opts;
     if (!qimg_opts_has(opts, "size")) {
-        if (bfile && !unsafe) {
-            if (create_from_backing_size(filename, bfile, qimg_opts_peek(opts, "backing_fmt"),
-                                         opts) < 0)
-                goto out_opts;
-        } else {
-            cli_error("%s: Image creation needs a size parameter", filename);
-            goto out_opts;
-        }
+        cli_error("%s: Image creation needs a size parameter", filename);
+        goto out_opts;
     }
     if (!quiet) {
         char *line = qimg_create_describe(filename, drv, opts);
         printf("%s\n", line);
         fflush(stdout);
         free(line);
+    }
+    if (fmt_without_file) {
+        cli_error("%s: Backing format cannot be used without backing file", filename);
+        goto out_opts;
     }
     int cret = qimg_create(filename, fmt, opts, &err);
     if (cret == -EFBIG) {

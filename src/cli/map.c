@@ -34,7 +34,7 @@ static void entry_from_status(struct map_entry *e, uint64_t off, const struct qi
         .start = off,
         .length = st->bytes,
         .depth = st->depth,
-        .present = allocated,
+        .present = allocated && !(st->flags & QIMG_BLK_SHORT_BACKING),
         /* Unallocated down to the bottom of the chain reads as zeroes. */
         .zero = (st->flags & QIMG_BLK_ZERO) || !allocated,
         .data = st->flags & QIMG_BLK_DATA,

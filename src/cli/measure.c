@@ -15,6 +15,9 @@
 #include "core/create.h"
 #include "qimg/driver.h"
 
+/* snapshot.c: load the -l snapshot into a read-only source; -1 after the error. */
+int cli_snapshot_load_param(struct qimg_node *n, const char *param);
+
 /* -l: "snapshot.id=ID,snapshot.name=NAME" or a bare ID_OR_NAME. */
 static int parse_snapshot_param(const char *arg)
 {
@@ -151,13 +154,8 @@ int cmd_measure(int argc, char **argv)
         src = cli_open_image(&o);
         if (!src)
             goto out;
-        if (snapshot) {
-            /* No driver offers temporary loading of an internal snapshot yet. */
-            cli_error("Failed to load snapshot: Block format '%s' used by device '' does not "
-                      "support temporarily loading internal snapshots",
-                      qimg_node_format(src));
+        if (snapshot && cli_snapshot_load_param(src, snapshot) < 0)
             goto out;
-        }
     }
     const struct qimg_driver *drv = qimg_driver_find(out_fmt);
     if (!drv) {
@@ -181,6 +179,19 @@ int cmd_measure(int argc, char **argv)
     if (drv->measure(opts, src, src ? 0 : (uint64_t)size, &m, &err) < 0) {
         cli_error_obj(&err, NULL);
         goto out;
+    }
+    const char *compat = qimg_opts_peek(opts, "compat");
+    if (m.has_bitmaps && src &&
+        (!qimg_bitmap_supported(src) ||
+         (compat && (!strcmp(compat, "0.10") || !strcmp(compat, "v2")))))
+        m.has_bitmaps = false; /* v2 images and sources without bitmaps: no line */
+    if (m.has_bitmaps && src) {
+        /* What the source's persistent bitmaps need in the target's clusters. */
+        const char *cs = qimg_opts_peek(opts, "cluster_size");
+        uint64_t csize = 65536;
+        if (cs && qimg_parse_size(cs, 1, &csize) < 0)
+            csize = 65536;
+        m.bitmaps = qimg_bitmap_measure(src, csize);
     }
     print_measure(&m, output);
     rc = 0;

@@ -11,6 +11,9 @@
 
 #include "cli/cli.h"
 
+/* snapshot.c: "Snapshot list:", the header and one row per SnapshotInfo. */
+void cli_print_snapshot_table(const struct qimg_json *snapshots);
+
 static int64_t json_int(const struct qimg_json *j)
 {
     if (!j)
@@ -66,7 +69,9 @@ static void print_node(const struct qimg_json *info, int indent, bool protocol)
     const char *bff = json_str(qimg_json_get(info, "backing-filename-format"));
     if (bff)
         printf("%sbacking file format: %s\n", ind, bff);
-    /* The snapshot table is printed by the snapshot code once it lands (its own issue). */
+    const struct qimg_json *snapshots = qimg_json_get(info, "snapshots");
+    if (snapshots && snapshots->n > 0)
+        cli_print_snapshot_table(snapshots);
     const struct qimg_json *fs = qimg_json_get(info, "format-specific");
     const struct qimg_json *data = fs ? qimg_json_get(fs, "data") : NULL;
     if (data && data->n > 0) {

@@ -12,8 +12,3 @@ static int not_yet(const char *cmd)
 }
 
 int cmd_amend(int argc, char **argv) { (void)argc; (void)argv; return not_yet("amend"); }
-int cmd_bench(int argc, char **argv) { (void)argc; (void)argv; return not_yet("bench"); }
-int cmd_bitmap(int argc, char **argv) { (void)argc; (void)argv; return not_yet("bitmap"); }
-int cmd_commit(int argc, char **argv) { (void)argc; (void)argv; return not_yet("commit"); }
-int cmd_snapshot(int argc, char **argv) { (void)argc; (void)argv; return not_yet("snapshot"); }
-int cmd_rebase(int argc, char **argv) { (void)argc; (void)argv; return not_yet("rebase"); }

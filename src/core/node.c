@@ -215,6 +215,29 @@ char *qimg_resolve_backing_path(const char *overlay, const char *backing)
     return xasprintf("%.*s%s", (int)(slash - overlay + 1), overlay, backing);
 }
 
+/*
+ * The images being opened on this thread, top first (real paths of plain
+ * files; NULL for the rest): a backing file naming one of them is a loop.
+ */
+static _Thread_local char *opening[MAX_BACKING_DEPTH + 1];
+
+static char *real_path_of(const char *filename)
+{
+    if (!filename || qimg_protocol_prefix_len(filename) || !strncmp(filename, "json:", 5))
+        return NULL;
+    return realpath(filename, NULL);
+}
+
+static bool creates_loop(const char *backing, int depth)
+{
+    char *real = real_path_of(backing);
+    bool loop = false;
+    for (int i = 0; real && i <= depth && i <= MAX_BACKING_DEPTH; i++)
+        loop = loop || (opening[i] && !strcmp(opening[i], real));
+    free(real);
+    return loop;
+}
+
 static int open_backing(struct qimg_node *n, unsigned flags, int depth, struct qimg_error *err)
 {
     if (!n->backing_file || !n->backing_file[0] || (flags & QIMG_O_NO_BACKING))
@@ -222,15 +245,21 @@ static int open_backing(struct qimg_node *n, unsigned flags, int depth, struct q
     if (depth >= MAX_BACKING_DEPTH)
         return qimg_error_set(err, -ELOOP, "Backing chain too deep (more than %d images)",
                               MAX_BACKING_DEPTH);
+    if (creates_loop(n->full_backing_filename, depth))
+        return qimg_error_set(err, -ELOOP, "Backing file '%s' creates an infinite loop",
+                              n->full_backing_filename);
     unsigned bflags = (flags & ~(QIMG_O_RDWR | QIMG_O_RESIZE)) | (flags & QIMG_O_FORCE_SHARE);
     struct qimg_error berr = {0};
+    opening[depth] = real_path_of(n->filename);
     int ret = qimg_open_depth(&n->backing, n->full_backing_filename, n->backing_format, NULL,
                               bflags, depth + 1, &berr);
-    if (ret < 0) {
+    free(opening[depth]);
+    opening[depth] = NULL;
+    if (ret == -ELOOP)
+        qimg_error_set(err, ret, "%s", berr.msg); /* said once, not once per layer */
+    else if (ret < 0)
         qimg_error_set(err, ret, "Could not open backing file: %s", berr.msg);
-        return ret;
-    }
-    return 0;
+    return ret;
 }
 
 int qimg_open_depth(struct qimg_node **out, const char *filename, const char *format,

@@ -69,6 +69,12 @@ int qimg_chain_block_status(struct qimg_node *top, struct qimg_node *base, uint6
         len = st->bytes;
         if (!n->backing || n->backing == base)
             return 0;
+        int64_t blen = qimg_node_length(n->backing);
+        if (blen >= 0 && off >= (uint64_t)blen) {
+            /* The next layer ends before off: reads as zeroes, decided at this layer. */
+            st->flags = QIMG_BLK_ZERO | QIMG_BLK_SHORT_BACKING;
+            return 0;
+        }
         n = n->backing;
         depth++;
     }

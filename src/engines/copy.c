@@ -35,6 +35,7 @@ struct extent {
     uint32_t src;     /* index into job->src */
     uint8_t kind;     /* enum extent_kind */
     bool known_zero;  /* DATA only because -S 0 asks for allocation: nothing to read */
+    bool mixed;       /* compressing: whole clusters read piece by piece (read_mixed) */
 };
 
 struct chunk {
@@ -50,6 +51,10 @@ struct copy_state {
 
     struct extent *ext;
     size_t n_ext, cap_ext;
+    /* Compressing: the extents as mapped, before rounding data out to whole clusters. */
+    struct extent *orig;
+    size_t n_orig;
+    bool split_compress; /* the target compresses without its lock (qimg_node_compress) */
 
     pthread_mutex_t lock;
     pthread_cond_t turn;
@@ -99,7 +104,7 @@ static void add_extent(struct copy_state *s, const struct extent *e)
     if (s->n_ext) {
         struct extent *last = &s->ext[s->n_ext - 1];
         if (last->src == e->src && last->kind == e->kind && last->known_zero == e->known_zero &&
-            last->src_off + last->len == e->src_off) {
+            last->mixed == e->mixed && (e->mixed || last->src_off + last->len == e->src_off)) {
             last->len += e->len;
             return;
         }
@@ -149,6 +154,92 @@ static int map_source(struct copy_state *s, uint32_t idx, uint64_t *pos)
     return 0;
 }
 
+/* Offsets of the copy whose target offset is a multiple of the cluster size. */
+static uint64_t cluster_floor(const struct copy_state *s, uint64_t pos)
+{
+    uint64_t abs = s->job->dst_offset + pos, f = abs / s->cluster * s->cluster;
+    return f > s->job->dst_offset ? f - s->job->dst_offset : 0;
+}
+
+static uint64_t cluster_ceil(const struct copy_state *s, uint64_t pos, uint64_t total)
+{
+    uint64_t abs = s->job->dst_offset + pos;
+    uint64_t c = (abs + s->cluster - 1) / s->cluster * s->cluster - s->job->dst_offset;
+    return c < total ? c : total;
+}
+
+/* Does any data extent (from index *i on) overlap [a, b)? Advances *i past extents before a. */
+static bool has_data(const struct copy_state *s, size_t *i, uint64_t a, uint64_t b)
+{
+    while (*i < s->n_orig && s->orig[*i].pos + s->orig[*i].len <= a)
+        (*i)++;
+    for (size_t j = *i; j < s->n_orig && s->orig[j].pos < b; j++)
+        if (s->orig[j].kind == EXT_DATA)
+            return true;
+    return false;
+}
+
+/*
+ * Compressed clusters are written whole, so every cluster that holds any
+ * data becomes data as a whole (its zero or unallocated pieces read as
+ * zeroes, or through the chain); runs without data keep their kind.
+ */
+static void align_for_compression(struct copy_state *s)
+{
+    s->orig = s->ext;
+    s->n_orig = s->n_ext;
+    s->ext = NULL;
+    s->n_ext = s->cap_ext = 0;
+    if (!s->n_orig)
+        return;
+    uint64_t total = s->orig[s->n_orig - 1].pos + s->orig[s->n_orig - 1].len;
+    size_t i = 0;
+    uint64_t a = 0;
+    while (a < total) {
+        while (s->orig[i].pos + s->orig[i].len <= a)
+            i++;
+        const struct extent *e = &s->orig[i];
+        if (e->kind != EXT_DATA) {
+            /* Up to the cluster holding the next data byte. */
+            uint64_t b = e->pos + e->len;
+            if (b < total) {
+                size_t j = i + 1;
+                if (has_data(s, &j, b, cluster_ceil(s, b + 1, total)))
+                    b = cluster_floor(s, b) > a ? cluster_floor(s, b) : a;
+            }
+            if (b > a) {
+                struct extent n = *e;
+                n.src_off = e->src_off + (a - e->pos);
+                n.pos = a;
+                n.len = b - a;
+                add_extent(s, &n);
+                a = b;
+                continue;
+            }
+        }
+        /* A run of clusters that each hold data. */
+        uint64_t b = a;
+        size_t j = i;
+        for (;;) {
+            while (j < s->n_orig && s->orig[j].pos + s->orig[j].len <= b)
+                j++;
+            if (j < s->n_orig && s->orig[j].kind == EXT_DATA && s->orig[j].pos <= b)
+                b = cluster_ceil(s, s->orig[j].pos + s->orig[j].len, total);
+            else if (b < total && has_data(s, &j, b, cluster_ceil(s, b + 1, total)))
+                b = cluster_ceil(s, b + 1, total);
+            else
+                break;
+            if (b >= total)
+                break;
+        }
+        if (b == a) /* cannot happen: the cluster at a holds data */
+            b = cluster_ceil(s, a + 1, total);
+        struct extent n = {.pos = a, .len = b - a, .kind = EXT_DATA, .mixed = true};
+        add_extent(s, &n);
+        a = b;
+    }
+}
+
 static int map_sources(struct copy_state *s)
 {
     uint64_t pos = 0;
@@ -157,6 +248,8 @@ static int map_sources(struct copy_state *s)
         if (ret < 0)
             return ret;
     }
+    if (s->job->compress)
+        align_for_compression(s);
     for (size_t i = 0; i < s->n_ext; i++)
         if (s->ext[i].kind == EXT_DATA)
             s->total += s->ext[i].len;
@@ -245,8 +338,47 @@ static int source_pread(struct copy_state *s, struct qimg_node *src, uint64_t po
     return qimg_node_pread(src, src_off, len, buf, 0);
 }
 
+static int read_chunk(struct copy_state *s, const struct chunk *c, uint8_t *buf);
+
+/* A run of whole clusters for compression: each mapped piece read as its kind says. */
+static int read_mixed(struct copy_state *s, const struct chunk *c, uint8_t *buf)
+{
+    size_t lo = 0, hi = s->n_orig;
+    while (hi - lo > 1) { /* the piece holding c->pos */
+        size_t mid = (lo + hi) / 2;
+        if (s->orig[mid].pos <= c->pos)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    for (size_t i = lo; i < s->n_orig && s->orig[i].pos < c->pos + c->len; i++) {
+        const struct extent *e = &s->orig[i];
+        uint64_t a = e->pos > c->pos ? e->pos : c->pos;
+        uint64_t b = e->pos + e->len < c->pos + c->len ? e->pos + e->len : c->pos + c->len;
+        if (b <= a)
+            continue;
+        uint8_t *dst = buf + (a - c->pos);
+        struct chunk piece = {.ext = e, .pos = a, .src_off = e->src_off + (a - e->pos), .len = b - a};
+        int ret = 0;
+        if (e->kind == EXT_DATA && !e->known_zero)
+            ret = read_chunk(s, &piece, dst);
+        else if (e->kind == EXT_SKIP)
+            /* Not allocated above base: what the chain shows there. */
+            ret = qimg_node_pread(s->job->src[e->src].node, piece.src_off, piece.len, dst, 0);
+        else
+            memset(dst, 0, piece.len);
+        if (ret < 0) {
+            fail(s, QIMG_COPY_FAILED_READ, a, ret, "error while reading at byte");
+            return ret;
+        }
+    }
+    return 0;
+}
+
 static int read_chunk(struct copy_state *s, const struct chunk *c, uint8_t *buf)
 {
+    if (c->ext->mixed)
+        return read_mixed(s, c, buf);
     struct qimg_node *src = s->job->src[c->ext->src].node;
     int ret = source_pread(s, src, c->pos, c->src_off, c->len, buf);
     if (ret < 0 && s->job->salvage) {
@@ -342,18 +474,118 @@ static void finish_chunk(struct copy_state *s, const struct chunk *c)
 }
 
 /*
- * Copy offload needs a way to reach the host files of both images; the
- * driver interface has none yet, so every attempt reports -ENOTSUP and the
- * job goes on with reads and writes, which give the identical result.
+ * Copy offload (-C): the storage copies the chunk (copy_file_range) where
+ * the chain allows it; any error means read and write instead.
  */
 static int offload_chunk(struct copy_state *s, const struct chunk *c)
 {
-    (void)s;
-    (void)c;
-    return -ENOTSUP;
+    struct qimg_node *src = s->job->src[c->ext->src].node;
+    if (s->fault_len)
+        return -ENOTSUP; /* the read error test hook needs reads */
+    return qimg_node_copy_range(src, c->src_off, s->job->dst, s->job->dst_offset + c->pos,
+                                c->len);
 }
 
-static void process_chunk(struct copy_state *s, struct chunk *c, uint8_t **buf)
+/*
+ * Compressing on every worker: the clusters of a chunk are compressed
+ * before the chunk's turn to write, without any lock, so that in-order
+ * writes only serialise the (short) stores. Per cluster of the chunk:
+ * clen[i] > 0 compressed into cbuf at coff[i], 0 all zeroes, -1 stored plainly.
+ */
+struct cchunk {
+    uint8_t *cbuf;
+    long *clen;
+    size_t *coff;
+    size_t n;
+};
+
+static int compress_chunk(struct copy_state *s, const struct chunk *c, const uint8_t *buf,
+                          struct cchunk *cc)
+{
+    uint64_t abs0 = s->job->dst_offset + c->pos;
+    size_t used = 0;
+    cc->n = 0;
+    for (uint64_t i = 0; i < c->len;) {
+        uint64_t next = ((abs0 + i) / s->cluster + 1) * s->cluster - abs0;
+        uint64_t n = (next < c->len ? next : c->len) - i;
+        long clen = 0;
+        if (!qimg_is_zero(buf + i, n)) {
+            clen = qimg_node_compress(s->job->dst, buf + i, n, cc->cbuf + used, s->cluster);
+            if (clen == -ENOSPC || clen == 0)
+                clen = -1;
+            else if (clen < 0) {
+                fail(s, QIMG_COPY_FAILED_WRITE, c->pos + i, (int)clen,
+                     "error while writing at byte");
+                return (int)clen;
+            }
+        }
+        cc->clen[cc->n] = clen;
+        cc->coff[cc->n] = used;
+        if (clen > 0)
+            used += (size_t)clen;
+        cc->n++;
+        i += n;
+    }
+    return 0;
+}
+
+/* Store a compressed chunk cluster by cluster; zero runs as zero writes. */
+static int write_compressed_chunk(struct copy_state *s, const struct chunk *c, const uint8_t *buf,
+                                  const struct cchunk *cc)
+{
+    uint64_t abs0 = s->job->dst_offset + c->pos;
+    uint64_t i = 0;
+    for (size_t k = 0; k < cc->n;) {
+        uint64_t next = ((abs0 + i) / s->cluster + 1) * s->cluster - abs0;
+        uint64_t n = (next < c->len ? next : c->len) - i;
+        int ret;
+        if (cc->clen[k] == 0) {
+            /* Merge the run of zero clusters into one request. */
+            uint64_t run = n;
+            size_t m = k + 1;
+            while (m < cc->n && cc->clen[m] == 0) {
+                uint64_t nn = c->len - (i + run) < s->cluster ? c->len - (i + run) : s->cluster;
+                run += nn;
+                m++;
+            }
+            ret = write_zeroes(s, c->pos + i, run);
+            i += run;
+            k = m;
+        } else {
+            if (cc->clen[k] > 0)
+                ret = qimg_node_pwrite_precompressed(s->job->dst, abs0 + i, n, cc->cbuf + cc->coff[k],
+                                                     (size_t)cc->clen[k]);
+            else
+                ret = qimg_node_pwrite(s->job->dst, abs0 + i, n, buf + i, 0);
+            if (ret < 0)
+                fail(s, QIMG_COPY_FAILED_WRITE, c->pos + i, ret, "error while writing at byte");
+            i += n;
+            k++;
+        }
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
+static int cchunk_init(struct copy_state *s, struct cchunk *cc)
+{
+    size_t max = s->buf_size / s->cluster + 2;
+    cc->cbuf = qimg_alloc_aligned(s->buf_size + s->cluster);
+    cc->clen = calloc(max, sizeof(*cc->clen));
+    cc->coff = calloc(max, sizeof(*cc->coff));
+    return cc->cbuf && cc->clen && cc->coff ? 0 : -ENOMEM;
+}
+
+static void cchunk_free(struct cchunk *cc)
+{
+    free(cc->cbuf);
+    free(cc->clen);
+    free(cc->coff);
+}
+
+static void process_chunk(struct copy_state *s, struct chunk *c, uint8_t **buf,
+                          struct cchunk *cc)
 {
     const struct extent *e = c->ext;
     bool offloaded = false;
@@ -379,10 +611,19 @@ static void process_chunk(struct copy_state *s, struct chunk *c, uint8_t **buf)
                     return;
                 }
             }
-            if (read_chunk(s, c, *buf) < 0 || !wait_turn(s, c))
+            if (read_chunk(s, c, *buf) < 0)
                 return;
-            if (write_scanned(s, c, *buf) < 0)
+            if (s->split_compress) {
+                if (!cc->cbuf && cchunk_init(s, cc) < 0) {
+                    fail(s, QIMG_COPY_FAILED_SETUP, c->pos, -ENOMEM, NULL);
+                    return;
+                }
+                if (compress_chunk(s, c, *buf, cc) < 0 || !wait_turn(s, c) ||
+                    write_compressed_chunk(s, c, *buf, cc) < 0)
+                    return;
+            } else if (!wait_turn(s, c) || write_scanned(s, c, *buf) < 0) {
                 return;
+            }
         }
     } else if (e->kind == EXT_DATA) {
         /* -S 0 over a hole: allocate it with written zeroes. */
@@ -399,6 +640,7 @@ static void worker(void *p)
 {
     struct copy_state *s = p;
     uint8_t *buf = NULL;
+    struct cchunk cc = {0};
     struct chunk c;
 
     pthread_mutex_lock(&s->lock);
@@ -408,11 +650,12 @@ static void worker(void *p)
             continue; /* nothing to write: no turn needed */
         c.seq = s->seq_assign++;
         pthread_mutex_unlock(&s->lock);
-        process_chunk(s, &c, &buf);
+        process_chunk(s, &c, &buf, &cc);
         pthread_mutex_lock(&s->lock);
     }
     pthread_mutex_unlock(&s->lock);
     free(buf);
+    cchunk_free(&cc);
 }
 
 int qimg_copy_run(const struct qimg_copy_job *job, struct qimg_copy_result *res,
@@ -432,6 +675,9 @@ int qimg_copy_run(const struct qimg_copy_job *job, struct qimg_copy_result *res,
             s.cluster = 64 * 1024;
         if (s.buf_size < s.cluster)
             s.buf_size = s.cluster;
+        /* Can the target compress outside its lock (qimg_node_compress)? */
+        const struct qimg_driver *d = qimg_node_driver(job->dst);
+        s.split_compress = d->compress && d->pwrite_precompressed;
     }
     pthread_mutex_init(&s.lock, NULL);
     pthread_cond_init(&s.turn, NULL);
@@ -467,6 +713,7 @@ out:
     pthread_cond_destroy(&s.turn);
     pthread_mutex_destroy(&s.lock);
     free(s.ext);
+    free(s.orig);
     free(s.zero_buf);
     return ret;
 }

@@ -165,6 +165,21 @@ static int raw_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
     return 0;
 }
 
+/* Copy offload: translate the side that is a raw node and pass it down. */
+static int raw_copy_range(struct qimg_node *src, uint64_t src_off, struct qimg_node *dst,
+                          uint64_t dst_off, uint64_t len)
+{
+    if (src->drv == &qimg_raw_driver) {
+        const struct raw_state *s = src->opaque;
+        return qimg_node_copy_range(src->file, src_off + s->offset, dst, dst_off, len);
+    }
+    const struct raw_state *s = dst->opaque;
+    /* A probed raw image's first sector is checked on every write: not offloaded. */
+    if (dst->probed_raw && dst_off < RAW_SECTOR)
+        return -ENOTSUP;
+    return qimg_node_copy_range(src, src_off, dst->file, dst_off + s->offset, len);
+}
+
 static bool raw_has_zero_init(struct qimg_node *n)
 {
     return qimg_node_has_zero_init(n->file);
@@ -209,5 +224,6 @@ const struct qimg_driver qimg_raw_driver = {
     .truncate = raw_truncate,
     .block_status = raw_block_status,
     .has_zero_init = raw_has_zero_init,
+    .copy_range = raw_copy_range,
     .measure = raw_measure,
 };

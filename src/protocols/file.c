@@ -395,6 +395,33 @@ static int file_pdiscard(struct qimg_node *n, uint64_t off, uint64_t len)
     return 0;
 }
 
+/*
+ * convert -C between two files: copy_file_range lets the kernel copy inside
+ * the filesystem (a reflink on btrfs and XFS, a server-side copy on NFS).
+ * A short copy means the source ended: the caller falls back to reading.
+ */
+static int file_copy_range(struct qimg_node *src, uint64_t src_off, struct qimg_node *dst,
+                           uint64_t dst_off, uint64_t len)
+{
+    const struct file_state *a = src->opaque, *b = dst->opaque;
+    while (len) {
+        loff_t in = (loff_t)src_off, out = (loff_t)dst_off;
+        size_t n = len > (1u << 30) ? (1u << 30) : (size_t)len;
+        ssize_t r = copy_file_range(a->fd, &in, b->fd, &out, n, 0);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (r == 0)
+            return -ENODATA;
+        src_off += (uint64_t)r;
+        dst_off += (uint64_t)r;
+        len -= (uint64_t)r;
+    }
+    return 0;
+}
+
 static int file_flush(struct qimg_node *n)
 {
     return file_sync(n);
@@ -612,4 +639,5 @@ const struct qimg_driver qimg_file_driver = {
     .truncate = file_truncate,
     .block_status = file_block_status,
     .has_zero_init = file_has_zero_init,
+    .copy_range = file_copy_range,
 };

@@ -67,7 +67,8 @@ def test_dispatch_errors_match_oracle(ours, oracle, args):
     assert (a.rc, a.err) == (b.rc, b.err)
 
 
-@pytest.mark.parametrize("cmd", ["amend", "bench", "bitmap", "commit", "snapshot", "rebase"])
+# Subcommands whose issues have not landed yet (amend comes with the rest of the qcow2 issue).
+@pytest.mark.parametrize("cmd", ["amend"])
 def test_unimplemented_commands_fail_clearly(ours, cmd):
     r = ours.img(cmd, "x")
     assert r.rc != 0

@@ -72,15 +72,13 @@ static int qcow2_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_e
                               "qcow2 images with an external data file are not supported yet");
     if (s->crypt_method)
         return qimg_error_set(err, -ENOTSUP, "Encrypted qcow2 images are not supported yet");
-    if (!s->read_only && (s->incompat & QCOW2_INCOMPAT_CORRUPT))
+    if (!s->read_only && (s->incompat & QCOW2_INCOMPAT_CORRUPT) && !(n->flags & QIMG_O_CHECK))
         return qimg_error_set(err, -EACCES, "qcow2: Image is corrupt; cannot be opened read/write");
-    if (!s->read_only && (s->incompat & QCOW2_INCOMPAT_DIRTY))
-        return qimg_error_set(err, -ENOTSUP,
-                              "qcow2: Image is dirty (lazy refcounts); repairing its refcounts on "
-                              "open is not supported yet, run 'qemu-img check -r all' first");
     ret = load_l1(n, err);
     if (ret == 0)
         ret = qcow2_refcount_load(n, err);
+    if (ret == 0)
+        ret = qcow2_snapshots_load(n, err);
     if (ret < 0)
         return ret;
     qcow2_cache_init(&s->l2_cache, cache_entries(L2_CACHE_BYTES, s->cluster_size, 16, 1024),
@@ -89,14 +87,22 @@ static int qcow2_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_e
                      s->cluster_size);
     uint32_t fa = n->file->request_alignment;
     n->request_alignment = fa > 512 ? fa : 512;
-    /*
-     * qcow2.txt: autoclear bits we cannot maintain must be cleared before
-     * writing. Bitmaps are not maintained yet, so their extension is marked
-     * inconsistent rather than left claiming to track our writes.
-     */
-    if (!s->read_only && s->version >= 3 && s->autoclear & ~QCOW2_AUTOCLEAR_DATA_FILE_RAW) {
+    /* Lazy refcounts left the image dirty: rebuild its refcounts from the L1/L2 tables. */
+    if (!s->read_only && (s->incompat & QCOW2_INCOMPAT_DIRTY) && !(n->flags & QIMG_O_CHECK)) {
+        struct qimg_check_result res;
+        ret = qcow2_check(n, &res, QIMG_CHECK_FIX_LEAKS | QIMG_CHECK_FIX_ERRORS, err);
+        if (ret < 0 || res.check_errors)
+            return qimg_error_errno(err, ret < 0 ? ret : -EIO, "Could not repair dirty image");
+    }
+    ret = qcow2_bitmaps_load(n, err); /* bitmap.c keeps them, in use while open */
+    if (ret < 0)
+        return ret;
+    /* qcow2.txt: autoclear bits we cannot maintain must be cleared before writing. */
+    uint64_t kept = QCOW2_AUTOCLEAR_DATA_FILE_RAW | (s->bitmaps ? QCOW2_AUTOCLEAR_BITMAPS : 0);
+    if (!s->read_only && s->version >= 3 && s->autoclear & ~kept &&
+        !(n->flags & QIMG_O_CHECK)) { /* check -r writes no guest data: bitmaps stay valid */
         uint8_t be[8];
-        s->autoclear &= QCOW2_AUTOCLEAR_DATA_FILE_RAW;
+        s->autoclear &= kept;
         qcow2_put64(be, s->autoclear);
         ret = qcow2_header_update_fields(n, 88, be, 8);
         if (ret < 0)
@@ -111,10 +117,14 @@ static void qcow2_close(struct qimg_node *n)
     if (!s)
         return;
     if (!s->read_only && n->file)
-        qimg_node_flush(n->file);
+        qcow2_bitmaps_store(n); /* a failure leaves them in use: inconsistent, not corrupt */
+    if (!s->read_only && n->file && qimg_node_flush(n->file) == 0)
+        qcow2_mark_clean(n); /* as QEMU on close: only check leaves a dirty image open */
     qcow2_cache_destroy(&s->l2_cache);
     qcow2_cache_destroy(&s->rb_cache);
     qcow2_state_free_ext(s);
+    qcow2_snapshots_free(s);
+    qcow2_bitmaps_free(s);
     free(s->l1);
     free(s->rt);
     free(s->meta);
@@ -162,9 +172,13 @@ static int qcow2_get_info(struct qimg_node *n, struct qimg_driver_info *info,
         qimg_json_add_bool(d, "corrupt", s->incompat & QCOW2_INCOMPAT_CORRUPT);
     }
     qimg_json_add_int(d, "refcount-bits", s->refcount_bits);
+    struct qimg_json *bitmaps = s->version >= 3 ? qcow2_bitmaps_info_json(n) : NULL;
+    if (bitmaps)
+        qimg_json_add(d, "bitmaps", bitmaps);
     qimg_json_add_str(d, "compression-type",
                       s->compression_type == QCOW2_COMPRESSION_ZSTD ? "zstd" : "zlib");
     info->format_specific = fs;
+    info->snapshots = qcow2_snapshots_info_json(n);
     return 0;
 }
 
@@ -269,6 +283,8 @@ const struct qimg_driver qimg_qcow2_driver = {
     .pwrite = qcow2_pwrite,
     .pwrite_zeroes = qcow2_pwrite_zeroes,
     .pwrite_compressed = qcow2_pwrite_compressed,
+    .compress = qcow2_compress_cluster,
+    .pwrite_precompressed = qcow2_pwrite_precompressed,
     .pdiscard = qcow2_pdiscard,
     .flush = qcow2_flush,
     .truncate = qcow2_truncate,
@@ -276,4 +292,19 @@ const struct qimg_driver qimg_qcow2_driver = {
     .has_zero_init = qcow2_has_zero_init,
     .get_info = qcow2_get_info,
     .measure = qcow2_measure,
+    .check = qcow2_check,
+    .change_backing_file = qcow2_change_backing_file,
+    .make_empty = qcow2_make_empty,
+    .snapshot_list = qcow2_snapshot_list,
+    .snapshot_create = qcow2_snapshot_create,
+    .snapshot_goto = qcow2_snapshot_goto,
+    .snapshot_delete = qcow2_snapshot_delete,
+    .snapshot_load_tmp = qcow2_snapshot_load_tmp,
+    .bitmap_list = qcow2_bitmap_list,
+    .bitmap_add = qcow2_bitmap_add,
+    .bitmap_remove = qcow2_bitmap_remove,
+    .bitmap_clear = qcow2_bitmap_clear,
+    .bitmap_set_enabled = qcow2_bitmap_set_enabled,
+    .bitmap_get = qcow2_bitmap_get,
+    .bitmap_merge_bits = qcow2_bitmap_merge_bits,
 };

@@ -420,9 +420,16 @@ void qcow2_mark_corrupt(struct qimg_node *n, const char *what)
     if (s->corrupt_event)
         return;
     s->corrupt_event = true;
-    fprintf(stderr,
-            "qcow2: Marking image as corrupt: %s; further corruption events will be suppressed\n",
-            what);
+    if (s->read_only) /* QEMU: a read-only image cannot be marked; the event is non-fatal */
+        fprintf(stderr,
+                "qcow2: Image is corrupt: %s; further non-fatal corruption events will be "
+                "suppressed\n",
+                what);
+    else
+        fprintf(stderr,
+                "qcow2: Marking image as corrupt: %s; further corruption events will be "
+                "suppressed\n",
+                what);
     if (s->version >= 3 && !s->read_only) {
         uint8_t be[8];
         s->incompat |= QCOW2_INCOMPAT_CORRUPT;
@@ -430,4 +437,51 @@ void qcow2_mark_corrupt(struct qimg_node *n, const char *what)
         qcow2_header_update_fields(n, 72, be, 8);
         qimg_node_flush(n->file);
     }
+}
+
+/*
+ * qcow2.txt: the backing file name lives in the first cluster after the
+ * header extensions, its format in the backing format extension. The whole
+ * first cluster is rebuilt (unknown extensions and header fields kept) and
+ * written at once, then flushed, as QEMU rewrites it.
+ */
+int qcow2_change_backing_file(struct qimg_node *n, const char *file, const char *fmt,
+                              struct qimg_error *err)
+{
+    struct qcow2_state *s = n->opaque;
+    if (s->data_file_name && file && (s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW))
+        return qimg_error_set(err, -EINVAL,
+                              "Cannot use a backing file with 'data-file-raw'");
+    uint8_t *buf = qimg_alloc_aligned(s->cluster_size);
+    if (!buf)
+        return qimg_error_set(err, -ENOMEM, "%s", strerror(ENOMEM));
+    pthread_mutex_lock(&n->lock);
+    char *old_fmt = s->backing_format;
+    s->backing_format = file && fmt ? xstrdup(fmt) : NULL;
+    int ret = qcow2_header_build(s, file, buf, s->cluster_size);
+    if (ret == -EFBIG)
+        ret = -ENOSPC;
+    if (ret == 0)
+        ret = qimg_node_pwrite(n->file, 0, s->cluster_size, buf, 0);
+    if (ret == 0)
+        ret = qimg_node_flush(n->file);
+    if (ret < 0) {
+        free(s->backing_format);
+        s->backing_format = old_fmt;
+        pthread_mutex_unlock(&n->lock);
+        free(buf);
+        if (ret == -ENOSPC)
+            return qimg_error_set(err, ret, "No space left in the file header");
+        return qimg_error_errno(err, ret, "Could not update qcow2 header");
+    }
+    free(old_fmt);
+    s->backing_file_offset = qcow2_be64(buf + 8);
+    s->backing_file_size = qcow2_be32(buf + 16);
+    free(n->backing_file);
+    free(n->backing_format);
+    n->backing_file = file ? xstrdup(file) : NULL;
+    n->backing_format = s->backing_format ? xstrdup(s->backing_format) : NULL;
+    pthread_mutex_unlock(&n->lock);
+    free(buf);
+    return 0;
 }

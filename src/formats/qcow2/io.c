@@ -406,6 +406,7 @@ static int write_alloc(struct qimg_node *n, uint64_t off, uint64_t end, const ui
 int qcow2_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf,
                  unsigned flags)
 {
+    qcow2_bitmaps_mark_dirty(n, off, len); /* bitmap.c: enabled bitmaps see every change */
     struct qcow2_state *s = n->opaque;
     const uint8_t *src = buf;
     uint64_t l2_span = s->l2_entries * s->cluster_size;
@@ -573,6 +574,7 @@ static int write_zero_data(struct qimg_node *n, uint64_t off, uint64_t len)
  */
 int qcow2_pwrite_zeroes(struct qimg_node *n, uint64_t off, uint64_t len, unsigned flags)
 {
+    qcow2_bitmaps_mark_dirty(n, off, len); /* bitmap.c: enabled bitmaps see every change */
     struct qcow2_state *s = n->opaque;
     uint64_t cs = s->cluster_size;
     /* Zero metadata granularity: subclusters with extended L2, clusters otherwise. */
@@ -645,6 +647,7 @@ int qcow2_pwrite_zeroes(struct qimg_node *n, uint64_t off, uint64_t len, unsigne
 
 int qcow2_pdiscard(struct qimg_node *n, uint64_t off, uint64_t len)
 {
+    qcow2_bitmaps_mark_dirty(n, off, len); /* bitmap.c: enabled bitmaps see every change */
     struct qcow2_state *s = n->opaque;
     uint64_t cs = s->cluster_size;
     uint64_t a = qcow2_align_up(off, cs);
@@ -731,6 +734,7 @@ long qcow2_compress_cluster(struct qimg_node *n, const void *buf, uint64_t len, 
 int qcow2_pwrite_precompressed(struct qimg_node *n, uint64_t off, uint64_t len, const void *cdata,
                                size_t clen)
 {
+    qcow2_bitmaps_mark_dirty(n, off, len); /* bitmap.c: enabled bitmaps see every change */
     struct qcow2_state *s = n->opaque;
     uint64_t cs = s->cluster_size;
     if (off % cs || len > cs || (len < cs && off + len != s->size) || clen == 0 || clen >= cs)

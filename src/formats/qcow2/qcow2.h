@@ -156,7 +156,73 @@ struct qcow2_state {
 
     bool corrupt_event; /* the image was marked corrupt in this session: refuse I/O */
     bool read_only;
+
+    /* snapshot.c: the snapshot table (nb_snapshots entries) and its size in bytes. */
+    struct qcow2_snapshot *snapshots;
+    uint64_t snapshots_size;
+    /* bitmap.c: persistent dirty bitmaps (NULL when the image has none loaded). */
+    struct qcow2_bitmaps *bitmaps;
 };
+
+/* snapshot.c (qcow2.txt: Snapshots) */
+struct qcow2_snapshot {
+    uint64_t l1_offset;
+    uint32_t l1_size;
+    char *id, *name;
+    uint32_t date_sec, date_nsec;
+    uint64_t vm_clock_nsec;
+    uint64_t vm_state_size;
+    uint64_t disk_size;
+    uint64_t icount; /* UINT64_MAX: none */
+    uint32_t extra_size; /* extra data as read; unknown bytes past the known fields kept */
+    uint8_t *extra;
+};
+int qcow2_snapshots_load(struct qimg_node *n, struct qimg_error *err);
+void qcow2_snapshots_free(struct qcow2_state *s);
+/* "inactive L1 table" when [off, off+len) overlaps a snapshot's L1 table, else NULL. */
+const char *qcow2_snapshot_overlap(const struct qcow2_state *s, uint64_t off, uint64_t len);
+struct qimg_json *qcow2_snapshots_info_json(struct qimg_node *n);
+int qcow2_snapshot_list(struct qimg_node *n, struct qimg_snapshot_info **out, size_t *count,
+                        struct qimg_error *err);
+int qcow2_snapshot_create(struct qimg_node *n, const struct qimg_snapshot_info *sn,
+                          struct qimg_error *err);
+int qcow2_snapshot_goto(struct qimg_node *n, const char *id_or_name, struct qimg_error *err);
+int qcow2_snapshot_delete(struct qimg_node *n, const char *id, const char *name,
+                          struct qimg_error *err);
+int qcow2_snapshot_load_tmp(struct qimg_node *n, const char *id, const char *name,
+                            struct qimg_error *err);
+
+/* bitmap.c (qcow2.txt: Bitmaps) */
+/* Open: parse the bitmap directory; read-write opens load the bits and mark them in use. */
+int qcow2_bitmaps_load(struct qimg_node *n, struct qimg_error *err);
+/* Clean close of a read-write image: store the bitmaps, clear their in-use flags. */
+int qcow2_bitmaps_store(struct qimg_node *n);
+void qcow2_bitmaps_free(struct qcow2_state *s);
+/* A guest write, zero write or discard of [off, off+len): set bits of enabled bitmaps. */
+void qcow2_bitmaps_mark_dirty(struct qimg_node *n, uint64_t off, uint64_t len);
+/* "bitmap directory" when [off, off+len) overlaps it, else NULL. */
+const char *qcow2_bitmap_overlap(const struct qcow2_state *s, uint64_t off, uint64_t len);
+/* The format-specific "bitmaps" array (Qcow2BitmapInfo), or NULL when there are none. */
+struct qimg_json *qcow2_bitmaps_info_json(struct qimg_node *n);
+int qcow2_bitmap_list(struct qimg_node *n, struct qimg_bitmap_info **out, size_t *count,
+                      struct qimg_error *err);
+int qcow2_bitmap_add(struct qimg_node *n, const char *name, uint32_t granularity, bool disabled,
+                     struct qimg_error *err);
+int qcow2_bitmap_remove(struct qimg_node *n, const char *name, struct qimg_error *err);
+int qcow2_bitmap_clear(struct qimg_node *n, const char *name, struct qimg_error *err);
+int qcow2_bitmap_set_enabled(struct qimg_node *n, const char *name, bool enabled,
+                             struct qimg_error *err);
+int qcow2_bitmap_get(struct qimg_node *n, const char *name, uint8_t **bits, uint64_t *nbits,
+                     uint32_t *granularity, struct qimg_error *err);
+int qcow2_bitmap_merge_bits(struct qimg_node *n, const char *name, const uint8_t *bits,
+                            uint64_t nbits, uint32_t granularity, struct qimg_error *err);
+/*
+ * Every host range the bitmaps extension references (directory, tables,
+ * data clusters), for refcount checks: fn is called per range.
+ */
+int qcow2_bitmaps_for_each_ref(struct qimg_node *n,
+                               int (*fn)(void *opaque, uint64_t off, uint64_t len),
+                               void *opaque);
 
 /* header.c */
 struct qimg_error;
@@ -167,6 +233,11 @@ int qcow2_header_build(const struct qcow2_state *s, const char *backing_file, ui
 int qcow2_header_update_fields(struct qimg_node *n, uint64_t off, const void *be, size_t len);
 void qcow2_state_free_ext(struct qcow2_state *s);
 void qcow2_mark_corrupt(struct qimg_node *n, const char *what);
+int qcow2_change_backing_file(struct qimg_node *n, const char *file, const char *fmt,
+                              struct qimg_error *err);
+
+/* empty.c: drop every allocation (commit empties its top this way). */
+int qcow2_make_empty(struct qimg_node *n, struct qimg_error *err);
 
 /* cache.c */
 void qcow2_cache_init(struct qcow2_cache *c, size_t entries, uint64_t table_size);
@@ -195,6 +266,8 @@ void refcount_set_entry(const struct qcow2_state *s, uint8_t *block, uint64_t id
 /* Metadata index for the overlap check (refcount.c). */
 void qcow2_meta_add(struct qcow2_state *s, uint64_t offset);
 void qcow2_meta_add_refblock(struct qcow2_state *s, uint64_t offset);
+/* Forget every refcount block and index those of s->rt (after a rebuild). */
+void qcow2_meta_reset_refblocks(struct qcow2_state *s);
 bool qcow2_meta_contains(const struct qcow2_state *s, uint64_t offset);
 /* Name of the metadata structure [off, off+len) overlaps, or NULL. */
 const char *qcow2_overlap(const struct qcow2_state *s, uint64_t off, uint64_t len);
@@ -225,6 +298,14 @@ int qcow2_entry_release(struct qimg_node *n, const struct qcow2_entry *e);
 /* Mapping validity: host offsets aligned and inside limits. */
 bool qcow2_entry_valid(const struct qcow2_state *s, const struct qcow2_entry *e);
 
+/* check.c: qemu-img check [-r]; also repairs dirty images on read-write open. */
+int qcow2_check(struct qimg_node *n, struct qimg_check_result *res, int fix,
+                struct qimg_error *err);
+int qcow2_check_locked(struct qimg_node *n, struct qimg_check_result *res, int fix,
+                       struct qimg_error *err);
+/* Clear the dirty bit (v3, when set). */
+int qcow2_mark_clean(struct qimg_node *n);
+
 /* compress.c */
 /* Compress into out (cap bytes): length, or -ENOSPC when it does not fit. */
 long qcow2_compress(int type, uint8_t *out, size_t cap, const uint8_t *in, size_t len);
@@ -237,6 +318,10 @@ int qcow2_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const void *bu
                  unsigned flags);
 int qcow2_pwrite_zeroes(struct qimg_node *n, uint64_t off, uint64_t len, unsigned flags);
 int qcow2_pwrite_compressed(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf);
+long qcow2_compress_cluster(struct qimg_node *n, const void *buf, uint64_t len, void *out,
+                            size_t cap);
+int qcow2_pwrite_precompressed(struct qimg_node *n, uint64_t off, uint64_t len, const void *cdata,
+                               size_t clen);
 int qcow2_pdiscard(struct qimg_node *n, uint64_t off, uint64_t len);
 int qcow2_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
                        struct qimg_block_status *st);

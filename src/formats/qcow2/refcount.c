@@ -92,6 +92,28 @@ void qcow2_meta_add_refblock(struct qcow2_state *s, uint64_t offset)
     meta_insert(s, offset, META_REFBLOCK);
 }
 
+void qcow2_meta_reset_refblocks(struct qcow2_state *s)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < s->n_meta; i++)
+        if (!(s->meta[i] & META_REFBLOCK))
+            s->meta[k++] = s->meta[i];
+    s->n_meta = k;
+    for (uint64_t i = 0; i < s->rt_size; i++)
+        if (s->rt[i] & ~QCOW2_RT_RESERVED)
+            meta_insert(s, s->rt[i] & ~QCOW2_RT_RESERVED, META_REFBLOCK);
+}
+
+/* A freed cluster is no metadata any more (snapshot deletion frees L2 tables). */
+static void meta_remove(struct qcow2_state *s, uint64_t offset)
+{
+    size_t i = meta_find(s, offset);
+    if (i < s->n_meta && (s->meta[i] & ~(uint64_t)META_REFBLOCK) == offset) {
+        memmove(&s->meta[i], &s->meta[i + 1], (s->n_meta - i - 1) * sizeof(*s->meta));
+        s->n_meta--;
+    }
+}
+
 bool qcow2_meta_contains(const struct qcow2_state *s, uint64_t offset)
 {
     size_t i = meta_find(s, offset);
@@ -112,8 +134,15 @@ const char *qcow2_overlap(const struct qcow2_state *s, uint64_t off, uint64_t le
         return "active L1 table";
     if (ranges_overlap(off, len, s->rt_offset, (uint64_t)s->rt_clusters * cs))
         return "refcount table";
-    if (s->nb_snapshots && ranges_overlap(off, len, s->snapshots_offset, cs))
+    if (s->nb_snapshots &&
+        ranges_overlap(off, len, s->snapshots_offset,
+                       s->snapshots_size ? qcow2_align_up(s->snapshots_size, cs) : cs))
         return "snapshot table";
+    const char *other = qcow2_snapshot_overlap(s, off, len);
+    if (!other)
+        other = qcow2_bitmap_overlap(s, off, len);
+    if (other)
+        return other;
     uint64_t first = off / cs * cs;
     size_t i = meta_find(s, first);
     if (i < s->n_meta) {
@@ -132,7 +161,7 @@ static int refblock_offset(struct qimg_node *n, uint64_t rt_idx, uint64_t *out)
         return 0;
     uint64_t e = s->rt[rt_idx];
     uint64_t off = e & ~QCOW2_RT_RESERVED;
-    if (e & QCOW2_RT_RESERVED || off % s->cluster_size) {
+    if (off % s->cluster_size) {
         char what[128];
         snprintf(what, sizeof(what), "Refblock offset %#llx unaligned (reftable index: %#llx)",
                  (unsigned long long)off, (unsigned long long)rt_idx);
@@ -218,6 +247,7 @@ int qcow2_update_refcounts(struct qimg_node *n, uint64_t first, uint64_t count, 
             refcount_set_entry(s, blk, i, v);
             uint64_t ci = rt_idx * s->rb_entries + i;
             if (v == 0) {
+                meta_remove(s, ci * s->cluster_size);
                 if (ci < s->free_cluster_index)
                     s->free_cluster_index = ci;
                 if (s->free_byte_offset / s->cluster_size == ci)
@@ -466,6 +496,17 @@ int64_t qcow2_alloc_bytes(struct qimg_node *n, uint64_t size)
         off = qcow2_alloc_clusters(n, 1);
         if (off < 0)
             return off;
+        /*
+         * Compressed data may run on into the next host cluster (as QEMU packs
+         * it): when the new cluster follows the partly used one, start in the
+         * partly used one, which gains a reference.
+         */
+        if (fb && fb % cs && (uint64_t)off == fb - fb % cs + cs) {
+            int ret = qcow2_update_refcounts(n, fb / cs, 1, 1);
+            if (ret < 0)
+                return ret;
+            off = (int64_t)fb;
+        }
     }
     s->free_byte_offset = (uint64_t)off + size;
     if (s->free_byte_offset % cs == 0)

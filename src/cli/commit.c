@@ -1,0 +1,321 @@
+/* SPDX-License-Identifier: MIT */
+/* qemu-img commit [--object objectdef] [--image-opts] [-q] [-f fmt] [-t cache] [-b base]
+ *                 [-r rate_limit] [-d] [-p] filename
+ *
+ * Copies what the layers above BASE (the top's backing file by default)
+ * allocate into BASE, growing BASE first when it is smaller, then empties the
+ * top unless -d (-b implies -d: the layers in between no longer match).
+ *
+ * The chain is looked at read-only first to find BASE; then BASE is opened
+ * read-write with its own chain under it, the layers in between read-only on
+ * their own, and the top read-write, and the layers are linked again.
+ *
+ * Ranges reading as zeroes become zero writes; data is copied as it is, even
+ * when it is all zeroes (qemu-img's commit does no zero detection).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "util/mem.h"
+#include "util/ratelimit.h"
+
+#define COMMIT_CHUNK (2u << 20)
+#define COMMIT_STATUS_MAX (1ull << 30)
+
+struct layer {
+    char *filename;
+    char *fmt; /* NULL: probe */
+};
+
+struct commit_opts {
+    struct cli_open top;
+    const char *base;
+    const char *cache;
+    bool drop, progress, quiet;
+    uint64_t rate;
+};
+
+static bool same_file(const char *a, const char *b)
+{
+    if (!strcmp(a, b))
+        return true;
+    char ra[PATH_MAX], rb[PATH_MAX];
+    return realpath(a, ra) && realpath(b, rb) && !strcmp(ra, rb);
+}
+
+/* Does -b name this layer (reached from parent)? */
+static bool names_layer(const char *base, struct qimg_node *parent, struct qimg_node *layer)
+{
+    const char *stored = qimg_node_backing_file(parent);
+    if (stored && !strcmp(base, stored))
+        return true;
+    return same_file(base, qimg_node_filename(layer));
+}
+
+/*
+ * Open the chain read-only and list the layers from the top down to the base
+ * (inclusive). Returns the number of layers, or -1 after printing an error.
+ */
+static int find_layers(const struct commit_opts *o, struct layer **out)
+{
+    struct cli_open ro = o->top;
+    ro.flags &= ~(QIMG_O_RDWR | QIMG_O_UNMAP);
+    struct qimg_node *top = cli_open_image(&ro);
+    if (!top)
+        return -1;
+    int n = -1;
+    if (!qimg_node_backing(top)) {
+        cli_error("Image does not have a backing file");
+        goto out;
+    }
+    struct layer *l = NULL;
+    int count = 1;
+    struct qimg_node *parent = top, *cur = qimg_node_backing(top);
+    for (;;) {
+        count++;
+        if (!o->base || names_layer(o->base, parent, cur))
+            break;
+        if (!qimg_node_backing(cur)) {
+            cli_error("Did not find '%s' in the backing chain of '%s'", o->base, o->top.filename);
+            goto out;
+        }
+        parent = cur;
+        cur = qimg_node_backing(cur);
+    }
+    l = xcalloc((size_t)count, sizeof(*l));
+    cur = top;
+    for (int i = 0; i < count; i++) {
+        if (i > 0) {
+            l[i].filename = xstrdup(qimg_node_full_backing_filename(cur));
+            const char *bf = qimg_node_backing_format(cur);
+            l[i].fmt = bf ? xstrdup(bf) : NULL;
+            cur = qimg_node_backing(cur);
+        }
+    }
+    *out = l;
+    n = count;
+out:
+    qimg_node_unref(top);
+    return n;
+}
+
+static void free_layers(struct layer *l, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(l[i].filename);
+        free(l[i].fmt);
+    }
+    free(l);
+}
+
+static struct qimg_node *open_layer(const struct layer *l, unsigned flags)
+{
+    struct qimg_error err = {0};
+    struct qimg_node *n = NULL;
+    if (qimg_open(&n, l->filename, l->fmt, NULL, flags, &err) < 0) {
+        cli_error_obj(&err, "Could not open '%s': ", l->filename);
+        return NULL;
+    }
+    return n;
+}
+
+/* Grow base to the top's size; the new area must read as zeroes even over a longer backing. */
+static int grow_base(struct qimg_node *base, uint64_t size)
+{
+    int64_t old = qimg_node_length(base);
+    if (old < 0) {
+        cli_error("Could not get the size of the base image: %s", strerror((int)-old));
+        return -1;
+    }
+    if ((uint64_t)old >= size)
+        return 0;
+    struct qimg_error err = {0};
+    if (qimg_node_truncate(base, size, false, QIMG_PREALLOC_OFF, &err) < 0) {
+        cli_error_obj(&err, "Top image %s is larger than its base image, and resizing the "
+                            "base failed: ", qimg_node_filename(base));
+        return -1;
+    }
+    /* Only where base's own backing file reaches does the new area need zeroes. */
+    struct qimg_node *below = qimg_node_backing(base);
+    int64_t below_len = below ? qimg_node_length(below) : 0;
+    uint64_t end = below_len > old ? (uint64_t)below_len : (uint64_t)old;
+    if (end > size)
+        end = size;
+    if (end > (uint64_t)old) {
+        int ret = qimg_node_pwrite_zeroes(base, (uint64_t)old, end - (uint64_t)old, 0);
+        if (ret < 0) {
+            cli_error("Block job failed: %s", strerror(-ret));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int copy_data(struct qimg_node *top, struct qimg_node *base, uint64_t off, uint64_t len,
+                     uint8_t *buf, struct qimg_ratelimit *rl)
+{
+    while (len) {
+        uint64_t now = len < COMMIT_CHUNK ? len : COMMIT_CHUNK;
+        qimg_ratelimit_wait(rl, now);
+        int ret = qimg_node_pread(top, off, now, buf, 0);
+        if (ret == 0)
+            ret = qimg_node_pwrite(base, off, now, buf, 0);
+        if (ret < 0)
+            return ret;
+        off += now;
+        len -= now;
+    }
+    return 0;
+}
+
+/* Everything the layers above base allocate goes into base. */
+static int commit_run(const struct commit_opts *o, struct qimg_node *top, struct qimg_node *base)
+{
+    int64_t size = qimg_node_length(top);
+    if (size < 0) {
+        cli_error("Could not get the size of '%s': %s", o->top.filename, strerror((int)-size));
+        return -1;
+    }
+    if (grow_base(base, (uint64_t)size) < 0)
+        return -1;
+    uint8_t *buf = qimg_alloc_aligned(COMMIT_CHUNK);
+    struct qimg_ratelimit rl;
+    qimg_ratelimit_init(&rl, o->rate);
+    int ret = buf ? 0 : -ENOMEM;
+    for (uint64_t off = 0; ret == 0 && off < (uint64_t)size;) {
+        uint64_t want = (uint64_t)size - off;
+        if (want > COMMIT_STATUS_MAX)
+            want = COMMIT_STATUS_MAX;
+        struct qimg_block_status st;
+        ret = qimg_chain_block_status(top, base, off, want, &st);
+        if (ret < 0)
+            break;
+        uint64_t n = st.bytes && st.bytes <= want ? st.bytes : want;
+        if (st.flags & QIMG_BLK_ZERO)
+            ret = qimg_node_pwrite_zeroes(base, off, n, 0);
+        else if (st.flags & QIMG_BLK_DATA)
+            ret = copy_data(top, base, off, n, buf, &rl);
+        off += n;
+        cli_progress_update((double)off, (double)size);
+    }
+    if (ret == 0)
+        ret = qimg_node_flush(base);
+    qimg_ratelimit_destroy(&rl);
+    free(buf);
+    if (ret < 0) {
+        cli_error("Block job failed: %s", strerror(-ret));
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, struct commit_opts *o)
+{
+    enum { OPT_OBJECT = 256, OPT_IMAGE_OPTS };
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"object", required_argument, NULL, OPT_OBJECT},
+        {"image-opts", no_argument, NULL, OPT_IMAGE_OPTS},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    while ((c = cli_getopt(argc, argv, "f:ht:b:dpqr:", longopts)) != -1) {
+        switch (c) {
+        case 'f': o->top.fmt = optarg; break;
+        case 't': o->cache = optarg; break;
+        case 'b':
+            o->base = optarg;
+            o->drop = true; /* the layers in between stop matching the top */
+            break;
+        case 'd': o->drop = true; break;
+        case 'p': o->progress = true; break;
+        case 'q': o->quiet = true; break;
+        case 'r': {
+            int64_t rate;
+            if (cli_parse_image_size(optarg, "rate limit", &rate) < 0)
+                return -1;
+            o->rate = (uint64_t)rate;
+            break;
+        }
+        case OPT_OBJECT:
+            if (cli_add_object(optarg) < 0)
+                return -1;
+            break;
+        case OPT_IMAGE_OPTS: o->top.image_opts = true; break;
+        default: return -1;
+        }
+    }
+    if (optind != argc - 1) {
+        cli_usage_error("Expecting one image file name");
+        return -1;
+    }
+    o->top.filename = argv[optind];
+    if (o->quiet)
+        o->progress = false;
+    return 0;
+}
+
+int cmd_commit(int argc, char **argv)
+{
+    struct commit_opts o = {.cache = "writeback"};
+    struct layer *layers = NULL;
+    struct qimg_node **nodes = NULL;
+    int n_layers = 0, ret = 1;
+    unsigned cache_flags;
+
+    if (parse_args(argc, argv, &o) < 0)
+        return 1;
+    if (cli_parse_cache(o.cache, &cache_flags, false) < 0)
+        return 1;
+    o.top.flags = cache_flags | QIMG_O_RDWR | QIMG_O_UNMAP;
+    o.top.quiet = o.quiet;
+
+    n_layers = find_layers(&o, &layers);
+    if (n_layers < 0)
+        return 1;
+    nodes = xcalloc((size_t)n_layers, sizeof(*nodes));
+    int b = n_layers - 1;
+    nodes[b] = open_layer(&layers[b], cache_flags | QIMG_O_RDWR | QIMG_O_UNMAP | QIMG_O_RESIZE);
+    if (!nodes[b])
+        goto out;
+    for (int i = b - 1; i >= 1; i--) {
+        nodes[i] = open_layer(&layers[i], (cache_flags & ~QIMG_O_RDWR) | QIMG_O_NO_BACKING);
+        if (!nodes[i])
+            goto out;
+        qimg_node_set_backing(nodes[i], nodes[i + 1]);
+    }
+    struct cli_open top = o.top;
+    top.flags |= QIMG_O_NO_BACKING;
+    nodes[0] = cli_open_image(&top);
+    if (!nodes[0])
+        goto out;
+    qimg_node_set_backing(nodes[0], nodes[1]);
+
+    cli_progress_init(o.progress);
+    int r = commit_run(&o, nodes[0], nodes[b]);
+    if (r == 0 && !o.drop) {
+        struct qimg_error err = {0};
+        r = qimg_make_empty(nodes[0], &err);
+        if (r < 0)
+            cli_error_obj(&err, "Could not empty %s: ", o.top.filename);
+    }
+    if (r == 0)
+        cli_progress_update(1, 1);
+    cli_progress_end();
+    if (r < 0)
+        goto out;
+    if (!o.quiet)
+        printf("Image committed.\n");
+    ret = 0;
+out:
+    for (int i = 0; nodes && i < n_layers; i++)
+        qimg_node_unref(nodes[i]);
+    free(nodes);
+    free_layers(layers, n_layers);
+    return ret;
+}
