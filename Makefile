@@ -37,8 +37,16 @@ asan: deps
 bench: build
 	@./bench/run $(BUILD)
 
-fuzz: build
-	@echo "fuzz: no harnesses yet (they come with the format issues)"
+# libFuzzer harnesses (clang, ASan+UBSan) over open + info + block status + read + check,
+# FUZZ_SECONDS per harness (default 60).
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@QIMG_SETUP_EXTRA=fuzz ./scripts/setup-deps.sh
+	@[ -f $(FUZZ_BUILD)/build.ninja ] || CC=clang meson setup $(FUZZ_BUILD) -Dfuzzing=true \
+	  -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+	ninja -C $(FUZZ_BUILD)
+	@./scripts/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -6,6 +6,8 @@ PKGS="meson ninja-build pkg-config gcc make zlib1g-dev libzstd-dev nettle-dev li
       qemu-utils python3-pytest e2fsprogs strace"
 # make asan: gcc's sanitizer runtimes (gcc already pulls them in; listed so a missing one is installed)
 [ "${QIMG_SETUP_EXTRA:-}" = asan ] && PKGS="$PKGS libasan8 libubsan1"
+# make fuzz: clang with libFuzzer and its sanitizer runtimes
+[ "${QIMG_SETUP_EXTRA:-}" = fuzz ] && PKGS="$PKGS clang libclang-rt-14-dev"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

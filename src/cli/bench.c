@@ -294,16 +294,14 @@ int cmd_bench(int argc, char **argv)
     int64_t len = qimg_node_length(b.node);
     b.image_size = len > 0 ? (uint64_t)len : 0;
 
-    if (!o.quiet) {
-        printf("Sending %llu %s requests, %llu bytes each, %ld in parallel (starting at offset "
-               "%llu, step size %llu)\n",
-               (unsigned long long)b.count, b.write ? "write" : "read",
-               (unsigned long long)b.bufsize, depth, (unsigned long long)b.offset,
-               (unsigned long long)b.step);
-        if (b.flush_interval)
-            printf("Sending flush every %llu requests\n", (unsigned long long)b.flush_interval);
-        fflush(stdout);
-    }
+    /* -q silences nothing: qemu-img bench prints these lines regardless. */
+    printf("Sending %llu %s requests, %llu bytes each, %ld in parallel (starting at offset "
+           "%llu, step size %llu)\n",
+           (unsigned long long)b.count, b.write ? "write" : "read", (unsigned long long)b.bufsize,
+           depth, (unsigned long long)b.offset, (unsigned long long)b.step);
+    if (b.flush_interval)
+        printf("Sending flush every %llu requests\n", (unsigned long long)b.flush_interval);
+    fflush(stdout);
 
     pthread_mutex_init(&b.lock, NULL);
     pthread_cond_init(&b.cond, NULL);
@@ -329,9 +327,7 @@ int cmd_bench(int argc, char **argv)
         cli_error("Failed request: %s", strerror(-ret));
         return 1;
     }
-    if (!o.quiet) {
-        double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-        printf("Run completed in %.3f seconds.\n", secs);
-    }
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    printf("Run completed in %.3f seconds.\n", secs);
     return 0;
 }

@@ -306,7 +306,8 @@ static int prepare_create(const struct convert_opts *o, const char *out_filename
  * top layer holds: its backing is taken to match the target's, so what the top
  * leaves unallocated stays unallocated (qemu-img copies only the top layer).
  * Past the end of a new target's backing file the target reads as zeroes, so
- * zeroes need no write there. Returns 0, or -1 after printing the error.
+ * only data is copied there (zeroes found inside data are still written).
+ * Returns 0 or -errno with err set.
  */
 static int copy_onto_backing(struct qimg_copy_job *job, struct qimg_copy_source *src,
                              bool fresh_target, struct qimg_error *err)
@@ -320,17 +321,29 @@ static int copy_onto_backing(struct qimg_copy_job *job, struct qimg_copy_source 
     int64_t blen = dst_backing ? qimg_node_length(dst_backing) : -1;
     if (!fresh_target || job->n_src != 1 || blen < 0 || (uint64_t)blen >= src->length)
         return qimg_copy_run(job, NULL, err);
-    struct qimg_copy_source whole = *src;
+    const struct qimg_copy_source whole = *src;
     src->length = (uint64_t)blen;
     int ret = src->length ? qimg_copy_run(job, NULL, err) : 0;
-    if (ret == 0) {
-        src->offset = whole.offset + (uint64_t)blen;
-        src->length = whole.length - (uint64_t)blen;
-        job->dst_offset = (uint64_t)blen;
-        job->target_is_zero = true;
-        ret = qimg_copy_run(job, NULL, err);
+    for (uint64_t off = (uint64_t)blen; ret == 0 && off < whole.length;) {
+        struct qimg_block_status st;
+        ret = qimg_chain_block_status(whole.node, job->base, whole.offset + off,
+                                      whole.length - off, &st);
+        if (ret < 0) {
+            qimg_error_set(err, ret, "error while reading block status at offset %llu: %s",
+                           (unsigned long long)off, strerror(-ret));
+            break;
+        }
+        uint64_t n = st.bytes && st.bytes <= whole.length - off ? st.bytes : whole.length - off;
+        if ((st.flags & QIMG_BLK_DATA) && !(st.flags & QIMG_BLK_ZERO)) {
+            src->offset = whole.offset + off;
+            src->length = n;
+            job->dst_offset = off;
+            ret = qimg_copy_run(job, NULL, err);
+        }
+        off += n;
     }
     *src = whole;
+    job->dst_offset = 0;
     return ret;
 }
 

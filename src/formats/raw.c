@@ -23,13 +23,13 @@ struct raw_state {
 
 static const struct qimg_opt_desc raw_create_opts[] = {
     {"size", QIMG_OPT_SIZE, "Virtual disk size", NULL},
-    {NULL},
+    {0},
 };
 
 static const struct qimg_opt_desc raw_open_opts[] = {
     {"offset", QIMG_OPT_SIZE, "offset in the disk where the image starts", NULL},
     {"size", QIMG_OPT_SIZE, "virtual disk size", NULL},
-    {NULL},
+    {0},
 };
 
 static int raw_probe(const uint8_t *buf, size_t len, const char *filename)

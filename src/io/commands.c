@@ -155,7 +155,7 @@ const struct io_command io_commands[] = {
      "writes a number of bytes at a specified offset", io_help_write},
     {"writev", NULL, io_cmd_writev, 2, -1, true, true, "[-Cfq] [-P pattern] off len [len..]",
      "writes a number of bytes at a specified offset", io_help_writev},
-    {NULL},
+    {0},
 };
 
 const struct io_command *io_find_command(const char *name)

@@ -91,7 +91,7 @@ static const struct qimg_opt_desc blkdebug_open_opts[] = {
     {"max-write-zero", QIMG_OPT_SIZE, "Maximum write zero size in bytes", NULL},
     {"opt-discard", QIMG_OPT_SIZE, "Optimum discard alignment in bytes", NULL},
     {"max-discard", QIMG_OPT_SIZE, "Maximum discard size in bytes", NULL},
-    {NULL},
+    {0},
 };
 
 /* ---- rule options ---- */

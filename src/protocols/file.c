@@ -40,7 +40,7 @@ static const struct qimg_opt_desc file_create_opts[] = {
      NULL},
     {"nocow", QIMG_OPT_BOOL, "Turn off copy-on-write (valid only on btrfs)", NULL},
     {"extent_size_hint", QIMG_OPT_SIZE, "Extent size hint for the image file, 0 to disable", NULL},
-    {NULL},
+    {0},
 };
 
 static const struct qimg_opt_desc file_open_opts[] = {
@@ -50,7 +50,7 @@ static const struct qimg_opt_desc file_open_opts[] = {
     {"cache.direct", QIMG_OPT_BOOL, "Bypass the host page cache", NULL},
     {"cache.no-flush", QIMG_OPT_BOOL, "Ignore flush requests", NULL},
     {"discard", QIMG_OPT_STRING, "discard operation (ignore/off, unmap/on)", NULL},
-    {NULL},
+    {0},
 };
 
 #define DIRECT_ALIGN_MAX 4096 /* qimg_alloc_aligned's alignment */

@@ -33,7 +33,7 @@ static const struct qimg_opt_desc null_open_opts[] = {
     {"latency-ns", QIMG_OPT_NUMBER, "nanoseconds (approximated) to wait before completing request",
      NULL},
     {"read-zeroes", QIMG_OPT_BOOL, "return zeroes when read", NULL},
-    {NULL},
+    {0},
 };
 
 /* A plain unsigned decimal (or 0x hex) below 2^63; anything else is invalid. */

@@ -303,3 +303,23 @@ def test_hostile_bitmap_directory(ours, how):
     r = ours.img("info", "a.qcow2")
     assert r.rc == 1 and r.err.startswith("qemu-img: Could not open 'a.qcow2': "), r
     assert r.err.count("\n") == 1
+
+
+def test_resize_follows_bitmaps(both):
+    ours, oracle = both
+    make(ours, "a.qcow2", "1M")
+    ours.img("bitmap", "--add", "-g", "512", "a.qcow2", "b")
+    assert ours.img("resize", "a.qcow2", "64M").rc == 0
+    assert ours.io("-c", "write 60M 64k", "a.qcow2").rc == 0
+    check_clean(oracle, "a.qcow2")
+    bits = bitmaps_on_disk(ours.cwd / "a.qcow2")["b"][2]
+    assert len(bits) == (64 << 20) // 512 // 8
+    assert bits[(60 << 20) // 512 // 8] == 0xff
+    assert ours.img("resize", "--shrink", "a.qcow2", "1M").rc == 0
+    check_clean(oracle, "a.qcow2")
+    assert fs_bitmaps(oracle, "a.qcow2") == [{"flags": ["auto"], "name": "b", "granularity": 512}]
+    # Not with an inconsistent bitmap, as qemu-img refuses.
+    (ours.cwd / "c.qcow2").write_bytes((ours.cwd / "a.qcow2").read_bytes())
+    ours.io("-c", "write 0 512", "-c", "abort", "a.qcow2")
+    oracle.io("-c", "write 0 512", "-c", "abort", "c.qcow2")
+    same_result(ours.img("resize", "a.qcow2", "2M"), oracle.img("resize", "c.qcow2", "2M"))

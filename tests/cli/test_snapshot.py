@@ -296,3 +296,82 @@ def test_hostile_snapshot_table(ours, field):
         assert r.rc == 1 and "Failed to load snapshot" in r.err
     else:
         assert r.rc == 1 and r.err.count("\n") == 1 and "Could not open" in r.err, r
+
+
+def test_resize_with_snapshots(both):
+    """v3 snapshots keep their own disk size: resizing is allowed, apply restores it."""
+    ours, oracle = both
+    make(ours, "a.qcow2", "1M")
+    ours.io("-c", "write -P 1 0 1M", "a.qcow2")
+    ours.img("snapshot", "-c", "s", "a.qcow2")
+    for args in (["64M"], ["--shrink", "512k"]):
+        a = ours.img("resize", "a.qcow2", *args)
+        assert (a.rc, a.out) == (0, "Image resized.\n"), a
+        check_clean(oracle, "a.qcow2")
+    assert ours.img("snapshot", "-a", "s", "a.qcow2").rc == 0
+    check_clean(oracle, "a.qcow2")
+    assert json.loads(oracle.img("info", "--output=json", "a.qcow2").out)["virtual-size"] == 1 << 20
+    read_ok(oracle, "a.qcow2", 1, 0, "1M")
+    # v2 images cannot: their snapshots have no size of their own.
+    make(ours, "v2.qcow2", "1M", "-o", "compat=0.10")
+    ours.img("snapshot", "-c", "s", "v2.qcow2")
+    a = ours.img("resize", "v2.qcow2", "2M")
+    b = oracle.img("resize", "v2.qcow2", "2M")
+    assert (a.rc, a.out, a.err) == (b.rc, b.out, b.err)
+
+
+def test_image_opts_force_share_quiet(both):
+    ours, oracle = both
+    make(ours)
+    opts = "driver=qcow2,file.driver=file,file.filename=a.qcow2"
+    for tool in both:
+        r = tool.img("snapshot", "-q", "--image-opts", "-c", "s-" + ("o" if tool is ours else "q"),
+                     opts)
+        assert (r.rc, r.out, r.err) == (0, "", ""), r
+    a = ours.img("snapshot", "-U", "-l", "--image-opts", opts)
+    b = oracle.img("snapshot", "-U", "-l", "--image-opts", opts)
+    assert a.rc == b.rc == 0
+    assert rows(a.out, ROW_91) == [norm_72(r) for r in rows(b.out, ROW_72)]
+    r = ours.img("snapshot", "--object", "secret,id=sec0,data=x", "-d", "s-q", "a.qcow2")
+    assert (r.rc, r.err) == (0, ""), r
+    check_clean(oracle, "a.qcow2")
+
+
+def test_refcount_overflow_fails_cleanly(both):
+    """refcount_bits=1 cannot count a second reference: an error, a leak, no corruption."""
+    ours, oracle = both
+    for name in ("o.qcow2", "q.qcow2"):
+        make(oracle, name, "4M", "-o", "refcount_bits=1")
+        oracle.io("-c", "write -P 1 0 64k", name)
+    a = ours.img("snapshot", "-c", "s", "o.qcow2")
+    b = oracle.img("snapshot", "-c", "s", "q.qcow2")
+    assert (a.rc, a.out, a.err) == (b.rc, b.out, b.err)
+    a = oracle.img("check", "o.qcow2")
+    b = oracle.img("check", "q.qcow2")
+    assert (a.rc, a.out, a.err) == (b.rc, b.out, b.err)
+    read_ok(oracle, "o.qcow2", 1, 0, "64k")
+
+
+@pytest.mark.parametrize("opts", [["-o", "extended_l2=on,cluster_size=128k"],
+                                  ["-o", "cluster_size=4k,refcount_bits=64"]])
+def test_cow_with_subclusters_compressed_zero(both, opts):
+    ours, oracle = both
+    make(ours, "a.qcow2", "64M", *opts)
+    oracle.io("-c", "write -P 1 0 300k", "-c", "write -c -P 2 1M 128k",
+              "-c", "write -z 2M 128k", "a.qcow2")
+    assert ours.img("snapshot", "-c", "a", "a.qcow2").rc == 0
+    ours.io("-c", "write -P 3 4k 4k", "-c", "write -P 4 1M 4k", "-c", "write -z 0 128k",
+            "-c", "discard 1M 128k", "a.qcow2")
+    check_clean(oracle, "a.qcow2")
+    assert ours.img("snapshot", "-c", "b", "a.qcow2").rc == 0
+    assert oracle.img("snapshot", "-a", "a", "a.qcow2").rc == 0
+    read_ok(oracle, "a.qcow2", 1, 0, "300k")
+    read_ok(oracle, "a.qcow2", 2, "1M", "128k")
+    assert ours.img("snapshot", "-d", "a", "a.qcow2").rc == 0
+    check_clean(oracle, "a.qcow2")
+    assert ours.img("snapshot", "-a", "b", "a.qcow2").rc == 0
+    check_clean(oracle, "a.qcow2")
+    read_ok(oracle, "a.qcow2", 0, 0, "128k")
+    read_ok(oracle, "a.qcow2", 0, "1M", "128k")
+    assert ours.img("snapshot", "-d", "b", "a.qcow2").rc == 0
+    check_clean(oracle, "a.qcow2")

@@ -54,6 +54,7 @@ struct qcow2_bitmap {
     uint64_t table_offset; /* on disk; 0 for a bitmap not stored yet */
     uint32_t table_size;
     uint8_t *bits; /* NULL until loaded */
+    uint64_t bits_len; /* bytes allocated for bits */
 };
 
 struct qcow2_bitmaps {
@@ -83,6 +84,26 @@ static uint64_t bm_nbytes(const struct qcow2_state *s, const struct qcow2_bitmap
     return qcow2_div_round_up(bm_nbits(s, bm), 8);
 }
 
+/*
+ * The image may have been resized (truncate, snapshot apply) since the bits
+ * were allocated: follow its size, new bits clear, bits past the end dropped.
+ */
+static void bm_fit(const struct qcow2_state *s, struct qcow2_bitmap *bm)
+{
+    if (!bm->bits)
+        return;
+    uint64_t nbytes = bm_nbytes(s, bm);
+    if (nbytes != bm->bits_len) {
+        bm->bits = xrealloc(bm->bits, nbytes ? nbytes : 1);
+        if (nbytes > bm->bits_len)
+            memset(bm->bits + bm->bits_len, 0, nbytes - bm->bits_len);
+        bm->bits_len = nbytes;
+    }
+    uint64_t nbits = bm_nbits(s, bm);
+    if (nbits % 8)
+        bm->bits[nbytes - 1] &= (uint8_t)((1u << (nbits % 8)) - 1);
+}
+
 static void bm_free(struct qcow2_bitmap *bm)
 {
     free(bm->name);
@@ -100,6 +121,23 @@ void qcow2_bitmaps_free(struct qcow2_state *s)
     free(b->old);
     free(b);
     s->bitmaps = NULL;
+}
+
+static int inconsistent(struct qimg_error *err, const char *name);
+
+int qcow2_bitmaps_resize_check(struct qimg_node *n, uint64_t size, struct qimg_error *err)
+{
+    struct qcow2_state *s = n->opaque;
+    for (size_t i = 0; s->bitmaps && i < s->bitmaps->n; i++) {
+        const struct qcow2_bitmap *bm = &s->bitmaps->bm[i];
+        if (bm->inconsistent)
+            return inconsistent(err, bm->name);
+        uint64_t bytes = qcow2_div_round_up(qcow2_div_round_up(size, 1ull << bm->gran_bits), 8);
+        if (qcow2_align_up(bytes, s->cluster_size) > BME_MAX_PHYS_SIZE)
+            return qimg_error_set(err, -EFBIG, "Bitmap '%s' would be too large for the new size",
+                                  bm->name);
+    }
+    return 0;
 }
 
 static struct qcow2_bitmap *bm_find(struct qcow2_state *s, const char *name)
@@ -190,6 +228,7 @@ static int load_bits(struct qimg_node *n, struct qcow2_bitmap *bm, bool old)
         bits[nbytes - 1] &= (uint8_t)((1u << (nbits % 8)) - 1);
     free(bm->bits);
     bm->bits = bits;
+    bm->bits_len = nbytes;
     return 0;
 }
 
@@ -223,7 +262,7 @@ static int parse_directory(struct qcow2_state *s, const uint8_t *dir, uint64_t s
             !bm->table_offset || bm->table_offset % s->cluster_size || type != BME_TYPE_DIRTY ||
             !name_size || name_size > BME_MAX_NAME || bm->gran_bits < BME_MIN_GRAN_BITS ||
             bm->gran_bits > BME_MAX_GRAN_BITS || (bm->flags & BME_RESERVED_FLAGS) ||
-            (phys * 8) < bm_nbits(s, bm))
+            (!(bm->flags & BME_FLAG_IN_USE) && (phys * 8) < bm_nbits(s, bm)))
             return qimg_error_set(err, -EINVAL, "Bitmap '%s' doesn't satisfy the constraints",
                                   bm->name);
         if (extra)
@@ -385,6 +424,7 @@ void qcow2_bitmaps_mark_dirty(struct qimg_node *n, uint64_t off, uint64_t len)
         struct qcow2_bitmap *bm = &s->bitmaps->bm[i];
         if (!bm->enabled || bm->inconsistent || !bm->bits)
             continue;
+        bm_fit(s, bm);
         uint64_t nbits = bm_nbits(s, bm);
         uint64_t a = off >> bm->gran_bits, z = (off + len - 1) >> bm->gran_bits;
         for (uint64_t k = a; k <= z && k < nbits; k++)
@@ -405,6 +445,7 @@ static bool all_zero(const uint8_t *p, uint64_t len)
 static int store_one(struct qimg_node *n, struct qcow2_bitmap *bm)
 {
     struct qcow2_state *s = n->opaque;
+    bm_fit(s, bm);
     uint64_t cs = s->cluster_size, nbytes = bm_nbytes(s, bm);
     uint64_t tsize = qcow2_div_round_up(nbytes, cs);
     if (!tsize)
@@ -632,6 +673,7 @@ int qcow2_bitmap_add(struct qimg_node *n, const char *name, uint32_t granularity
         goto out;
     }
     bm.bits = xcalloc(1, nbytes ? nbytes : 1);
+    bm.bits_len = nbytes;
     if (!s->bitmaps) {
         s->bitmaps = xcalloc(1, sizeof(*s->bitmaps));
         s->bitmaps->rw = true;
@@ -683,8 +725,10 @@ int qcow2_bitmap_clear(struct qimg_node *n, const char *name, struct qimg_error 
     struct qcow2_state *s = n->opaque;
     pthread_mutex_lock(&n->lock);
     struct qcow2_bitmap *bm = bm_usable(n, name, err);
-    if (bm)
-        memset(bm->bits, 0, bm_nbytes(s, bm) ? bm_nbytes(s, bm) : 1);
+    if (bm) {
+        bm_fit(s, bm);
+        memset(bm->bits, 0, bm->bits_len);
+    }
     pthread_mutex_unlock(&n->lock);
     return bm ? 0 : err->code ? err->code : -EINVAL;
 }
@@ -722,6 +766,7 @@ int qcow2_bitmap_get(struct qimg_node *n, const char *name, uint8_t **bits, uint
             goto out;
         }
     }
+    bm_fit(s, bm);
     uint64_t nbytes = bm_nbytes(s, bm);
     *bits = xmalloc(nbytes ? nbytes : 1);
     memcpy(*bits, bm->bits, nbytes);
@@ -739,6 +784,7 @@ int qcow2_bitmap_merge_bits(struct qimg_node *n, const char *name, const uint8_t
     pthread_mutex_lock(&n->lock);
     struct qcow2_bitmap *bm = bm_usable(n, name, err);
     if (bm) {
+        bm_fit(s, bm);
         uint64_t mine = bm_nbits(s, bm);
         for (uint64_t k = 0; k < nbits; k++) {
             if (!(bits[k / 8] & (1u << (k % 8))))

@@ -43,7 +43,7 @@ const struct qimg_opt_desc qcow2_create_opts[] = {
     {"data_file_raw", QIMG_OPT_BOOL, "The external data file must stay valid as a raw image", NULL},
     {"lazy_refcounts", QIMG_OPT_BOOL, "Postpone refcount updates", "off"},
     {"refcount_bits", QIMG_OPT_NUMBER, "Width of a reference count entry in bits", "16"},
-    {NULL},
+    {0},
 };
 
 struct create_params {

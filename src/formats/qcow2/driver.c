@@ -255,8 +255,12 @@ static int qcow2_truncate(struct qimg_node *n, uint64_t size, bool exact,
     struct qcow2_state *s = n->opaque;
     if (size % 512)
         return qimg_error_set(err, -EINVAL, "The new size must be a multiple of 512");
-    if (s->nb_snapshots)
-        return qimg_error_set(err, -ENOTSUP, "Can't resize an image which has snapshots");
+    /* v3 snapshots record their own disk size (qcow2.txt: Snapshots, extra data). */
+    if (s->nb_snapshots && s->version < 3)
+        return qimg_error_set(err, -ENOTSUP, "Can't resize a v2 image which has snapshots");
+    int bret = qcow2_bitmaps_resize_check(n, size, err);
+    if (bret < 0)
+        return bret;
     if (size == s->size)
         return 0;
     if (size < s->size) {

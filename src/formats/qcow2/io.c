@@ -74,8 +74,12 @@ static int map_run(struct qimg_node *n, uint64_t off, uint64_t len, struct run *
         uint64_t idx = (pos / cs) & (s->l2_entries - 1);
         struct qcow2_entry e;
         qcow2_l2_get_entry(s, l2, idx, &e);
-        if (!qcow2_entry_valid(s, &e))
-            return first ? corrupt_entry(n, pos) : 0;
+        if (!qcow2_entry_valid(s, &e)) {
+            if (first)
+                return corrupt_entry(n, pos);
+            r->bytes = pos - off; /* the run ends before the bad entry */
+            return 0;
+        }
         uint64_t cstart = pos / cs * cs;
         uint64_t host = qcow2_entry_host(s, &e);
         while (pos < end && pos < cstart + cs) {
@@ -187,6 +191,8 @@ int qcow2_pread(struct qimg_node *n, uint64_t off, uint64_t len, void *buf, unsi
         pthread_mutex_unlock(&n->lock);
         if (ret < 0)
             return ret;
+        if (r.bytes == 0 || r.bytes > len)
+            return -EIO; /* never loop on a run that makes no progress */
         ret = read_run(n, off, &r, dst);
         if (ret < 0)
             return ret;

@@ -198,6 +198,8 @@ int qcow2_bitmaps_load(struct qimg_node *n, struct qimg_error *err);
 /* Clean close of a read-write image: store the bitmaps, clear their in-use flags. */
 int qcow2_bitmaps_store(struct qimg_node *n);
 void qcow2_bitmaps_free(struct qcow2_state *s);
+/* Resizing to size needs every bitmap consistent, and small enough to store then. */
+int qcow2_bitmaps_resize_check(struct qimg_node *n, uint64_t size, struct qimg_error *err);
 /* A guest write, zero write or discard of [off, off+len): set bits of enabled bitmaps. */
 void qcow2_bitmaps_mark_dirty(struct qimg_node *n, uint64_t off, uint64_t len);
 /* "bitmap directory" when [off, off+len) overlaps it, else NULL. */

@@ -499,9 +499,13 @@ int qcow2_snapshot_create(struct qimg_node *n, const struct qimg_snapshot_info *
         }
     }
     ret = l1_refcounts(n, s->l1, s->l1_size, 1);
+    /* Even after a partial failure COPIED must match the refcounts: leaks, no corruption. */
+    int fret = fix_copied(n);
     if (ret == 0)
-        ret = fix_copied(n);
+        ret = fret;
     if (ret < 0) {
+        if (ret == -ERANGE) /* a refcount at its maximum (refcount_bits=1 ...) */
+            ret = -EINVAL;
         qimg_error_errno(err, ret, "Could not update refcounts");
         goto out;
     }

@@ -1,0 +1,45 @@
+#!/bin/sh
+# Run every libFuzzer harness in build dir $1 for $2 seconds each (default 60),
+# seeded with small images qemu-img makes here plus the stored regression
+# inputs. A crashing input is left in $1/fuzz-artifacts/; copy it to
+# tests/fuzz/regressions/ so the suite replays it from then on.
+set -u
+BUILD=$1
+SECONDS_EACH=${2:-60}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SEEDS=$(mktemp -d)
+trap 'rm -rf "$SEEDS"' EXIT
+ART="$BUILD/fuzz-artifacts"
+mkdir -p "$ART"
+
+# Seeds: qcow2 images of several geometries with data, zero and compressed clusters.
+i=0
+for opts in "" "compat=0.10" "cluster_size=512" "cluster_size=4k,refcount_bits=1" \
+            "extended_l2=on" "compression_type=zstd" "refcount_bits=64" "lazy_refcounts=on"; do
+    f="$SEEDS/seed$i.qcow2"
+    qemu-img create -q -f qcow2 ${opts:+-o $opts} "$f" 4M
+    qemu-io -f qcow2 -c 'write -P 0x5a 0 64k' -c 'write -z 1M 64k' -c 'write -c -P 1 2M 64k' \
+        "$f" >/dev/null 2>&1 || true
+    i=$((i + 1))
+done
+head -c 65536 /dev/urandom > "$SEEDS/seed-random.raw"
+cp "$ROOT"/tests/fuzz/regressions/* "$SEEDS"/ 2>/dev/null || true
+
+status=0
+for h in "$BUILD"/tests/fuzz/fuzz-*; do
+    [ -f "$h" ] && [ -x "$h" ] || continue
+    name=$(basename "$h")
+    corpus="$BUILD/fuzz-corpus/$name"
+    mkdir -p "$corpus"
+    echo "fuzz: $name for ${SECONDS_EACH}s"
+    if ! "$h" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 \
+            -artifact_prefix="$ART/$name-" -print_final_stats=1 "$corpus" "$SEEDS" \
+            > "$BUILD/$name.log" 2>&1; then
+        echo "fuzz: $name FOUND A PROBLEM (see $BUILD/$name.log and $ART)"
+        grep -E "ERROR|SUMMARY" "$BUILD/$name.log" | head -5
+        status=1
+    else
+        grep -E "stat::number_of_executed_units|cov:" "$BUILD/$name.log" | tail -1
+    fi
+done
+exit $status
