@@ -244,6 +244,12 @@ struct qimg_driver {
                       uint32_t *granularity, struct qimg_error *err);
     int (*bitmap_merge_bits)(struct qimg_node *n, const char *name, const uint8_t *bits,
                              uint64_t nbits, uint32_t granularity, struct qimg_error *err);
+    /*
+     * Saved VM state (qemu-io read -b / write -b): len bytes at pos of the
+     * state area, which formats keep apart from the guest disk. NULL: the
+     * format has none (-ENOTSUP).
+     */
+    int (*vmstate_rw)(struct qimg_node *n, uint64_t pos, void *buf, uint64_t len, bool write);
 };
 
 /* Registry. */

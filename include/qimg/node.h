@@ -257,4 +257,7 @@ int qimg_bitmap_merge(struct qimg_node *n, const char *name, struct qimg_node *s
 /* Bytes measure reserves for n's persistent bitmaps in a format with this cluster size. */
 uint64_t qimg_bitmap_measure(struct qimg_node *n, uint64_t cluster_size);
 
+/* Read or write the saved VM state area (qemu-io -b); -ENOTSUP when the format has none. */
+int qimg_node_vmstate_rw(struct qimg_node *n, uint64_t pos, void *buf, uint64_t len, bool write);
+
 #endif

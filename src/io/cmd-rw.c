@@ -125,7 +125,8 @@ int io_cmd_read(int argc, char **argv)
     struct timeval t1;
     gettimeofday(&t1, NULL);
     /* The VM state area belongs to formats with internal snapshots; none here has one. */
-    int ret = bflag ? -ENOTSUP : qimg_node_pread(io_img.node, (uint64_t)off, (uint64_t)count, buf, 0);
+    int ret = bflag ? qimg_node_vmstate_rw(io_img.node, (uint64_t)off, buf, (uint64_t)count, false)
+                    : qimg_node_pread(io_img.node, (uint64_t)off, (uint64_t)count, buf, 0);
     struct timeval t2;
     gettimeofday(&t2, NULL);
     if (ret < 0) {
@@ -350,7 +351,7 @@ int io_cmd_write(int argc, char **argv)
                      (nofallback ? QIMG_REQ_NO_FALLBACK : 0);
         ret = qimg_node_pwrite_zeroes(io_img.node, (uint64_t)off, (uint64_t)count, f);
     } else if (bflag) {
-        ret = -ENOTSUP; /* no VM state area in these formats */
+        ret = qimg_node_vmstate_rw(io_img.node, (uint64_t)off, buf, (uint64_t)count, true);
     } else if (cflag) {
         ret = qimg_node_pwrite_compressed(io_img.node, (uint64_t)off, (uint64_t)count, buf);
     } else {

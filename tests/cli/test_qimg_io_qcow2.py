@@ -20,6 +20,9 @@ SCRIPTS = {
                 "read -P 5 0 128k", "map", "alloc 0 1M"],
     "compressed": ["write -c -P 3 0 64k", "write -c -P 4 64k 64k", "write -c 128k 64k",
                    "read -P 3 0 64k", "read -P 4 64k 64k", "read -P 0 128k 64k", "map"],
+    "vmstate": ["write -b -P 0x33 0 64k", "read -b -P 0x33 0 64k", "read -b -P 0 64k 512",
+                "write -b 100 512", "write -b -P 7 1M 4k", "read -b -P 7 1M 4k", "map",
+                "write -P 1 0 4k", "read -b -P 0x33 4k 4k", "info"],
     "overwrite": ["write -P 1 0 128k", "write -P 2 32k 64k", "write -c -P 3 256k 64k",
                   "write -P 9 260k 4k", "read -P 2 32k 64k", "read -P 9 260k 4k", "map"],
 }

@@ -148,6 +148,44 @@ static int qcow2_flush(struct qimg_node *n)
     return qimg_node_flush(n->file);
 }
 
+/*
+ * qcow2.txt: saved VM state lives in the image's own address space right
+ * after the guest disk, from the next whole L2 span on (what qemu-io info
+ * calls "vm state offset"); it is read and written like guest data there.
+ */
+static uint64_t vm_state_offset(const struct qcow2_state *s)
+{
+    uint64_t l2_span = s->cluster_size << s->l2_bits;
+    return qcow2_div_round_up(s->size, l2_span) * l2_span;
+}
+
+static int qcow2_vmstate_rw(struct qimg_node *n, uint64_t pos, void *buf, uint64_t len, bool write)
+{
+    struct qcow2_state *s = n->opaque;
+    uint64_t off = vm_state_offset(s);
+    /* The L1 table must be able to address it (QCOW2_MAX_L1_BYTES bounds the area). */
+    if (pos > UINT64_MAX - off - len)
+        return -EINVAL;
+    if (write) {
+        uint64_t l2_span = s->cluster_size << s->l2_bits;
+        uint64_t need = qcow2_div_round_up(off + pos + len, l2_span);
+        /* Writes past the table grow it by half again each step, as QEMU does (resize is exact). */
+        uint64_t grown = s->l1_size ? s->l1_size : 1;
+        while (grown < need)
+            grown = qcow2_div_round_up(grown * 3, 2);
+        need = grown;
+        if (need > QCOW2_MAX_L1_BYTES / 8)
+            return -EFBIG;
+        pthread_mutex_lock(&n->lock);
+        int ret = qcow2_l1_grow(n, need); /* the L1 table grows to address the state */
+        pthread_mutex_unlock(&n->lock);
+        if (ret < 0)
+            return ret;
+        return qcow2_pwrite(n, off + pos, len, buf, 0);
+    }
+    return qcow2_pread(n, off + pos, len, buf, 0);
+}
+
 static int qcow2_get_info(struct qimg_node *n, struct qimg_driver_info *info,
                           struct qimg_error *err)
 {
@@ -155,8 +193,7 @@ static int qcow2_get_info(struct qimg_node *n, struct qimg_driver_info *info,
     struct qcow2_state *s = n->opaque;
     info->cluster_size = s->cluster_size;
     /* qcow2.txt: VM state is stored past the guest area, from the next whole L2 span. */
-    uint64_t l2_span = s->cluster_size << s->l2_bits;
-    info->vm_state_offset = qcow2_div_round_up(s->size, l2_span) * l2_span;
+    info->vm_state_offset = vm_state_offset(s);
     info->dirty = s->incompat & QCOW2_INCOMPAT_DIRTY;
     struct qimg_json *fs = qimg_json_object();
     qimg_json_add_str(fs, "type", "qcow2");
@@ -295,6 +332,7 @@ const struct qimg_driver qimg_qcow2_driver = {
     .block_status = qcow2_block_status,
     .has_zero_init = qcow2_has_zero_init,
     .get_info = qcow2_get_info,
+    .vmstate_rw = qcow2_vmstate_rw,
     .measure = qcow2_measure,
     .check = qcow2_check,
     .change_backing_file = qcow2_change_backing_file,
