@@ -13,23 +13,23 @@
 static struct qimg_json *collect_chain(struct cli_open *o, bool chain)
 {
     struct qimg_json *list = qimg_json_array();
-    char *seen[MAX_CHAIN];
+    char *seen[MAX_CHAIN + 1]; /* owns every name visited, the current one last */
     size_t n_seen = 0;
     char *next_name = strdup(o->filename), *next_fmt = o->fmt ? strdup(o->fmt) : NULL;
     bool first = true;
 
     while (next_name) {
-        for (size_t i = 0; i < n_seen; i++) {
+        seen[n_seen++] = next_name;
+        for (size_t i = 0; i + 1 < n_seen; i++) {
             if (!strcmp(seen[i], next_name)) {
                 cli_error("Backing file '%s' creates an infinite loop.", next_name);
                 goto fail;
             }
         }
-        if (n_seen == MAX_CHAIN) {
+        if (n_seen > MAX_CHAIN) {
             cli_error("Backing chain of '%s' is too deep", o->filename);
             goto fail;
         }
-        seen[n_seen++] = next_name;
         struct cli_open cur = *o;
         cur.filename = next_name;
         cur.fmt = next_fmt;
