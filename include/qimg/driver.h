@@ -145,6 +145,8 @@ struct qimg_driver {
     bool shares_all;
     /* Create options, in the order "Formatting ..." prints them; -o help sorts them. */
     const struct qimg_opt_desc *create_opts;
+    /* Options "amend -o" accepts (and "amend -o help" lists); NULL: no amendment. */
+    const struct qimg_opt_desc *amend_opts;
     /* Extra open options this driver accepts (besides "driver" and "file"). */
     const struct qimg_opt_desc *open_opts;
     /* Protocol drivers: merge create_opts into the format's (file's extent_size_hint, nocow). */

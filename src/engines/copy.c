@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engines/copy.h"
 #include "qimg/driver.h"
@@ -667,6 +668,14 @@ int qimg_copy_run(const struct qimg_copy_job *job, struct qimg_copy_result *res,
 
     if (workers > QIMG_COPY_MAX_WORKERS)
         workers = QIMG_COPY_MAX_WORKERS;
+    /*
+     * Requests are synchronous calls on worker threads: beyond two per CPU
+     * they only add contention on the in-order turn and the target's lock
+     * (bench/run: raw->raw on 2 CPUs takes 0.52 s on 4 threads, 0.60 s on 8).
+     */
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cpus > 0 && workers > 2 * (unsigned long)cpus)
+        workers = 2 * (unsigned)cpus;
     s.buf_size = job->buf_size ? job->buf_size : QIMG_COPY_DEFAULT_BUF;
     s.offload = job->offload && !job->compress;
     if (job->compress) {

@@ -49,7 +49,9 @@ struct qimg_copy_job {
     struct qimg_node *dst;
     uint64_t dst_offset; /* where the first source byte goes */
 
-    unsigned workers;  /* parallel requests, 1..QIMG_COPY_MAX_WORKERS; 0 means the default */
+    /* Parallel requests, 1..QIMG_COPY_MAX_WORKERS; 0 means the default. Worker threads are
+       further capped at two per online CPU. */
+    unsigned workers;
     bool out_of_order; /* -W: write chunks as soon as they are read */
     /*
      * Zero detection unit (-S), a multiple of 512: runs of whole zero units
@@ -59,9 +61,11 @@ struct qimg_copy_job {
     uint64_t sparse_size;
     bool target_is_zero;   /* the target reads as zeroes: zero runs need no write at all */
     bool skip_unallocated; /* ranges no layer above base allocates are left as they are */
-    bool compress;         /* write data with qimg_node_pwrite_compressed, cluster by cluster */
-    /* -C: offloaded copy where possible, read/write after the first failure. (No driver can
-       offload yet: the driver interface lacks a copy-range call, so this always falls back.) */
+    /* Write data compressed, whole clusters: compressed on the workers (qimg_node_compress)
+       and stored in order, or with qimg_node_pwrite_compressed if the target cannot split. */
+    bool compress;
+    /* -C: data extents go through qimg_node_copy_range (copy_file_range between raw images
+       on files); after the first failure, read/write for the rest of the job. */
     bool offload;
     bool salvage;          /* unreadable 512-byte sectors become zeroes (reported via read_error) */
     uint64_t rate_limit;   /* bytes per second, 0 = unlimited */

@@ -525,9 +525,12 @@ static int write_done(struct qimg_node *n, unsigned flags)
 static int blkdebug_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf,
                            unsigned flags)
 {
+    blkdebug_event(n, QIMG_DBG_PWRITEV); /* QEMU's generic write path raises these */
     int ret = rule_check(n, off, len, IO_WRITE);
     if (ret == 0)
         ret = qimg_node_pwrite(n->file, off, len, buf, flags);
+    if (ret == 0)
+        blkdebug_event(n, QIMG_DBG_PWRITEV_DONE);
     if (ret == 0)
         ret = write_done(n, flags);
     return ret;
@@ -535,9 +538,12 @@ static int blkdebug_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, cons
 
 static int blkdebug_pwrite_zeroes(struct qimg_node *n, uint64_t off, uint64_t len, unsigned flags)
 {
+    blkdebug_event(n, QIMG_DBG_PWRITEV_ZERO);
     int ret = rule_check(n, off, len, IO_WRITE_ZEROES);
     if (ret == 0)
         ret = qimg_node_pwrite_zeroes(n->file, off, len, flags);
+    if (ret == 0)
+        blkdebug_event(n, QIMG_DBG_PWRITEV_DONE);
     if (ret == 0)
         ret = write_done(n, flags);
     return ret;

@@ -74,6 +74,9 @@ int qcow2_cache_get(struct qimg_node *n, struct qcow2_cache *c, uint64_t offset,
     if (fresh) {
         memset(e->buf, 0, c->table_size);
     } else {
+        /* QEMU raises l2_load on an L2 cache miss only (refblock_load is the caller's). */
+        if (c == &((struct qcow2_state *)n->opaque)->l2_cache)
+            qimg_debug_event(n->file, QIMG_DBG_L2_LOAD);
         int ret = qimg_node_pread(n->file, offset, c->table_size, e->buf, 0);
         if (ret < 0)
             return ret;

@@ -139,9 +139,12 @@ static enum qcow2_ctype l2e_type(const struct qcow2_state *s, uint64_t l2e)
 {
     if (l2e & QCOW2_OFLAG_COMPRESSED)
         return QCOW2_COMPRESSED;
+    /* External data file: offset 0 with the copied flag is guest cluster 0. */
+    bool host = (l2e & QCOW2_OFFSET_MASK) ||
+                (qcow2_has_data_file(s) && (l2e & QCOW2_OFLAG_COPIED));
     if ((l2e & QCOW2_OFLAG_ZERO) && !s->extended_l2)
-        return (l2e & QCOW2_OFFSET_MASK) ? QCOW2_ZERO_ALLOC : QCOW2_ZERO_PLAIN;
-    if (!(l2e & QCOW2_OFFSET_MASK))
+        return host ? QCOW2_ZERO_ALLOC : QCOW2_ZERO_PLAIN;
+    if (!host)
         return QCOW2_UNALLOCATED;
     return QCOW2_NORMAL;
 }
@@ -279,7 +282,8 @@ static int check_l2(struct ck *c, struct qimg_check_result *res, uint64_t l2_off
                     res->fragmented_clusters++;
                 next_contiguous = off + cs;
             }
-            ret = inc_refcounts(c, res, off, cs);
+            /* Clusters in an external data file have no refcounts (qcow2.txt). */
+            ret = qcow2_has_data_file(s) ? 0 : inc_refcounts(c, res, off, cs);
             if (ret < 0)
                 goto out;
             break;
@@ -853,7 +857,7 @@ static int check_oflag_copied(struct ck *c, struct qimg_check_result *res, int f
             struct qcow2_entry le;
             qcow2_l2_get_entry(s, l2, j, &le);
             enum qcow2_ctype t = l2e_type(s, le.l2e);
-            if (t != QCOW2_NORMAL && t != QCOW2_ZERO_ALLOC)
+            if ((t != QCOW2_NORMAL && t != QCOW2_ZERO_ALLOC) || qcow2_has_data_file(s))
                 continue;
             if (qcow2_get_refcount(n, (le.l2e & QCOW2_OFFSET_MASK) / cs, &rc) < 0)
                 continue;

@@ -26,6 +26,9 @@ enum qcow2_ctype qcow2_entry_type(const struct qcow2_state *s, const struct qcow
     if (e->l2e & QCOW2_OFLAG_COMPRESSED)
         return QCOW2_COMPRESSED;
     uint64_t host = e->l2e & QCOW2_OFFSET_MASK;
+    /* qcow2.txt: with an external data file, offset 0 with bit 63 set is guest cluster 0. */
+    if (!host && qcow2_has_data_file(s) && (e->l2e & QCOW2_OFLAG_COPIED))
+        host = 1;
     if (s->extended_l2) {
         if (e->bitmap & (1ull << sc))
             return QCOW2_NORMAL;
@@ -87,7 +90,21 @@ int qcow2_l1_write_entry(struct qimg_node *n, uint64_t idx)
     struct qcow2_state *s = n->opaque;
     uint8_t be[8];
     qcow2_put64(be, s->l1[idx]);
+    qimg_debug_event(n->file, QIMG_DBG_L1_UPDATE);
     return qcow2_meta_write(n, s->l1_offset + idx * 8, be, 8);
+}
+
+/*
+ * Freeing clusters nothing references any more (QEMU's qcow2_free_clusters):
+ * a failed refcount update only leaks them, so it is reported and the
+ * request that freed them still succeeds, as in QEMU.
+ */
+static int free_reported(struct qimg_node *n, int ret)
+{
+    (void)n;
+    if (ret < 0)
+        fprintf(stderr, "qcow2_free_clusters failed: %s\n", strerror(-ret));
+    return 0;
 }
 
 int qcow2_get_l2(struct qimg_node *n, uint64_t guest_off, bool alloc, uint8_t **l2,
@@ -123,6 +140,7 @@ int qcow2_get_l2(struct qimg_node *n, uint64_t guest_off, bool alloc, uint8_t **
     int ret;
     if (off) {
         uint8_t *old;
+        qimg_debug_event(n->file, QIMG_DBG_L2_ALLOC_COW_READ);
         ret = qcow2_cache_get(n, &s->l2_cache, off, false, &old);
         if (ret < 0)
             return ret;
@@ -138,21 +156,22 @@ int qcow2_get_l2(struct qimg_node *n, uint64_t guest_off, bool alloc, uint8_t **
     if (copy)
         memcpy(tbl, copy, s->cluster_size);
     free(copy);
+    qimg_debug_event(n->file, QIMG_DBG_L2_ALLOC_WRITE);
     ret = qcow2_meta_write(n, (uint64_t)nw, tbl, s->cluster_size);
     if (ret < 0) {
         qcow2_cache_drop(&s->l2_cache, (uint64_t)nw);
         return ret;
     }
     qcow2_meta_add(s, (uint64_t)nw);
+    uint64_t old_l1e = s->l1[l1_idx];
     s->l1[l1_idx] = (uint64_t)nw | QCOW2_OFLAG_COPIED;
     ret = qcow2_l1_write_entry(n, l1_idx);
-    if (ret < 0)
+    if (ret < 0) {
+        s->l1[l1_idx] = old_l1e; /* the table in memory says what the disk says; nw leaks */
         return ret;
-    if (off) {
-        ret = qcow2_update_refcounts(n, off / s->cluster_size, 1, -1);
-        if (ret < 0)
-            return ret;
     }
+    if (off)
+        free_reported(n, qcow2_update_refcounts(n, off / s->cluster_size, 1, -1));
     if (l2_offset)
         *l2_offset = (uint64_t)nw;
     /* The table may have been evicted by the refcount update: fetch it again. */
@@ -177,12 +196,12 @@ int qcow2_entry_release(struct qimg_node *n, const struct qcow2_entry *e)
     if (e->l2e & QCOW2_OFLAG_COMPRESSED) {
         uint64_t host, len;
         qcow2_compressed_range(s, e->l2e, &host, &len);
-        return qcow2_free_bytes(n, host, len);
+        return free_reported(n, qcow2_free_bytes(n, host, len));
     }
     uint64_t host = qcow2_entry_host(s, e);
-    if (!host)
+    if (!host || n->data_file) /* data file clusters have no refcounts */
         return 0;
-    return qcow2_update_refcounts(n, host / s->cluster_size, 1, -1);
+    return free_reported(n, qcow2_update_refcounts(n, host / s->cluster_size, 1, -1));
 }
 
 /* Grow the active L1 table to min_size entries: new table, header switch, free the old. */
@@ -195,6 +214,7 @@ int qcow2_l1_grow(struct qimg_node *n, uint64_t min_size)
         return -EFBIG;
     uint64_t cs = s->cluster_size;
     uint64_t clusters = qcow2_div_round_up(min_size * 8, cs);
+    qimg_debug_event(n->file, QIMG_DBG_L1_GROW_ALLOC_TABLE);
     int64_t nw = qcow2_alloc_clusters(n, clusters);
     if (nw < 0)
         return (int)nw;
@@ -205,6 +225,7 @@ int qcow2_l1_grow(struct qimg_node *n, uint64_t min_size)
     for (uint64_t i = 0; i < s->l1_size; i++)
         qcow2_put64(buf + i * 8, s->l1[i]);
     /* qemu-img 9.1 writes the table padded to 512 bytes (7.2 wrote just the entries). */
+    qimg_debug_event(n->file, QIMG_DBG_L1_GROW_WRITE_TABLE);
     int ret = qimg_node_pwrite(n->file, (uint64_t)nw, qcow2_align_up(min_size * 8, 512), buf, 0);
     free(buf);
     if (ret < 0)
@@ -215,6 +236,7 @@ int qcow2_l1_grow(struct qimg_node *n, uint64_t min_size)
     uint8_t hdr[12];
     qcow2_put32(hdr, (uint32_t)min_size);
     qcow2_put64(hdr + 4, (uint64_t)nw);
+    qimg_debug_event(n->file, QIMG_DBG_L1_GROW_ACTIVATE_TABLE);
     ret = qcow2_header_update_fields(n, 36, hdr, 12);
     if (ret < 0)
         return ret;
@@ -226,6 +248,6 @@ int qcow2_l1_grow(struct qimg_node *n, uint64_t min_size)
     s->l1_size = (uint32_t)min_size;
     s->l1_offset = (uint64_t)nw;
     if (old_off && old_clusters)
-        return qcow2_update_refcounts(n, old_off / cs, old_clusters, -1);
+        return free_reported(n, qcow2_update_refcounts(n, old_off / cs, old_clusters, -1));
     return 0;
 }

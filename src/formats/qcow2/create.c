@@ -53,6 +53,8 @@ struct create_params {
     int compression;
     enum qimg_prealloc prealloc;
     const char *backing_file, *backing_fmt;
+    const char *data_file; /* external data file (qcow2.txt), or NULL */
+    bool data_raw;
 };
 
 static int parse_bool(struct qimg_opts *o, const char *key, bool *out, struct qimg_error *err)
@@ -151,8 +153,12 @@ static int parse_params(struct qimg_opts *o, struct create_params *p, bool for_m
     if (data_raw && p->backing_file)
         return qimg_error_set(err, -EINVAL,
                               "Backing file and data-file-raw cannot be used at the same time");
-    if (data_file)
-        return qimg_error_set(err, -ENOTSUP, "External data files are not supported yet");
+    if (data_file && p->version < 3)
+        return qimg_error_set(err, -EINVAL, "External data files are only supported with "
+                                            "compatibility level 1.1 and above (use version=v3 "
+                                            "or greater)");
+    p->data_file = data_file;
+    p->data_raw = data_raw;
     bool enc = false;
     if ((ret = parse_bool(o, "encryption", &enc, err)) < 0)
         return ret;
@@ -192,6 +198,12 @@ static int write_empty(struct qimg_node *file, const struct create_params *p,
         s.compat |= QCOW2_COMPAT_LAZY_REFCOUNTS;
     if (p->backing_fmt)
         s.backing_format = (char *)p->backing_fmt;
+    if (p->data_file) {
+        s.incompat |= QCOW2_INCOMPAT_DATA_FILE;
+        s.data_file_name = (char *)p->data_file;
+        if (p->data_raw)
+            s.autoclear |= QCOW2_AUTOCLEAR_DATA_FILE_RAW;
+    }
     uint8_t *buf = qimg_alloc_aligned(3 * cs);
     if (!buf)
         return qimg_error_set(err, -ENOMEM, "Could not allocate the header");
@@ -349,7 +361,28 @@ int qcow2_create(const char *filename, struct qimg_opts *opts, struct qimg_error
     int ret = parse_params(opts, &p, false, err);
     if (ret < 0)
         return ret;
-    struct qimg_opts *po = qimg_opts_new();
+    struct qimg_opts *po;
+    enum qimg_prealloc mode = p.prealloc;
+    if (p.data_file) {
+        /*
+         * The data file first, at the full size, with the data preallocation;
+         * the qcow2 file then maps every cluster when the data must stay a
+         * raw image or is preallocated.
+         */
+        char sz[32];
+        snprintf(sz, sizeof(sz), "%" PRIu64, p.size);
+        po = qimg_opts_new();
+        qimg_opts_set(po, "size", sz);
+        if (p.prealloc == QIMG_PREALLOC_FALLOC || p.prealloc == QIMG_PREALLOC_FULL)
+            qimg_opts_set(po, "preallocation", qimg_prealloc_name(p.prealloc));
+        ret = qimg_create_protocol(p.data_file, po, err);
+        qimg_opts_free(po);
+        if (ret < 0)
+            return ret;
+        if (p.data_raw || p.prealloc != QIMG_PREALLOC_OFF)
+            mode = QIMG_PREALLOC_METADATA;
+    }
+    po = qimg_opts_new();
     qimg_opts_set(po, "size", "0");
     const char *keep[] = {"nocow", "extent_size_hint"};
     for (size_t i = 0; i < 2; i++) {
@@ -377,7 +410,7 @@ int qcow2_create(const char *filename, struct qimg_opts *opts, struct qimg_error
     ret = qimg_qcow2_driver.open(n, oo, err);
     qimg_opts_free(oo);
     if (ret == 0)
-        ret = qcow2_grow_to(n, p.size, p.prealloc, err);
+        ret = qcow2_grow_to(n, p.size, mode, err);
     if (ret == 0 && (ret = qimg_node_flush(n)) < 0)
         qimg_error_errno(err, ret, "Could not flush the new image");
     qimg_node_unref(n);
@@ -405,7 +438,7 @@ int qcow2_grow_to(struct qimg_node *n, uint64_t size, enum qimg_prealloc mode,
         pthread_mutex_unlock(&n->lock);
         if (ret < 0)
             return qimg_error_errno(err, ret, "Could not preallocate metadata");
-        int64_t flen = qimg_node_length(n->file);
+        int64_t flen = n->data_file ? -1 : qimg_node_length(n->file); /* data: elsewhere */
         if (flen >= 0 && host_end > (uint64_t)flen) {
             struct qimg_error terr = {0};
             ret = qimg_node_truncate(n->file, host_end, false, QIMG_PREALLOC_OFF, &terr);

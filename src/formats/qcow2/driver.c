@@ -60,16 +60,15 @@ static int load_l1(struct qimg_node *n, struct qimg_error *err)
 
 static int qcow2_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_error *err)
 {
-    (void)opts;
     struct qcow2_state *s = xcalloc(1, sizeof(*s));
     n->opaque = s;
     s->read_only = !(n->flags & QIMG_O_RDWR);
     int ret = qcow2_header_read(n, s, err);
     if (ret < 0)
         return ret;
-    if (s->incompat & QCOW2_INCOMPAT_DATA_FILE)
-        return qimg_error_set(err, -ENOTSUP,
-                              "qcow2 images with an external data file are not supported yet");
+    ret = qcow2_data_file_open(n, opts, err); /* datafile.c */
+    if (ret < 0)
+        return ret;
     if (s->crypt_method)
         return qimg_error_set(err, -ENOTSUP, "Encrypted qcow2 images are not supported yet");
     if (!s->read_only && (s->incompat & QCOW2_INCOMPAT_CORRUPT) && !(n->flags & QIMG_O_CHECK))
@@ -256,7 +255,10 @@ static int shrink(struct qimg_node *n, uint64_t size)
         if (ret == 0 && first == 0 && a >= size) {
             /* The whole table is past the end: unlink and free it. */
             s->l1[l1_idx] = 0;
+            qimg_debug_event(n->file, QIMG_DBG_L1_SHRINK_WRITE_TABLE);
             ret = qcow2_l1_write_entry(n, l1_idx);
+            if (ret == 0)
+                qimg_debug_event(n->file, QIMG_DBG_L1_SHRINK_FREE_L2_CLUSTERS);
             if (ret == 0)
                 ret = qcow2_update_refcounts(n, l2_off / cs, 1, -1);
             qcow2_cache_drop(&s->l2_cache, l2_off);
@@ -315,6 +317,7 @@ static int qcow2_truncate(struct qimg_node *n, uint64_t size, bool exact,
 const struct qimg_driver qimg_qcow2_driver = {
     .name = "qcow2",
     .create_opts = qcow2_create_opts,
+    .amend_opts = qcow2_amend_opts,
     .probe = qcow2_probe,
     .open = qcow2_open,
     .close = qcow2_close,
@@ -335,6 +338,7 @@ const struct qimg_driver qimg_qcow2_driver = {
     .vmstate_rw = qcow2_vmstate_rw,
     .measure = qcow2_measure,
     .check = qcow2_check,
+    .amend = qcow2_amend,
     .change_backing_file = qcow2_change_backing_file,
     .make_empty = qcow2_make_empty,
     .snapshot_list = qcow2_snapshot_list,

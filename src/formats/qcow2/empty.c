@@ -49,6 +49,7 @@ static int make_completely_empty(struct qimg_node *n, struct qimg_error *err)
     if (!buf)
         return qimg_error_set(err, -ENOMEM, "%s", strerror(ENOMEM));
 
+    qimg_debug_event(n->file, QIMG_DBG_EMPTY_IMAGE_PREPARE);
     ret = set_incompat(n, s->incompat | QCOW2_INCOMPAT_DIRTY);
     if (ret < 0)
         goto out;

@@ -41,6 +41,8 @@ static int corrupt_entry(struct qimg_node *n, uint64_t guest)
 static int check_overlap(struct qimg_node *n, uint64_t host, uint64_t len)
 {
     struct qcow2_state *s = n->opaque;
+    if (n->data_file)
+        return 0; /* guest data is in the data file: no metadata there */
     const char *what = qcow2_overlap(s, host, len);
     if (!what)
         return 0;
@@ -85,7 +87,8 @@ static int map_run(struct qimg_node *n, uint64_t off, uint64_t len, struct run *
         while (pos < end && pos < cstart + cs) {
             unsigned si = (unsigned)((pos - cstart) / sc);
             enum qcow2_ctype t = qcow2_entry_type(s, &e, si);
-            bool hv = host && t != QCOW2_COMPRESSED && t != QCOW2_ZERO_PLAIN;
+            bool hv = (host || (qcow2_has_data_file(s) && t != QCOW2_UNALLOCATED)) &&
+                      t != QCOW2_COMPRESSED && t != QCOW2_ZERO_PLAIN;
             if (first) {
                 r->type = t;
                 r->e = e;
@@ -134,6 +137,7 @@ static int read_backing(struct qimg_node *n, uint64_t off, uint64_t len, uint8_t
         if (off < (uint64_t)blen)
             have = (uint64_t)blen - off < len ? (uint64_t)blen - off : len;
         if (have) {
+            qimg_debug_event(n->file, QIMG_DBG_READ_BACKING_AIO);
             int ret = qimg_node_pread(n->backing, off, have, dst, 0);
             if (ret < 0)
                 return ret;
@@ -151,6 +155,7 @@ static int read_compressed(struct qimg_node *n, uint64_t l2e, uint64_t in_cluste
     qcow2_compressed_range(s, l2e, &host, &clen);
     uint8_t *cbuf = xmalloc(clen);
     uint8_t *out = xmalloc(s->cluster_size);
+    qimg_debug_event(n->file, QIMG_DBG_READ_COMPRESSED);
     int ret = file_read(n, host, clen, cbuf);
     if (ret == 0)
         ret = qcow2_decompress(s->compression_type, out, s->cluster_size, cbuf, clen);
@@ -173,6 +178,9 @@ static int read_run(struct qimg_node *n, uint64_t off, const struct run *r, uint
         memset(dst, 0, r->bytes);
         return 0;
     case QCOW2_NORMAL:
+        qimg_debug_event(n->file, QIMG_DBG_READ_AIO);
+        if (n->data_file)
+            return qimg_node_pread(n->data_file, r->host, r->bytes, dst, 0);
         return file_read(n, r->host, r->bytes, dst);
     case QCOW2_COMPRESSED:
         return read_compressed(n, r->e.l2e, off % s->cluster_size, r->bytes, dst);
@@ -275,7 +283,9 @@ static int write_in_place(struct qimg_node *n, uint8_t *l2, uint64_t off, uint64
     int ret = check_overlap(n, host0, *done);
     pthread_mutex_unlock(&n->lock);
     if (ret == 0)
-        ret = qimg_node_pwrite(n->file, host0, *done, src, 0);
+        qimg_debug_event(n->file, QIMG_DBG_WRITE_AIO);
+    if (ret == 0)
+        ret = qimg_node_pwrite(qcow2_data_node(n), host0, *done, src, 0);
     return ret;
 }
 
@@ -344,7 +354,8 @@ static int write_alloc(struct qimg_node *n, uint64_t off, uint64_t end, const ui
     if (reuse) {
         host = qcow2_entry_host(s, &old[0]);
     } else {
-        int64_t h = qcow2_alloc_clusters(n, k);
+        /* External data file: the host offset is the guest offset. */
+        int64_t h = n->data_file ? (int64_t)c0 : qcow2_alloc_clusters(n, k);
         if (h < 0) {
             free(old);
             return (int)h;
@@ -357,6 +368,11 @@ static int write_alloc(struct qimg_node *n, uint64_t off, uint64_t end, const ui
         return -ENOMEM;
     }
     /* COW head and tail from what the guest saw before. */
+    /* QEMU raises cow_read/cow_write only when there is old data to copy. */
+    bool cow = (off > ws && (n->backing || old[0].l2e)) ||
+               (we > wend && (n->backing || old[k - 1].l2e));
+    if (cow)
+        qimg_debug_event(n->file, QIMG_DBG_COW_READ);
     if (off > ws)
         ret = read_old(n, &old[0], ws, off - ws, buf);
     if (ret == 0 && we > wend)
@@ -365,8 +381,12 @@ static int write_alloc(struct qimg_node *n, uint64_t off, uint64_t end, const ui
         memcpy(buf + (off - ws), src, wend - off);
         uint64_t hs = host + (ws - c0);
         ret = check_overlap(n, hs, we - ws);
+        /* QEMU raises cow_write for the COW regions, then write_aio for the data. */
+        if (cow)
+            qimg_debug_event(n->file, QIMG_DBG_COW_WRITE);
+        qimg_debug_event(n->file, QIMG_DBG_WRITE_AIO);
         if (ret == 0)
-            ret = qimg_node_pwrite(n->file, hs, we - ws, buf, 0);
+            ret = qimg_node_pwrite(qcow2_data_node(n), hs, we - ws, buf, 0);
     }
     free(buf);
     if (ret < 0) {
@@ -400,8 +420,11 @@ static int write_alloc(struct qimg_node *n, uint64_t off, uint64_t end, const ui
         }
         qcow2_l2_set_entry(s, l2, idx0 + i, &ne);
     }
+    qimg_debug_event(n->file, QIMG_DBG_L2_UPDATE);
     ret = qcow2_meta_write(n, l2_off + idx0 * s->l2_entry_bytes, l2 + idx0 * s->l2_entry_bytes,
                            k * s->l2_entry_bytes);
+    if (ret < 0)
+        qcow2_cache_drop(&s->l2_cache, l2_off); /* the cached table must say what the disk says */
     for (uint64_t i = 0; ret == 0 && !reuse && i < k; i++)
         ret = qcow2_entry_release(n, &old[i]);
     free(old);
@@ -493,6 +516,11 @@ static int release_and_discard(struct qimg_node *n, const struct qcow2_entry *e)
     int ret = qcow2_entry_release(n, e);
     uint64_t host = (e->l2e & QCOW2_OFLAG_COMPRESSED) ? 0 : qcow2_entry_host(s, e);
     uint64_t rc;
+    if (n->data_file) { /* no refcounts there; a raw data file keeps its data */
+        if (ret == 0 && host && !(s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW))
+            (void)qimg_node_pdiscard(n->data_file, host, s->cluster_size);
+        return ret;
+    }
     if (ret == 0 && host && qcow2_get_refcount(n, host / s->cluster_size, &rc) == 0 && rc == 0)
         (void)qimg_node_pdiscard(n->file, host, s->cluster_size); /* advisory */
     return ret;
@@ -552,8 +580,11 @@ static int zero_meta(struct qimg_node *n, uint64_t off, uint64_t end, bool unmap
         }
         qcow2_l2_set_entry(s, l2, first + i, &ne);
     }
+    qimg_debug_event(n->file, QIMG_DBG_L2_UPDATE);
     ret = qcow2_meta_write(n, l2_off + first * s->l2_entry_bytes, l2 + first * s->l2_entry_bytes,
                            count * s->l2_entry_bytes);
+    if (ret < 0)
+        qcow2_cache_drop(&s->l2_cache, l2_off); /* the cached table must say what the disk says */
     for (size_t i = 0; ret == 0 && i < nrel; i++)
         ret = release_and_discard(n, &rel[i]);
     free(rel);
@@ -582,6 +613,8 @@ int qcow2_pwrite_zeroes(struct qimg_node *n, uint64_t off, uint64_t len, unsigne
 {
     qcow2_bitmaps_mark_dirty(n, off, len); /* bitmap.c: enabled bitmaps see every change */
     struct qcow2_state *s = n->opaque;
+    if (qcow2_data_file_raw_zero(n, off, len) < 0) /* datafile.c: the raw view reads zeroes too */
+        return -EIO;
     uint64_t cs = s->cluster_size;
     /* Zero metadata granularity: subclusters with extended L2, clusters otherwise. */
     uint64_t g = s->subcluster_size;
@@ -655,6 +688,8 @@ int qcow2_pdiscard(struct qimg_node *n, uint64_t off, uint64_t len)
 {
     qcow2_bitmaps_mark_dirty(n, off, len); /* bitmap.c: enabled bitmaps see every change */
     struct qcow2_state *s = n->opaque;
+    if (qcow2_data_file_raw_zero(n, off, len) < 0) /* datafile.c */
+        return -EIO;
     uint64_t cs = s->cluster_size;
     uint64_t a = qcow2_align_up(off, cs);
     uint64_t e = off + len == s->size ? qcow2_align_up(off + len, cs) : (off + len) / cs * cs;
@@ -700,8 +735,11 @@ int qcow2_pdiscard(struct qimg_node *n, uint64_t off, uint64_t len)
             rel[i] = old;
             qcow2_l2_set_entry(s, l2, first + i, &ne);
         }
+        qimg_debug_event(n->file, QIMG_DBG_L2_UPDATE);
         ret = qcow2_meta_write(n, l2_off + first * s->l2_entry_bytes,
                                l2 + first * s->l2_entry_bytes, count * s->l2_entry_bytes);
+        if (ret < 0)
+            qcow2_cache_drop(&s->l2_cache, l2_off); /* cached table = disk */
         for (uint64_t i = 0; ret == 0 && i < count; i++)
             ret = release_and_discard(n, &rel[i]);
         free(rel);
@@ -760,6 +798,8 @@ int qcow2_pwrite_precompressed(struct qimg_node *n, uint64_t off, uint64_t len, 
     if (ret == 0)
         ret = check_overlap(n, (uint64_t)host, (uint64_t)clen);
     if (ret == 0)
+        qimg_debug_event(n->file, QIMG_DBG_WRITE_COMPRESSED);
+    if (ret == 0)
         ret = qimg_node_pwrite(n->file, (uint64_t)host, (uint64_t)clen, cdata, 0);
     if (ret == 0)
         ret = qcow2_get_l2(n, off, false, &l2, NULL);
@@ -770,8 +810,11 @@ int qcow2_pwrite_precompressed(struct qimg_node *n, uint64_t off, uint64_t len, 
         struct qcow2_entry old, ne = {.l2e = QCOW2_OFLAG_COMPRESSED | (nb << x) | (uint64_t)host};
         qcow2_l2_get_entry(s, l2, idx, &old);
         qcow2_l2_set_entry(s, l2, idx, &ne);
+        qimg_debug_event(n->file, QIMG_DBG_L2_UPDATE_COMPRESSED);
         ret = qcow2_meta_write(n, l2_off + idx * s->l2_entry_bytes, l2 + idx * s->l2_entry_bytes,
                                s->l2_entry_bytes);
+        if (ret < 0)
+            qcow2_cache_drop(&s->l2_cache, l2_off); /* cached table = disk */
         if (ret == 0)
             ret = qcow2_entry_release(n, &old);
     }
@@ -826,7 +869,7 @@ int qcow2_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
     if (r.host_valid) {
         st->flags |= QIMG_BLK_OFFSET_VALID;
         st->offset = r.host;
-        st->file = n->file;
+        st->file = qcow2_data_node(n);
     }
     return 0;
 }
@@ -861,7 +904,7 @@ int qcow2_preallocate_locked(struct qimg_node *n, uint64_t off, uint64_t len, ui
                     break;
                 j++;
             }
-            int64_t h = qcow2_alloc_clusters(n, j - k);
+            int64_t h = n->data_file ? (int64_t)(pos + k * cs) : qcow2_alloc_clusters(n, j - k);
             if (h < 0)
                 return (int)h;
             ret = qcow2_get_l2(n, pos, false, &l2, NULL);
@@ -872,6 +915,7 @@ int qcow2_preallocate_locked(struct qimg_node *n, uint64_t off, uint64_t len, ui
                 struct qcow2_entry ne = {.l2e = ((uint64_t)h + (i - k) * cs) | QCOW2_OFLAG_COPIED};
                 qcow2_l2_set_entry(s, l2, first + i, &ne);
             }
+            qimg_debug_event(n->file, QIMG_DBG_L2_UPDATE);
             ret = qcow2_meta_write(n, l2_off + (first + k) * s->l2_entry_bytes,
                                    l2 + (first + k) * s->l2_entry_bytes,
                                    (j - k) * s->l2_entry_bytes);

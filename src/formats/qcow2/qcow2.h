@@ -331,6 +331,10 @@ int qcow2_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
 int qcow2_preallocate_locked(struct qimg_node *n, uint64_t off, uint64_t len,
                              uint64_t *host_end);
 
+/* amend.c: qemu-img amend (compat, lazy_refcounts, refcount_bits, data file, size). */
+extern const struct qimg_opt_desc qcow2_amend_opts[];
+int qcow2_amend(struct qimg_node *n, struct qimg_opts *opts, bool force, struct qimg_error *err);
+
 /* create.c */
 extern const struct qimg_opt_desc qcow2_create_opts[];
 int qcow2_create(const char *filename, struct qimg_opts *opts, struct qimg_error *err);
@@ -338,6 +342,25 @@ int qcow2_grow_to(struct qimg_node *n, uint64_t size, enum qimg_prealloc mode,
                   struct qimg_error *err);
 int qcow2_measure(struct qimg_opts *opts, struct qimg_node *src, uint64_t size,
                   struct qimg_measure *out, struct qimg_error *err);
+
+/*
+ * qcow2.txt: External data file. With the incompatible bit set, guest data
+ * lives in n->data_file at the guest offset, L2 entries hold that offset,
+ * and data clusters have no refcounts. Otherwise data shares n->file.
+ */
+static inline bool qcow2_has_data_file(const struct qcow2_state *s)
+{
+    return s->incompat & QCOW2_INCOMPAT_DATA_FILE;
+}
+static inline struct qimg_node *qcow2_data_node(struct qimg_node *n)
+{
+    return n->data_file ? n->data_file : n->file;
+}
+
+/* datafile.c: open the external data file child ("data-file" option or the header's name). */
+int qcow2_data_file_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_error *err);
+/* A raw data file (data_file_raw) must read as the guest does: zero [off, off+len) there. */
+int qcow2_data_file_raw_zero(struct qimg_node *n, uint64_t off, uint64_t len);
 
 /* Small helpers. */
 static inline uint64_t qcow2_be64(const uint8_t *p)

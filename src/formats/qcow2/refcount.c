@@ -186,10 +186,11 @@ int qcow2_refcount_load(struct qimg_node *n, struct qimg_error *err)
     if (have > bytes)
         have = bytes;
     uint8_t *buf = xcalloc(1, bytes ? bytes : 1);
+    qimg_debug_event(n->file, QIMG_DBG_REFTABLE_LOAD);
     int ret = have ? qimg_node_pread(n->file, s->rt_offset, have, buf, 0) : 0;
     if (ret < 0) {
         free(buf);
-        return qimg_error_errno(err, ret, "Could not read refcount table");
+        return qimg_error_errno(err, ret, "Could not initialize refcount handling");
     }
     for (uint64_t i = 0; i < s->rt_size; i++) {
         s->rt[i] = qcow2_be64(buf + i * 8);
@@ -210,6 +211,7 @@ int qcow2_get_refcount(struct qimg_node *n, uint64_t ci, uint64_t *out)
     if (ret < 0 || !boff)
         return ret;
     uint8_t *blk;
+    qimg_debug_event(n->file, QIMG_DBG_REFBLOCK_LOAD);
     ret = qcow2_cache_get(n, &s->rb_cache, boff, false, &blk);
     if (ret < 0)
         return ret;
@@ -220,6 +222,8 @@ int qcow2_get_refcount(struct qimg_node *n, uint64_t ci, uint64_t *out)
 int qcow2_update_refcounts(struct qimg_node *n, uint64_t first, uint64_t count, int64_t delta)
 {
     struct qcow2_state *s = n->opaque;
+    if (delta < 0)
+        qimg_debug_event(n->file, QIMG_DBG_CLUSTER_FREE);
     while (count) {
         uint64_t rt_idx = first / s->rb_entries, in = first % s->rb_entries;
         uint64_t now = s->rb_entries - in < count ? s->rb_entries - in : count;
@@ -232,6 +236,8 @@ int qcow2_update_refcounts(struct qimg_node *n, uint64_t first, uint64_t count, 
             return -EIO;
         }
         uint8_t *blk;
+        /* QEMU raises refblock_alloc on every refcount update, not only for new blocks. */
+        qimg_debug_event(n->file, QIMG_DBG_REFBLOCK_ALLOC);
         ret = qcow2_cache_get(n, &s->rb_cache, boff, false, &blk);
         if (ret < 0)
             return ret;
@@ -256,9 +262,13 @@ int qcow2_update_refcounts(struct qimg_node *n, uint64_t first, uint64_t count, 
         }
         uint64_t bstart, blen;
         entry_bytes(s, in, now, &bstart, &blen);
+        qimg_debug_event(n->file, QIMG_DBG_REFBLOCK_UPDATE_PART);
         ret = qcow2_meta_write(n, boff + bstart, blk + bstart, blen);
-        if (ret < 0)
+        if (ret < 0) {
+            /* Reload the block from disk next time: a failed update changes nothing. */
+            qcow2_cache_drop(&s->rb_cache, boff);
             return ret;
+        }
         first += now;
         count -= now;
     }
@@ -276,6 +286,7 @@ static int refblock_create(struct qimg_node *n, uint64_t rt_idx, uint64_t ci, bo
         return ret;
     if (self)
         refcount_set_entry(s, blk, ci % s->rb_entries, 1);
+    qimg_debug_event(n->file, QIMG_DBG_REFBLOCK_ALLOC_WRITE);
     ret = qcow2_meta_write(n, off, blk, s->cluster_size);
     if (ret < 0) {
         qcow2_cache_drop(&s->rb_cache, off);
@@ -283,6 +294,7 @@ static int refblock_create(struct qimg_node *n, uint64_t rt_idx, uint64_t ci, bo
     }
     uint8_t be[8];
     qcow2_put64(be, off);
+    qimg_debug_event(n->file, QIMG_DBG_REFBLOCK_ALLOC_HOOKUP);
     ret = qcow2_meta_write(n, s->rt_offset + rt_idx * 8, be, 8);
     if (ret < 0)
         return ret;
@@ -306,6 +318,7 @@ static int reftable_grow(struct qimg_node *n, uint64_t needed_ci)
 {
     struct qcow2_state *s = n->opaque;
     uint64_t cs = s->cluster_size, rbe = s->rb_entries;
+    qimg_debug_event(n->file, QIMG_DBG_REFTABLE_GROW);
     uint64_t a = s->rt_size * rbe; /* first cluster the old table cannot describe */
     uint64_t want = rt_clusters_for(s, needed_ci + 1);
     uint64_t t = want + want / 2 + 1, b = 0;
@@ -331,6 +344,7 @@ static int reftable_grow(struct qimg_node *n, uint64_t needed_ci)
     if (!buf || !table)
         goto out;
     memcpy(rt, s->rt, s->rt_size * 8);
+    qimg_debug_event(n->file, QIMG_DBG_REFBLOCK_ALLOC_WRITE_BLOCKS);
     for (uint64_t k = 0; k < b; k++) {
         uint64_t idx = a / rbe + k;
         memset(buf, 0, cs);
@@ -345,6 +359,7 @@ static int reftable_grow(struct qimg_node *n, uint64_t needed_ci)
     memset(table, 0, t * cs);
     for (uint64_t i = 0; i < new_entries; i++)
         qcow2_put64(table + i * 8, rt[i]);
+    qimg_debug_event(n->file, QIMG_DBG_REFBLOCK_ALLOC_WRITE_TABLE);
     ret = qimg_node_pwrite(n->file, (a + b) * cs, t * cs, table, 0);
     if (ret < 0)
         goto out;
@@ -354,6 +369,7 @@ static int reftable_grow(struct qimg_node *n, uint64_t needed_ci)
     uint8_t hdr[12];
     qcow2_put64(hdr, (a + b) * cs);
     qcow2_put32(hdr + 8, (uint32_t)t);
+    qimg_debug_event(n->file, QIMG_DBG_REFBLOCK_ALLOC_SWITCH_TABLE);
     ret = qcow2_header_update_fields(n, 48, hdr, 12);
     if (ret < 0)
         goto out;
@@ -367,6 +383,10 @@ static int reftable_grow(struct qimg_node *n, uint64_t needed_ci)
     for (uint64_t k = 0; k < b; k++)
         meta_insert(s, (a + k) * cs, META_REFBLOCK);
     ret = qcow2_update_refcounts(n, old_off / cs, old_clusters, -1);
+    if (ret < 0) { /* the old table is unreferenced already: a failure leaks it (as QEMU) */
+        fprintf(stderr, "qcow2_free_clusters failed: %s\n", strerror(-ret));
+        ret = 0;
+    }
 out:
     free(buf);
     free(table);
@@ -413,6 +433,7 @@ static int refblock_ensure(struct qimg_node *n, uint64_t idx)
 {
     struct qcow2_state *s = n->opaque;
     uint64_t place;
+    qimg_debug_event(n->file, QIMG_DBG_REFBLOCK_ALLOC);
     int ret = find_free(n, 1, &place);
     if (ret < 0)
         return ret;
@@ -445,6 +466,7 @@ int64_t qcow2_alloc_clusters(struct qimg_node *n, uint64_t count)
     uint64_t start;
     if (count == 0)
         return -EINVAL;
+    qimg_debug_event(n->file, QIMG_DBG_CLUSTER_ALLOC);
 retry:;
     int ret = find_free(n, count, &start);
     if (ret < 0)
@@ -487,6 +509,7 @@ int64_t qcow2_alloc_bytes(struct qimg_node *n, uint64_t size)
     int64_t off;
     if (size == 0 || size > cs)
         return -EINVAL;
+    qimg_debug_event(n->file, QIMG_DBG_CLUSTER_ALLOC_BYTES);
     if (fb && fb % cs && cs - fb % cs >= size) {
         int ret = qcow2_update_refcounts(n, fb / cs, 1, 1);
         if (ret < 0)
