@@ -822,20 +822,29 @@ int qcow2_pwrite_precompressed(struct qimg_node *n, uint64_t off, uint64_t len, 
     return ret;
 }
 
+/*
+ * A compressed write covers whole clusters (the last one may end with the
+ * image); like QEMU, a request of several clusters is stored cluster by cluster.
+ */
 int qcow2_pwrite_compressed(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf)
 {
     struct qcow2_state *s = n->opaque;
     uint64_t cs = s->cluster_size;
-    if (off % cs || len > cs || (len < cs && off + len != s->size))
+    if (off % cs || (len % cs && off + len != s->size))
         return -EINVAL;
+    const uint8_t *src = buf;
     uint8_t *out = xmalloc(cs);
-    long clen = qcow2_compress_cluster(n, buf, len, out, cs);
-    int ret;
-    if (clen < 0) {
-        /* Not smaller: store the cluster as it is (the last one may be short). */
-        ret = qcow2_pwrite(n, off, len, buf, 0);
-    } else {
-        ret = qcow2_pwrite_precompressed(n, off, len, out, (size_t)clen);
+    int ret = 0;
+    while (len && ret == 0) {
+        uint64_t now = len < cs ? len : cs;
+        long clen = qcow2_compress_cluster(n, src, now, out, cs);
+        if (clen < 0) /* not smaller: store the cluster as it is (the last one may be short) */
+            ret = qcow2_pwrite(n, off, now, src, 0);
+        else
+            ret = qcow2_pwrite_precompressed(n, off, now, out, (size_t)clen);
+        off += now;
+        src += now;
+        len -= now;
     }
     free(out);
     return ret;

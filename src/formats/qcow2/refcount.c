@@ -510,6 +510,10 @@ int64_t qcow2_alloc_bytes(struct qimg_node *n, uint64_t size)
     if (size == 0 || size > cs)
         return -EINVAL;
     qimg_debug_event(n->file, QIMG_DBG_CLUSTER_ALLOC_BYTES);
+    /* A partly used cluster whose refcount is at its maximum cannot be shared again. */
+    uint64_t rc;
+    if (fb && fb % cs && (qcow2_get_refcount(n, fb / cs, &rc) < 0 || rc >= s->refcount_max))
+        fb = 0;
     if (fb && fb % cs && cs - fb % cs >= size) {
         int ret = qcow2_update_refcounts(n, fb / cs, 1, 1);
         if (ret < 0)
