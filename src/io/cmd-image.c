@@ -166,7 +166,7 @@ static int is_allocated(struct qimg_node *n, int64_t off, int64_t bytes, int64_t
 /* The run starting at off with one allocation status, adjacent answers merged. */
 static int map_run(struct qimg_node *n, int64_t off, int64_t bytes, int64_t *pnum)
 {
-    int64_t num;
+    int64_t num = 0;
     int first = is_allocated(n, off, bytes, &num);
     if (first < 0)
         return first;
@@ -229,7 +229,7 @@ int io_cmd_alloc(int argc, char **argv)
     }
     int64_t off = start, remaining = count, sum = 0;
     while (remaining) {
-        int64_t num;
+        int64_t num = 0;
         int ret = is_allocated(io_img.node, off, remaining, &num);
         if (ret < 0) {
             printf("is_allocated failed: %s\n", strerror(-ret));
