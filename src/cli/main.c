@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* qimg: the qemu-img compatible command line. Dispatch, --help and --version. */
 #include <signal.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,6 +161,12 @@ int main(int argc, char **argv)
     cli_prog = slash ? slash + 1 : argv[0];
     /* Past RLIMIT_FSIZE a write must fail with EFBIG and a message, not kill us (as QEMU). */
     signal(SIGXFSZ, SIG_IGN);
+    /*
+     * One malloc arena: the copy workers' large, short-lived buffers otherwise
+     * spread over per-thread arenas that keep them resident (measured: raw->qcow2
+     * 0.47 s / 126 MB peak -> 0.26 s / 44 MB; doc/benchmarks.md).
+     */
+    mallopt(M_ARENA_MAX, 1);
     qimg_init();
 
     /* Standard options come before the command. */
