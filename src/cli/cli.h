@@ -30,6 +30,9 @@ int cli_getopt(int argc, char **argv, const char *shortopts, const struct option
 /* Sizes on the command line, with qemu-img 9.1's two error wordings. */
 int cli_parse_image_size(const char *arg, const char *what, int64_t *out);
 
+/* -r RATE (bytes per second, size suffixes) for convert and commit. */
+int cli_parse_rate(const char *arg, uint64_t *out);
+
 enum cli_output { CLI_OUTPUT_HUMAN, CLI_OUTPUT_JSON };
 /* "--output=human|json"; prints the error and returns -1 when neither. */
 int cli_parse_output(const char *arg, enum cli_output *out);

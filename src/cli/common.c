@@ -98,6 +98,15 @@ int cli_parse_image_size(const char *arg, const char *what, int64_t *out)
     return 0;
 }
 
+int cli_parse_rate(const char *arg, uint64_t *out)
+{
+    int64_t rate;
+    if (cli_parse_image_size(arg, "rate limit", &rate) < 0)
+        return -1;
+    *out = (uint64_t)rate;
+    return 0;
+}
+
 int cli_parse_output(const char *arg, enum cli_output *out)
 {
     if (!strcmp(arg, "json")) {

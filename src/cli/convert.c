@@ -201,13 +201,10 @@ static int parse_args(int argc, char **argv, struct convert_opts *o)
         case 'W': o->ooo = true; break;
         case 'U':
         case OPT_FORCE_SHARE: o->force_share = true; break;
-        case 'r': {
-            int64_t rate;
-            if (cli_parse_image_size(optarg, "rate limit", &rate) < 0)
+        case 'r':
+            if (cli_parse_rate(optarg, &o->rate) < 0)
                 return -1;
-            o->rate = (uint64_t)rate;
             break;
-        }
         case OPT_OBJECT:
             if (cli_add_object(optarg) < 0)
                 return -1;

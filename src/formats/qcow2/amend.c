@@ -64,11 +64,8 @@ static int parse_params(struct qimg_node *n, struct qimg_opts *o, struct amend_p
     int ret;
     const char *compat = qimg_opts_take(o, "compat");
     if (compat) {
-        if (!strcmp(compat, "0.10") || !strcmp(compat, "v2"))
-            p->version = 2;
-        else if (!strcmp(compat, "1.1") || !strcmp(compat, "v3"))
-            p->version = 3;
-        else
+        p->version = qcow2_parse_compat(compat);
+        if (!p->version)
             return qimg_error_set(err, -EINVAL, "Unknown compatibility level %s", compat);
     }
     if ((ret = qimg_opts_take_size(o, "size", &p->size, err)) < 0)

@@ -85,11 +85,8 @@ static int parse_params(struct qimg_opts *o, struct create_params *p, bool for_m
     int ret;
     const char *compat = qimg_opts_take(o, "compat");
     if (compat) {
-        if (!strcmp(compat, "0.10") || !strcmp(compat, "v2"))
-            p->version = 2;
-        else if (!strcmp(compat, "1.1") || !strcmp(compat, "v3"))
-            p->version = 3;
-        else
+        p->version = qcow2_parse_compat(compat);
+        if (!p->version)
             return qimg_error_set(err, -EINVAL, "Parameter 'version' does not accept value '%s'",
                                   compat);
     }
@@ -415,6 +412,16 @@ int qcow2_create(const char *filename, struct qimg_opts *opts, struct qimg_error
         qimg_error_errno(err, ret, "Could not flush the new image");
     qimg_node_unref(n);
     return ret;
+}
+
+/* compat=0.10|v2 -> 2, compat=1.1|v3 -> 3, anything else 0 (callers word the error). */
+int qcow2_parse_compat(const char *compat)
+{
+    if (!strcmp(compat, "0.10") || !strcmp(compat, "v2"))
+        return 2;
+    if (!strcmp(compat, "1.1") || !strcmp(compat, "v3"))
+        return 3;
+    return 0;
 }
 
 /* Grow an open image to size: L1 table, preallocation, then the header's size. */

@@ -331,6 +331,9 @@ int qcow2_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
 int qcow2_preallocate_locked(struct qimg_node *n, uint64_t off, uint64_t len,
                              uint64_t *host_end);
 
+/* create.c: the compat option's version (2 or 3), 0 when unknown. */
+int qcow2_parse_compat(const char *compat);
+
 /* amend.c: qemu-img amend (compat, lazy_refcounts, refcount_bits, data file, size). */
 extern const struct qimg_opt_desc qcow2_amend_opts[];
 int qcow2_amend(struct qimg_node *n, struct qimg_opts *opts, bool force, struct qimg_error *err);
