@@ -789,6 +789,13 @@ int qcow2_pwrite_precompressed(struct qimg_node *n, uint64_t off, uint64_t len, 
     uint64_t l2_off;
     if (ret == 0)
         ret = qcow2_get_l2(n, off, true, &l2, &l2_off);
+    if (ret == 0) {
+        /* Like QEMU, compressed data only goes to clusters that hold nothing yet. */
+        struct qcow2_entry cur;
+        qcow2_l2_get_entry(s, l2, (off / cs) & (s->l2_entries - 1), &cur);
+        if ((cur.l2e & QCOW2_OFLAG_COMPRESSED) || qcow2_entry_host(s, &cur))
+            ret = -EIO;
+    }
     int64_t host = 0;
     if (ret == 0) {
         host = qcow2_alloc_bytes(n, (uint64_t)clen);
