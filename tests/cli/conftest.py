@@ -90,3 +90,18 @@ def write_pattern(path, chunks, size=None):
 
 def allocated_bytes(path):
     return os.stat(path).st_blocks * 512
+
+
+def strip_child(text):
+    """qemu-img 9.1's human info adds "Child node '/file':" sections that 7.2 lacks: drop
+    them (and their indented lines) so our output compares with the 7.2 oracle's."""
+    out, skip = [], False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("Child node '/file':"):
+            skip = True
+            continue
+        if skip and line.startswith("    "):
+            continue
+        skip = False
+        out.append(line)
+    return "".join(out)

@@ -12,7 +12,7 @@ import re
 import struct
 import subprocess
 
-from conftest import ORACLE_IMG, ORACLE_IO
+from conftest import ORACLE_IMG, ORACLE_IO, strip_child
 
 MiB = 1 << 20
 OFFSET = re.compile(r', "offset": \d+')
@@ -115,16 +115,7 @@ def oracle_io(*args, cwd=None):
 
 def strip_children(text):
     """qemu-img 9.1 human info: drop the "Child node '/file':" sections (7.2 has none)."""
-    out, skip = [], False
-    for line in text.splitlines(keepends=True):
-        if line.startswith("Child node '/file':"):
-            skip = True
-            continue
-        if skip and line.startswith("    "):
-            continue
-        skip = False
-        out.append(line)
-    return "".join(out)
+    return strip_child(text)
 
 
 def strip_json_children(obj):

@@ -11,23 +11,10 @@ import subprocess
 
 import pytest
 
-from conftest import run
+from conftest import run, strip_child
 
 STRACE = shutil.which("strace")
 STUB = "is not supported by this build of qimg yet"
-
-
-def strip_child(text):
-    out, skip = [], False
-    for line in text.splitlines(keepends=True):
-        if line.startswith("Child node '/file':"):
-            skip = True
-            continue
-        if skip and line.startswith("    "):
-            continue
-        skip = False
-        out.append(line)
-    return "".join(out)
 
 
 def compare(ours, oracle, tmp_path, args, setup=None, info=False):

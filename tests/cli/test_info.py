@@ -4,21 +4,7 @@ import json
 
 import pytest
 
-from conftest import write_pattern
-
-
-def strip_child(text):
-    """7.2 lacks 9.1's "Child node '/file':" section; drop it from our output to compare."""
-    out, skip = [], False
-    for line in text.splitlines(keepends=True):
-        if line.startswith("Child node '/file':"):
-            skip = True
-            continue
-        if skip and line.startswith("    "):
-            continue
-        skip = False
-        out.append(line)
-    return "".join(out)
+from conftest import write_pattern, strip_child
 
 
 def strip_children_json(text):
