@@ -105,3 +105,18 @@ def strip_child(text):
         skip = False
         out.append(line)
     return "".join(out)
+
+
+def sector_runs(model):
+    """Merge a {sector: pattern or None} model of what an image must hold into
+    [offset, length, pattern] runs of adjacent 512-byte sectors (None: undefined)."""
+    runs = []
+    for sector in sorted(model):
+        pattern = model[sector]
+        if pattern is None:
+            continue
+        if runs and runs[-1][0] + runs[-1][1] == sector * 512 and runs[-1][2] == pattern:
+            runs[-1][1] += 512
+        else:
+            runs.append([sector * 512, 512, pattern])
+    return runs

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import ORACLE_IMG, ORACLE_IO, QIMG, QIMG_IO, run
+from conftest import ORACLE_IMG, ORACLE_IO, QIMG, QIMG_IO, run, sector_runs
 
 pytestmark = [
     pytest.mark.skipif(not QIMG_IO.exists(), reason="qimg-io is not built"),
@@ -85,16 +85,7 @@ def expected(cmds):
             continue
         for s in range(off // 512, (off + ln) // 512):
             known[s] = pat if kind in ("write", "zero") else None
-    out = []
-    for s in sorted(known):
-        p = known[s]
-        if p is None:
-            continue
-        if out and out[-1][0] + out[-1][1] == s * 512 and out[-1][2] == p:
-            out[-1][1] += 512
-        else:
-            out.append([s * 512, 512, p])
-    return out
+    return sector_runs(known)
 
 
 def assert_consistent(d, img, what, allow_dirty=False):

@@ -28,7 +28,7 @@ import subprocess
 
 import pytest
 
-from conftest import ORACLE_IMG, ORACLE_IO, QIMG_IO, run
+from conftest import ORACLE_IMG, ORACLE_IO, QIMG_IO, run, sector_runs
 
 pytestmark = [
     pytest.mark.skipif(not QIMG_IO.exists(), reason="qimg-io is not built"),
@@ -172,7 +172,7 @@ def parse_cmd(c):
 
 def expected_model(name, lines):
     """Byte ranges with known contents after the script: [(off, len, pattern)]."""
-    _, size, backing, setup, script, _ = SCENARIOS[name]
+    _, size, _, setup, script, _ = SCENARIOS[name]
     model = {}  # offset -> pattern or None, at 512-byte granularity
 
     def put(off, ln, pat):
@@ -195,18 +195,7 @@ def expected_model(name, lines):
             put(o, ln, p)
         else:
             put(o, ln, None)  # failed, or discarded: contents undefined
-    ranges = []
-    for s in sorted(model):
-        p = model[s]
-        if p is None:
-            continue
-        if ranges and ranges[-1][0] + ranges[-1][1] == s * 512 and ranges[-1][2] == p:
-            ranges[-1][1] += 512
-        else:
-            ranges.append([s * 512, 512, p])
-    if backing is not None:
-        pass  # unwritten ranges read the backing file; not asserted
-    return ranges
+    return sector_runs(model)  # unwritten ranges read the backing file: not asserted
 
 
 def verify_image(d, name, lines, where):
