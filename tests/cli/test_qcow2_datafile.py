@@ -241,3 +241,75 @@ def test_check_on_data_file_image(ours, oracle, tmp_path):
         a = ours.img(*args, cwd=od)
         b = oracle.img(*args, cwd=od)
         assert (a.rc, a.out, a.err) == (b.rc, b.out, b.err), args
+
+
+# --- what QEMU refuses on data-file images, and resize carrying the data file along ---
+
+def _pair(ours, oracle, tmp_path, opts="data_file=d.raw", size="1M"):
+    od, td = dirs(tmp_path)
+    for tool, d in ((ours, od), (oracle, td)):
+        r = tool.img("create", "-q", "-f", "qcow2", "-o", opts, "a.qcow2", size, cwd=d)
+        assert r.rc == 0, r
+    return od, td
+
+
+def test_snapshots_refused(ours, oracle, tmp_path):
+    od, td = _pair(ours, oracle, tmp_path)
+    for args in (["-c", "s1"], ["-a", "s1"], ["-d", "s1"], ["-l"]):
+        a = ours.img("snapshot", *args, "a.qcow2", cwd=od)
+        b = oracle.img("snapshot", *args, "a.qcow2", cwd=td)
+        assert (a.rc, a.out, a.err) == (b.rc, b.out, b.err), args
+    assert oracle.img("check", "a.qcow2", cwd=od).rc == 0
+    r = oracle.img("snapshot", "-l", "a.qcow2", cwd=od)
+    assert r.rc == 0 and r.out == ""
+
+
+def test_compressed_writes_refused(ours, oracle, tmp_path):
+    od, td = _pair(ours, oracle, tmp_path)
+    a = ours.io("-c", "write -c -P 7 0 64k", "a.qcow2", cwd=od)
+    b = oracle.io("-c", "write -c -P 7 0 64k", "a.qcow2", cwd=td)
+    assert (a.rc, a.out, a.err) == (b.rc, b.out, b.err)
+    assert "Operation not supported" in a.out + a.err
+    r = oracle.io("-c", "read -P 0 0 64k", "a.qcow2", cwd=od)
+    assert r.rc == 0 and "Pattern verification failed" not in r.out, r
+
+
+def test_convert_compressed_to_data_file_fails(ours, oracle, tmp_path):
+    od, td = dirs(tmp_path)
+    for d in (od, td):
+        (d / "s.raw").write_bytes(b"\5" * (128 << 10) + bytes(MiB - (128 << 10)))
+    a = ours.img("convert", "-c", "-O", "qcow2", "-o", "data_file=t.raw", "s.raw", "t.qcow2",
+                 cwd=od)
+    b = oracle.img("convert", "-c", "-O", "qcow2", "-o", "data_file=t.raw", "s.raw", "t.qcow2",
+                   cwd=td)
+    assert (a.rc, a.out, a.err) == (b.rc, b.out, b.err)
+    assert a.rc == 1 and "Operation not supported" in a.err
+
+
+@pytest.mark.parametrize("raw", ["off", "on"])
+@pytest.mark.parametrize("prealloc", ["off", "metadata", "falloc", "full"])
+def test_resize_resizes_the_data_file(ours, oracle, tmp_path, raw, prealloc):
+    od, td = _pair(ours, oracle, tmp_path, f"data_file=d.raw,data_file_raw={raw}")
+    for tool, d in ((ours, od), (oracle, td)):
+        r = tool.io("-c", "write -P 9 0 64k", "a.qcow2", cwd=d)
+        assert r.rc == 0, r
+        r = tool.img("resize", f"--preallocation={prealloc}", "a.qcow2", "3M", cwd=d)
+        assert (r.rc, r.out) == (0, "Image resized.\n"), r
+    for d in (od, td):
+        assert os.stat(d / "d.raw").st_size == 3 * MiB
+        # Allocation of the data file follows the preallocation mode.
+        assert (os.stat(d / "d.raw").st_blocks * 512 >= 2 * MiB) == (prealloc in ("falloc",
+                                                                                 "full"))
+    ma = json.loads(oracle.img("map", "--output=json", "a.qcow2", cwd=od).out)
+    mb = json.loads(oracle.img("map", "--output=json", "a.qcow2", cwd=td).out)
+    assert ma == mb
+    ca = oracle.img("check", "a.qcow2", cwd=od)
+    cb = oracle.img("check", "a.qcow2", cwd=td)
+    assert ca.rc == 0 and ca.out.splitlines()[:-1] == cb.out.splitlines()[:-1], (ca, cb)
+    for tool, d in ((ours, od), (oracle, td)):
+        r = tool.img("resize", "--shrink", "a.qcow2", "2M", cwd=d)
+        assert r.rc == 0, r
+        assert os.stat(d / "d.raw").st_size == 2 * MiB
+        r = oracle.io("-c", "read -P 9 0 64k", "-c", "read -P 0 64k 1984k", "a.qcow2", cwd=d)
+        assert r.rc == 0 and "verification failed" not in r.out, r
+        assert oracle.img("check", "a.qcow2", cwd=d).rc == 0

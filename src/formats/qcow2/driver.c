@@ -287,10 +287,31 @@ static int shrink(struct qimg_node *n, uint64_t size)
     return ret;
 }
 
+/*
+ * An image with an external data file (qcow2.txt, incompatible bit 2) keeps
+ * guest cluster N at offset N of the data file. Growing it grows the data file
+ * first, with the data preallocation (falloc/full), then maps the new clusters
+ * in the qcow2 file whenever anything is preallocated or the data file must
+ * stay a valid raw image (autoclear bit 1), so they read back as the data
+ * file's content, as QEMU does.
+ */
+static int grow_with_data_file(struct qimg_node *n, uint64_t size, bool exact,
+                               enum qimg_prealloc prealloc, struct qimg_error *err)
+{
+    struct qcow2_state *s = n->opaque;
+    enum qimg_prealloc data_mode = QIMG_PREALLOC_OFF;
+    if (prealloc == QIMG_PREALLOC_FALLOC || prealloc == QIMG_PREALLOC_FULL)
+        data_mode = prealloc;
+    int ret = qimg_node_truncate(n->data_file, size, exact, data_mode, err);
+    if (ret < 0)
+        return ret;
+    bool map = prealloc != QIMG_PREALLOC_OFF || (s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW);
+    return qcow2_grow_to(n, size, map ? QIMG_PREALLOC_METADATA : QIMG_PREALLOC_OFF, err);
+}
+
 static int qcow2_truncate(struct qimg_node *n, uint64_t size, bool exact,
                           enum qimg_prealloc prealloc, struct qimg_error *err)
 {
-    (void)exact;
     struct qcow2_state *s = n->opaque;
     if (size % 512)
         return qimg_error_set(err, -EINVAL, "The new size must be a multiple of 512");
@@ -309,8 +330,12 @@ static int qcow2_truncate(struct qimg_node *n, uint64_t size, bool exact,
         int ret = shrink(n, size);
         if (ret < 0)
             return qimg_error_errno(err, ret, "Failed to shrink the image");
+        if (n->data_file) /* the guest data shrinks with the image, as in QEMU */
+            return qimg_node_truncate(n->data_file, size, exact, QIMG_PREALLOC_OFF, err);
         return 0;
     }
+    if (n->data_file)
+        return grow_with_data_file(n, size, exact, prealloc, err);
     return qcow2_grow_to(n, size, prealloc, err);
 }
 

@@ -778,8 +778,11 @@ long qcow2_compress_cluster(struct qimg_node *n, const void *buf, uint64_t len, 
 int qcow2_pwrite_precompressed(struct qimg_node *n, uint64_t off, uint64_t len, const void *cdata,
                                size_t clen)
 {
-    qcow2_bitmaps_mark_dirty(n, off, len); /* bitmap.c: enabled bitmaps see every change */
     struct qcow2_state *s = n->opaque;
+    /* A compressed cluster has no place in a data file that maps guest offsets 1:1. */
+    if (qcow2_has_data_file(s))
+        return -ENOTSUP;
+    qcow2_bitmaps_mark_dirty(n, off, len); /* bitmap.c: enabled bitmaps see every change */
     uint64_t cs = s->cluster_size;
     if (off % cs || len > cs || (len < cs && off + len != s->size) || clen == 0 || clen >= cs)
         return -EINVAL;
@@ -837,6 +840,8 @@ int qcow2_pwrite_compressed(struct qimg_node *n, uint64_t off, uint64_t len, con
 {
     struct qcow2_state *s = n->opaque;
     uint64_t cs = s->cluster_size;
+    if (qcow2_has_data_file(s))
+        return -ENOTSUP; /* see qcow2_pwrite_precompressed */
     if (off % cs || (len % cs && off + len != s->size))
         return -EINVAL;
     const uint8_t *src = buf;

@@ -454,6 +454,9 @@ int qcow2_snapshot_create(struct qimg_node *n, const struct qimg_snapshot_info *
                           struct qimg_error *err)
 {
     struct qcow2_state *s = n->opaque;
+    /* Snapshots cannot cover data held outside the image file, so QEMU refuses them. */
+    if (qcow2_has_data_file(s))
+        return qimg_error_set(err, -ENOTSUP, "%s", strerror(ENOTSUP));
     if (s->read_only)
         return qimg_error_set(err, -EACCES, "%s", strerror(EACCES));
     pthread_mutex_lock(&n->lock);
@@ -531,6 +534,8 @@ out:
 int qcow2_snapshot_goto(struct qimg_node *n, const char *id_or_name, struct qimg_error *err)
 {
     struct qcow2_state *s = n->opaque;
+    if (qcow2_has_data_file(s)) /* as for create: checked before the name */
+        return qimg_error_set(err, -ENOTSUP, "%s", strerror(ENOTSUP));
     if (s->read_only)
         return qimg_error_set(err, -EACCES, "%s", strerror(EACCES));
     pthread_mutex_lock(&n->lock);
