@@ -49,6 +49,10 @@ struct qimg_node {
     pthread_mutex_t lock;    /* driver metadata lock */
     pthread_mutex_t rmw_lock; /* core: serialises unaligned read-modify-write */
     struct qimg_opts *options; /* the options the node was opened with (for info) */
+
+    /* Set by the caller of a long operation (amend): the driver reports done of total. */
+    void (*progress)(void *opaque, double done, double total);
+    void *progress_opaque;
 };
 
 /* Extra information a format adds to ImageInfo. */

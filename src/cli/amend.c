@@ -75,6 +75,12 @@ static int validate_amend_opts(const struct qimg_driver *drv, struct qimg_opts *
     return ret;
 }
 
+static void report_progress(void *opaque, double done, double total)
+{
+    (void)opaque;
+    cli_progress_update(done, total);
+}
+
 int cmd_amend(int argc, char **argv)
 {
     enum { OPT_OBJECT = 256, OPT_IMAGE_OPTS, OPT_FORCE };
@@ -154,6 +160,8 @@ int cmd_amend(int argc, char **argv)
     }
     if (validate_amend_opts(drv, opts) < 0)
         goto out_progress;
+    if (progress)
+        n->progress = report_progress;
     int aret = drv->amend(n, opts, force, &err);
     if (progress)
         cli_progress_update(1, 1);

@@ -122,56 +122,128 @@ static int write_header(struct qimg_node *n)
     return ret;
 }
 
+/*
+ * qemu-img amend -p: the operations that run (upgrade, refcount width,
+ * downgrade) share the bar equally, in the order they run, and each reports
+ * its own done/total within its share, as qemu-img's bar moves.
+ */
+struct amend_progress {
+    struct qimg_node *n;
+    unsigned ops, op;
+};
+
+static void progress_report(struct amend_progress *ap, double done, double total)
+{
+    if (!ap || !ap->n->progress || !ap->ops)
+        return;
+    double f = total > 0 ? done / total : 1.0;
+    ap->n->progress(ap->n->progress_opaque, ap->op + (f > 1 ? 1 : f), ap->ops);
+}
+
+/* A set of L2 table offsets (open addressing; 0 never occurs: it means "no table"). */
+struct offset_set {
+    uint64_t *slot;
+    size_t mask;
+};
+
+static void offset_set_init(struct offset_set *set, size_t expected)
+{
+    size_t cap = 16;
+    while (cap < expected * 2)
+        cap <<= 1;
+    set->slot = xcalloc(cap, sizeof(*set->slot));
+    set->mask = cap - 1;
+}
+
+/* true if off was not in the set yet (the set never fills: sized for every entry). */
+static bool offset_set_add(struct offset_set *set, uint64_t off)
+{
+    size_t i = (size_t)((off >> 9) * 0x9E3779B97F4A7C15ull) & set->mask;
+    while (set->slot[i]) {
+        if (set->slot[i] == off)
+            return false;
+        i = (i + 1) & set->mask;
+    }
+    set->slot[i] = off;
+    return true;
+}
+
 /* Every L2 table of the active L1 and of the snapshots, once each. */
 typedef int (*l2_fn)(struct qimg_node *n, uint64_t l2_off, void *opaque);
 
-static int add_l1(struct qcow2_state *s, const uint64_t *l1, uint64_t size, uint64_t **tabs,
-                  size_t *nt)
+struct l1_list {
+    uint64_t **tab;
+    uint64_t *size;
+    size_t n;
+};
+
+static void l1_list_add(struct l1_list *l, uint64_t *tab, uint64_t size)
 {
-    for (uint64_t i = 0; i < size; i++) {
-        uint64_t off = l1[i] & QCOW2_OFFSET_MASK;
-        if (!off)
+    l->tab = xrealloc(l->tab, (l->n + 1) * sizeof(*l->tab));
+    l->size = xrealloc(l->size, (l->n + 1) * sizeof(*l->size));
+    l->tab[l->n] = tab;
+    l->size[l->n++] = size;
+}
+
+/* The snapshots' L1 tables (qcow2.txt: Snapshots), read and byte-swapped. */
+static int load_snapshot_l1s(struct qimg_node *n, struct l1_list *l)
+{
+    struct qcow2_state *s = n->opaque;
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        const struct qcow2_snapshot *sn = &s->snapshots[i];
+        if (!sn->l1_size)
             continue;
-        if (off % s->cluster_size)
+        if (sn->l1_size > QCOW2_MAX_L1_BYTES / 8 || sn->l1_offset % s->cluster_size)
             return -EIO;
-        bool seen = false;
-        for (size_t k = 0; k < *nt && !seen; k++)
-            seen = (*tabs)[k] == off;
-        if (!seen) {
-            *tabs = xrealloc(*tabs, (*nt + 1) * sizeof(**tabs));
-            (*tabs)[(*nt)++] = off;
+        uint8_t *raw = xmalloc((size_t)sn->l1_size * 8);
+        int ret = qimg_node_pread(n->file, sn->l1_offset, (uint64_t)sn->l1_size * 8, raw, 0);
+        if (ret < 0) {
+            free(raw);
+            return ret;
         }
+        uint64_t *l1 = xmalloc((size_t)sn->l1_size * 8);
+        for (uint32_t k = 0; k < sn->l1_size; k++)
+            l1[k] = qcow2_be64(raw + (size_t)k * 8);
+        free(raw);
+        l1_list_add(l, l1, sn->l1_size);
     }
     return 0;
 }
 
-static int for_each_l2(struct qimg_node *n, l2_fn fn, void *opaque)
+/*
+ * Calls fn once per distinct L2 table, walking the active L1 table and then
+ * the snapshots'; progress moves one step per L1 entry, allocated or not.
+ */
+static int for_each_l2(struct qimg_node *n, l2_fn fn, void *opaque, struct amend_progress *ap)
 {
     struct qcow2_state *s = n->opaque;
-    uint64_t *tabs = NULL;
-    size_t nt = 0;
-    int ret = add_l1(s, s->l1, s->l1_size, &tabs, &nt);
-    for (uint32_t i = 0; ret == 0 && i < s->nb_snapshots; i++) {
-        const struct qcow2_snapshot *sn = &s->snapshots[i];
-        if (!sn->l1_size)
-            continue;
-        if (sn->l1_size > QCOW2_MAX_L1_BYTES / 8 || sn->l1_offset % s->cluster_size) {
-            ret = -EIO;
-            break;
-        }
-        uint8_t *raw = xmalloc((size_t)sn->l1_size * 8);
-        ret = qimg_node_pread(n->file, sn->l1_offset, (uint64_t)sn->l1_size * 8, raw, 0);
-        uint64_t *l1 = xmalloc((size_t)sn->l1_size * 8);
-        for (uint32_t k = 0; k < sn->l1_size; k++)
-            l1[k] = qcow2_be64(raw + (size_t)k * 8);
-        if (ret == 0)
-            ret = add_l1(s, l1, sn->l1_size, &tabs, &nt);
-        free(raw);
-        free(l1);
+    struct l1_list l = {0};
+    l1_list_add(&l, s->l1, s->l1_size);
+    int ret = load_snapshot_l1s(n, &l);
+    uint64_t total = 0;
+    for (size_t t = 0; ret == 0 && t < l.n; t++) {
+        total += l.size[t];
+        for (uint64_t i = 0; i < l.size[t]; i++)
+            if ((l.tab[t][i] & QCOW2_OFFSET_MASK) % s->cluster_size)
+                ret = -EIO; /* refused before anything changes */
     }
-    for (size_t k = 0; ret == 0 && k < nt; k++)
-        ret = fn(n, tabs[k], opaque);
-    free(tabs);
+    struct offset_set seen = {0};
+    if (ret == 0)
+        offset_set_init(&seen, total);
+    uint64_t pos = 0;
+    for (size_t t = 0; ret == 0 && t < l.n; t++) {
+        for (uint64_t i = 0; ret == 0 && i < l.size[t]; i++) {
+            uint64_t off = l.tab[t][i] & QCOW2_OFFSET_MASK;
+            if (off && offset_set_add(&seen, off))
+                ret = fn(n, off, opaque);
+            progress_report(ap, (double)++pos, (double)total);
+        }
+    }
+    free(seen.slot);
+    for (size_t t = 1; t < l.n; t++)
+        free(l.tab[t]);
+    free(l.tab);
+    free(l.size);
     return ret;
 }
 
@@ -278,7 +350,7 @@ static int expand_zero_l2(struct qimg_node *n, uint64_t l2_off, void *opaque)
     return ret;
 }
 
-static int downgrade(struct qimg_node *n, struct qimg_error *err)
+static int downgrade(struct qimg_node *n, struct amend_progress *ap, struct qimg_error *err)
 {
     struct qcow2_state *s = n->opaque;
     if (s->refcount_order != 4)
@@ -303,7 +375,7 @@ static int downgrade(struct qimg_node *n, struct qimg_error *err)
         return qimg_error_set(err, -ENOTSUP, "Cannot downgrade an image with bitmaps");
     if (s->incompat & QCOW2_INCOMPAT_COMPRESSION) {
         bool found = false;
-        ret = for_each_l2(n, find_compressed, &found);
+        ret = for_each_l2(n, find_compressed, &found, NULL);
         if (ret < 0)
             return qimg_error_errno(err, ret, "Failed to check for compressed clusters");
         if (found)
@@ -311,7 +383,7 @@ static int downgrade(struct qimg_node *n, struct qimg_error *err)
                                                  "compression type and existing compressed "
                                                  "clusters");
     }
-    ret = for_each_l2(n, expand_zero_l2, NULL);
+    ret = for_each_l2(n, expand_zero_l2, NULL, ap);
     if (ret < 0)
         return qimg_error_errno(err, ret, "Failed to turn zero into data clusters");
     ret = qimg_node_flush(n->file);
@@ -338,9 +410,11 @@ static int downgrade(struct qimg_node *n, struct qimg_error *err)
     return 0;
 }
 
-static int upgrade(struct qimg_node *n, struct qimg_error *err)
+static int upgrade(struct qimg_node *n, struct amend_progress *ap, struct qimg_error *err)
 {
     struct qcow2_state *s = n->opaque;
+    /* qemu-img's bar shows an upgrade in two halves: the header, then the feature table. */
+    progress_report(ap, 0, 2);
     s->version = 3;
     s->header_length = QCOW2_CREATE_HEADER_LEN;
     int ret = write_header(n);
@@ -349,6 +423,8 @@ static int upgrade(struct qimg_node *n, struct qimg_error *err)
         s->header_length = QCOW2_V2_HEADER_LEN;
         return qimg_error_errno(err, ret, "Failed to update the image header");
     }
+    progress_report(ap, 1, 2);
+    progress_report(ap, 2, 2);
     return 0;
 }
 
@@ -370,7 +446,8 @@ static void grow_table(uint64_t **rt, uint64_t *n, uint64_t need)
  * then are the old table and blocks freed (counted by the new ones). A
  * crash leaves either the old or the new structures, at worst with leaks.
  */
-static int change_refcount_order(struct qimg_node *n, unsigned order, struct qimg_error *err)
+static int change_refcount_order(struct qimg_node *n, unsigned order, struct amend_progress *ap,
+                                 struct qimg_error *err)
 {
     struct qcow2_state *s = n->opaque;
     uint64_t cs = s->cluster_size;
@@ -457,6 +534,7 @@ static int change_refcount_order(struct qimg_node *n, unsigned order, struct qim
         goto fail;
     }
     for (uint64_t i = 0; i < nrt_n; i++) {
+        progress_report(ap, (double)i, (double)nrt_n);
         if (!nrt[i])
             continue;
         memset(buf, 0, cs);
@@ -516,6 +594,7 @@ static int change_refcount_order(struct qimg_node *n, unsigned order, struct qim
     free(buf);
     if (ret < 0)
         return qimg_error_errno(err, ret, "Failed to free the old refcount structures");
+    progress_report(ap, 1, 1);
     return 0;
 fail:
     free(buf);
@@ -531,9 +610,13 @@ int qcow2_amend(struct qimg_node *n, struct qimg_opts *opts, bool force, struct 
     int ret = parse_params(n, opts, &p, err);
     if (ret < 0)
         return ret;
+    struct amend_progress ap = {.n = n};
+    ap.ops = (p.version != s->version) + (p.refcount_bits != s->refcount_bits);
     pthread_mutex_lock(&n->lock);
-    if (p.version > s->version && (ret = upgrade(n, err)) < 0)
+    if (p.version > s->version && (ret = upgrade(n, &ap, err)) < 0)
         goto out;
+    if (p.version > s->version)
+        ap.op++;
     if (p.refcount_bits != s->refcount_bits) {
         if (p.version < 3 && p.refcount_bits != 16) {
             ret = qimg_error_set(err, -EINVAL, "Refcount widths other than 16 bits require "
@@ -544,8 +627,9 @@ int qcow2_amend(struct qimg_node *n, struct qimg_opts *opts, bool force, struct 
         unsigned order = 0;
         while ((1ull << order) < p.refcount_bits)
             order++;
-        if ((ret = change_refcount_order(n, order, err)) < 0)
+        if ((ret = change_refcount_order(n, order, &ap, err)) < 0)
             goto out;
+        ap.op++;
     }
     if (p.data_file_raw)
         s->autoclear |= QCOW2_AUTOCLEAR_DATA_FILE_RAW;
@@ -601,7 +685,7 @@ int qcow2_amend(struct qimg_node *n, struct qimg_opts *opts, bool force, struct 
             goto out;
     }
     if (p.version < s->version)
-        ret = downgrade(n, err);
+        ret = downgrade(n, &ap, err);
 out:
     pthread_mutex_unlock(&n->lock);
     return ret;
