@@ -56,6 +56,11 @@ void qimg_json_add_bool(struct qimg_json *obj, const char *key, bool v);
 struct qimg_json *qimg_json_append(struct qimg_json *arr, struct qimg_json *val);
 struct qimg_json *qimg_json_get(const struct qimg_json *obj, const char *key);
 
+/*
+ * One-line form, as in QEMU's generated "json:{...}" filenames: members in the
+ * same order as the pretty form, separated by ", " and ": ". Caller frees.
+ */
+char *qimg_json_compact(const struct qimg_json *j);
 /* Pretty-print in qemu-img's layout (4-space indent), without a trailing newline. */
 void qimg_json_print(FILE *f, const struct qimg_json *j, int indent_level);
 /* Members of obj in the order qemu-img prints them (array of indices, caller frees). */

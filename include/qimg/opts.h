@@ -25,10 +25,14 @@ struct qimg_opt_desc {
     const char *def_value; /* default shown in "Formatting ..." when set, or NULL */
 };
 
+/* What a value was written as: key=value strings, or a json: filename's scalars. */
+enum qimg_opt_value_type { QIMG_OPTV_STRING, QIMG_OPTV_NUMBER, QIMG_OPTV_BOOL };
+
 struct qimg_opt {
     char *key;
     char *value;
     bool used;
+    enum qimg_opt_value_type type; /* json:{...} keeps 512 and true apart from "512" and "on" */
 };
 
 struct qimg_opts {
@@ -55,6 +59,10 @@ int qimg_opts_parse_json(struct qimg_opts *o, const char *json, struct qimg_erro
 void qimg_opts_set(struct qimg_opts *o, const char *key, const char *value);
 /* Value or NULL; does not mark the key used. */
 const char *qimg_opts_peek(const struct qimg_opts *o, const char *key);
+/* The type a present key's value was given as (QIMG_OPTV_STRING if absent). */
+enum qimg_opt_value_type qimg_opts_type(const struct qimg_opts *o, const char *key);
+void qimg_opts_set_typed(struct qimg_opts *o, const char *key, const char *value,
+                         enum qimg_opt_value_type type);
 /* Value or NULL; marks the key used. */
 const char *qimg_opts_take(struct qimg_opts *o, const char *key);
 bool qimg_opts_has(const struct qimg_opts *o, const char *key);

@@ -282,6 +282,13 @@ int qimg_open_depth(struct qimg_node **out, const char *filename, const char *fo
     if (!filename)
         filename = qimg_opts_take(o, "filename");
     qimg_opts_extract_prefix(o, "file.", file_opts);
+    const char *file_ref = qimg_opts_take(o, "file");
+    if (file_ref) {
+        /* A string child is a reference to an existing node; qemu-img has none to name. */
+        ret = qimg_error_set(err, -EINVAL, "Cannot find device='%s' nor node-name='%s'",
+                             file_ref, file_ref);
+        goto out;
+    }
     if (!filename)
         filename = qimg_opts_peek(file_opts, "filename");
     const struct qimg_driver *fmt_drv = NULL;

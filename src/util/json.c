@@ -241,3 +241,42 @@ void qimg_json_print(FILE *f, const struct qimg_json *j, int level)
     }
     }
 }
+
+static void print_compact(FILE *f, const struct qimg_json *j)
+{
+    if (j->type == QIMG_JSON_ARRAY) {
+        fputc('[', f);
+        for (size_t i = 0; i < j->n; i++) {
+            print_compact(f, j->items[i]);
+            if (i + 1 < j->n)
+                fputs(", ", f);
+        }
+        fputc(']', f);
+    } else if (j->type == QIMG_JSON_OBJECT) {
+        size_t *order = qimg_json_output_order(j);
+        fputc('{', f);
+        for (size_t k = 0; k < j->n; k++) {
+            qimg_json_print_string(f, j->keys[order[k]]);
+            fputs(": ", f);
+            print_compact(f, j->items[order[k]]);
+            if (k + 1 < j->n)
+                fputs(", ", f);
+        }
+        fputc('}', f);
+        free(order);
+    } else {
+        qimg_json_print(f, j, 0); /* scalars print the same either way */
+    }
+}
+
+char *qimg_json_compact(const struct qimg_json *j)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        abort(); /* out of memory, as xmalloc treats it */
+    print_compact(f, j);
+    fclose(f);
+    return buf;
+}

@@ -42,17 +42,17 @@ static int flatten(struct qimg_opts *o, const char *prefix, json_t *v, struct qi
         return 0;
     case JSON_INTEGER:
         snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        qimg_opts_set(o, prefix, buf);
+        qimg_opts_set_typed(o, prefix, buf, QIMG_OPTV_NUMBER);
         return 0;
     case JSON_REAL:
         snprintf(buf, sizeof(buf), "%g", json_real_value(v));
-        qimg_opts_set(o, prefix, buf);
+        qimg_opts_set_typed(o, prefix, buf, QIMG_OPTV_NUMBER);
         return 0;
     case JSON_TRUE:
-        qimg_opts_set(o, prefix, "on");
+        qimg_opts_set_typed(o, prefix, "on", QIMG_OPTV_BOOL);
         return 0;
     case JSON_FALSE:
-        qimg_opts_set(o, prefix, "off");
+        qimg_opts_set_typed(o, prefix, "off", QIMG_OPTV_BOOL);
         return 0;
     default:
         return qimg_error_set(err, -EINVAL, "Invalid JSON value for option '%s'",

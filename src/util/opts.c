@@ -29,7 +29,7 @@ struct qimg_opts *qimg_opts_clone(const struct qimg_opts *o)
 {
     struct qimg_opts *c = qimg_opts_new();
     for (size_t i = 0; o && i < o->n; i++) {
-        qimg_opts_set(c, o->v[i].key, o->v[i].value);
+        qimg_opts_set_typed(c, o->v[i].key, o->v[i].value, o->v[i].type);
         c->v[c->n - 1].used = o->v[i].used;
     }
     return c;
@@ -50,6 +50,7 @@ void qimg_opts_set(struct qimg_opts *o, const char *key, const char *value)
         free(e->value);
         e->value = value ? xstrdup(value) : NULL;
         e->used = false;
+        e->type = QIMG_OPTV_STRING;
         return;
     }
     if (o->n == o->cap) {
@@ -59,7 +60,21 @@ void qimg_opts_set(struct qimg_opts *o, const char *key, const char *value)
     o->v[o->n].key = xstrdup(key);
     o->v[o->n].value = value ? xstrdup(value) : NULL;
     o->v[o->n].used = false;
+    o->v[o->n].type = QIMG_OPTV_STRING;
     o->n++;
+}
+
+void qimg_opts_set_typed(struct qimg_opts *o, const char *key, const char *value,
+                         enum qimg_opt_value_type type)
+{
+    qimg_opts_set(o, key, value);
+    opts_find(o, key)->type = type;
+}
+
+enum qimg_opt_value_type qimg_opts_type(const struct qimg_opts *o, const char *key)
+{
+    struct qimg_opt *e = opts_find(o, key);
+    return e ? e->type : QIMG_OPTV_STRING;
 }
 
 const char *qimg_opts_peek(const struct qimg_opts *o, const char *key)
@@ -197,7 +212,7 @@ void qimg_opts_extract_prefix(struct qimg_opts *src, const char *prefix, struct 
     size_t plen = strlen(prefix);
     for (size_t i = 0; i < src->n; i++) {
         if (strncmp(src->v[i].key, prefix, plen) == 0 && src->v[i].key[plen]) {
-            qimg_opts_set(dst, src->v[i].key + plen, src->v[i].value);
+            qimg_opts_set_typed(dst, src->v[i].key + plen, src->v[i].value, src->v[i].type);
             src->v[i].used = true;
         }
     }

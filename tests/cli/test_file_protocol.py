@@ -60,12 +60,11 @@ OPEN_OPTION_CASES = [
     "driver=raw,file.filename=r.raw,x=1",
     "driver=raw,file.filename=r.raw,file.driver=nosuch",
     "driver=raw,file.filename=r.raw,size=1000",
-    pytest.param("driver=raw,file.filename=r.raw,size=4096",
-                 marks=pytest.mark.xfail(strict=True, reason="node.c: QEMU names a node with "
-                                         "extra options by its json: filename")),
-    pytest.param("driver=raw,file.filename=r.raw,offset=4096",
-                 marks=pytest.mark.xfail(strict=True, reason="node.c: QEMU names a node with "
-                                         "extra options by its json: filename")),
+    # offset/size rename the node to a json: filename (raw.c: raw_refresh_filename)
+    "driver=raw,file.filename=r.raw,size=4096",
+    "driver=raw,file.filename=r.raw,offset=4096",
+    "driver=raw,file.filename=r.raw,offset=4096,size=8192",
+    "driver=raw,file.filename=r.raw,offset=4096,size=8192,file.locking=off",
     "driver=raw,file.filename=r.raw,offset=2M",
     "driver=raw,file.filename=nosuch.raw",
     "driver=raw",
@@ -86,6 +85,10 @@ JSON_CASES = [
     '{"driver": "file", "filename": "r.raw", "x": "y"}',
     '{"driver": "raw", "file": {"driver": "file", "filename": "r.raw", "locking": "bogus"}}',
     '{"driver": "nosuch", "file": {"driver": "file", "filename": "r.raw"}}',
+    '{"driver": "raw", "offset": 512, "file": {"driver": "file", "filename": "r.raw"}}',
+    '{"driver": "raw", "size": 1024, "offset": "512", "file": {"driver": "file", '
+    '"filename": "r.raw", "aio": "threads"}}',
+    '{"driver": "raw", "size": 1024, "file": "r.raw"}',
     '{',
     '[]',
 ]
