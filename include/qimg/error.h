@@ -31,6 +31,16 @@ int qimg_error_errno(struct qimg_error *err, int code, const char *fmt, ...)
 void qimg_error_prefix(struct qimg_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void qimg_error_clear(struct qimg_error *err);
+
+/*
+ * Warnings the library cannot return as an error (the operation goes on): the
+ * handler gets the text without program prefix, which may hold several lines
+ * and need not end with a newline. The default writes "PROGRAM: warning: TEXT"
+ * to stderr, PROGRAM being the invoked name, as QEMU's tools do.
+ */
+typedef void (*qimg_warning_fn)(const char *text);
+void qimg_set_warning_handler(qimg_warning_fn fn);
+void qimg_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static inline bool qimg_error_is_set(const struct qimg_error *err)
 {
     return err && err->msg[0] != '\0';

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -64,4 +65,27 @@ void qimg_error_clear(struct qimg_error *err)
         err->code = 0;
         err->msg[0] = '\0';
     }
+}
+
+static void default_warning(const char *text)
+{
+    fprintf(stderr, "%s: warning: %s", program_invocation_short_name, text);
+}
+
+static qimg_warning_fn warning_handler = default_warning;
+
+void qimg_set_warning_handler(qimg_warning_fn fn)
+{
+    warning_handler = fn ? fn : default_warning;
+}
+
+void qimg_warn(const char *fmt, ...)
+{
+    char buf[QIMG_ERROR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    fflush(stdout); /* keep the order of interleaved output */
+    warning_handler(buf);
 }

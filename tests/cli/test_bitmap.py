@@ -323,3 +323,41 @@ def test_resize_follows_bitmaps(both):
     ours.io("-c", "write 0 512", "-c", "abort", "a.qcow2")
     oracle.io("-c", "write 0 512", "-c", "abort", "c.qcow2")
     same_result(ours.img("resize", "a.qcow2", "2M"), oracle.img("resize", "c.qcow2", "2M"))
+
+
+def _clear_bitmaps_autoclear(path):
+    """What a program without bitmap support leaves: the extension, but autoclear bit 0 off."""
+    with open(path, "r+b") as f:
+        f.seek(88)
+        v = struct.unpack(">Q", f.read(8))[0]
+        f.seek(88)
+        f.write(struct.pack(">Q", v & ~1))
+
+
+@pytest.mark.parametrize("step", ["info", "check", "write", "bitmap-list"])
+def test_bitmaps_modified_by_unaware_program(ours, oracle, tmp_path, step):
+    """QEMU warns (two lines, the second without newline) and treats the bitmaps as gone:
+    read-only opens ignore them, check counts their clusters as leaks, a write drops the
+    extension."""
+    res = []
+    for tool, name in ((ours, "ours"), (oracle, "theirs")):
+        d = tmp_path / name
+        d.mkdir()
+        assert oracle.img("create", "-q", "-f", "qcow2", "a.qcow2", "1M", cwd=d).rc == 0
+        assert oracle.img("bitmap", "--add", "a.qcow2", "bm", cwd=d).rc == 0
+        _clear_bitmaps_autoclear(d / "a.qcow2")
+        if step == "info":
+            r = tool.img("info", "--output=json", "a.qcow2", cwd=d)
+        elif step == "check":
+            r = tool.img("check", "a.qcow2", cwd=d)
+        elif step == "write":
+            r = tool.io("-c", "write -P 1 0 4k", "a.qcow2", cwd=d)
+            r.out = re.sub(r"\d[\d.]* (sec|ops|KiB|MiB).*", "", r.out)
+        else:
+            r = tool.img("info", "a.qcow2", cwd=d)
+            r.out = ""  # human info's child-node section is 9.1's, not 7.2's
+        c = oracle.img("check", "a.qcow2", cwd=d)
+        res.append((r.rc, r.err, r.out if step != "info" else json.loads(r.out)
+                    .get("format-specific"), c.rc, c.out.splitlines()[:-1], c.err))
+    assert res[0] == res[1]
+    assert "a program lacking bitmap support modified this file" in res[0][1]

@@ -323,6 +323,18 @@ int qcow2_bitmaps_load(struct qimg_node *n, struct qimg_error *err)
     bool consistent = s->version >= 3 && (s->autoclear & QCOW2_AUTOCLEAR_BITMAPS);
     if (!consistent) {
         /* Written by a program that did not keep the bitmaps: drop them (leaks at worst). */
+        /* QEMU's follow-up line has no newline of its own. */
+        static const char leaks[] = "Some clusters may be leaked, run 'qemu-img check -r' on "
+                                    "the image file to fix.";
+        if (s->version < 3)
+            qimg_warn("This qcow2 v2 image contains bitmaps, but they may have been modified by "
+                      "a program without persistent bitmap support; so now they must all be "
+                      "considered inconsistent\n%s",
+                      leaks);
+        else
+            qimg_warn("a program lacking bitmap support modified this file, so all bitmaps are "
+                      "now considered inconsistent\n%s",
+                      leaks);
         if (!rw)
             return 0;
         free(s->bitmaps_ext->data);
