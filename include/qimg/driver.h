@@ -256,6 +256,17 @@ struct qimg_driver {
      * format has none (-ENOTSUP).
      */
     int (*vmstate_rw)(struct qimg_node *n, uint64_t pos, void *buf, uint64_t len, bool write);
+
+    /*
+     * Naming (core/filename.c). strong_opts: options that change what the
+     * node shows (a name covers its dotted members); once one is given, or
+     * the child is itself named in JSON, the node is named "json:{...}".
+     * child_name: the key of n->file in that JSON (NULL: "file").
+     * plain_filename: the name otherwise (NULL: keep the file's name).
+     */
+    const char *const *strong_opts;
+    const char *child_name;
+    char *(*plain_filename)(struct qimg_node *n);
 };
 
 /* Registry. */

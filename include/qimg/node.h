@@ -48,6 +48,12 @@ struct qimg_driver;
  * layer down ends before it; no layer allocates it (qemu-img map: not present).
  */
 #define QIMG_BLK_SHORT_BACKING 0x20
+/*
+ * Chain status, unallocated ranges only: the bottom layer cannot have a backing
+ * file (raw, a protocol) and says nothing about the content, so it is not known
+ * to read as zeroes (null-co without read-zeroes).
+ */
+#define QIMG_BLK_UNKNOWN 0x40
 /* Neither DATA nor ZERO: not allocated in this layer; reads fall through to the backing. */
 
 struct qimg_block_status {

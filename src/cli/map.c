@@ -36,7 +36,7 @@ static void entry_from_status(struct map_entry *e, uint64_t off, const struct qi
         .depth = st->depth,
         .present = allocated && !(st->flags & QIMG_BLK_SHORT_BACKING),
         /* Unallocated down to the bottom of the chain reads as zeroes. */
-        .zero = (st->flags & QIMG_BLK_ZERO) || !allocated,
+        .zero = (st->flags & QIMG_BLK_ZERO) || (!allocated && !(st->flags & QIMG_BLK_UNKNOWN)),
         .data = st->flags & QIMG_BLK_DATA,
         .compressed = st->flags & QIMG_BLK_COMPRESSED,
         .has_offset = (st->flags & QIMG_BLK_OFFSET_VALID) != 0,

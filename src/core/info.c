@@ -4,6 +4,7 @@
  * built in schema order so the JSON writer reproduces qemu-img's member order.
  */
 #include <errno.h>
+#include <string.h>
 
 #include "qimg/driver.h"
 
@@ -21,6 +22,20 @@ static struct qimg_json *child_info(const char *name, struct qimg_node *child,
     return c;
 }
 
+/*
+ * QEMU prints dirty-flag only when the driver answers its get_info: formats
+ * with metadata, the file protocol, and raw and filters whose file does;
+ * null-co does not.
+ */
+static bool answers_get_info(const struct qimg_node *n)
+{
+    if (n->drv->get_info || !strcmp(n->drv->name, "file"))
+        return true;
+    if (!strcmp(n->drv->name, "raw") || n->drv->is_filter)
+        return n->file && answers_get_info(n->file);
+    return false;
+}
+
 static struct qimg_json *node_info(struct qimg_node *n, struct qimg_error *err)
 {
     struct qimg_driver_info di = {0};
@@ -36,7 +51,8 @@ static struct qimg_json *node_info(struct qimg_node *n, struct qimg_error *err)
     struct qimg_json *j = qimg_json_object();
     qimg_json_add_str(j, "filename", n->filename);
     qimg_json_add_str(j, "format", n->drv->name);
-    qimg_json_add_bool(j, "dirty-flag", di.dirty);
+    if (answers_get_info(n))
+        qimg_json_add_bool(j, "dirty-flag", di.dirty);
     if (asize >= 0)
         qimg_json_add_int(j, "actual-size", asize);
     qimg_json_add_int(j, "virtual-size", vsize);
@@ -55,7 +71,7 @@ static struct qimg_json *node_info(struct qimg_node *n, struct qimg_error *err)
         qimg_json_add(j, "snapshots", di.snapshots);
     if (di.format_specific) {
         qimg_json_add(j, "format-specific", di.format_specific);
-    } else if (n->drv->is_protocol) {
+    } else if (!strcmp(n->drv->name, "file")) { /* 9.1: ImageInfoSpecificFile */
         struct qimg_json *fs = qimg_json_object();
         qimg_json_add_str(fs, "type", n->drv->name);
         qimg_json_add(fs, "data", qimg_json_object());

@@ -10,5 +10,7 @@ int qimg_open_depth(struct qimg_node **out, const char *filename, const char *fo
 int qimg_node_set_perm(struct qimg_node *n, unsigned perm, unsigned shared,
                        struct qimg_error *err);
 char *qimg_resolve_backing_path(const char *overlay, const char *backing);
+/* After open: the name QEMU would give the node (core/filename.c). */
+void qimg_node_refresh_filename(struct qimg_node *n);
 
 #endif

@@ -114,6 +114,7 @@ int qimg_open_protocol(struct qimg_node **out, const char *filename, struct qimg
         goto out;
     }
     n->options = qimg_opts_clone(local);
+    qimg_node_refresh_filename(n);
     *out = n;
 out:
     if (!opts)
@@ -359,6 +360,7 @@ int qimg_open_depth(struct qimg_node **out, const char *filename, const char *fo
         goto out;
     n->options = o;
     o = NULL;
+    qimg_node_refresh_filename(n);
     *out = n;
     n = NULL;
 out:

@@ -40,6 +40,8 @@ int qimg_node_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
                 st->bytes = sub.bytes;
             if ((sub.flags & QIMG_BLK_ZERO) && !(sub.flags & QIMG_BLK_DATA))
                 st->flags = (st->flags & ~QIMG_BLK_DATA) | QIMG_BLK_ZERO;
+            else if (!(sub.flags & (QIMG_BLK_ZERO | QIMG_BLK_DATA)))
+                st->flags = 0; /* the file knows nothing of its content: neither do we */
         }
     }
     st->flags &= ~QIMG_BLK_RECURSE;
@@ -67,6 +69,8 @@ int qimg_chain_block_status(struct qimg_node *top, struct qimg_node *base, uint6
         if (st->flags & (QIMG_BLK_DATA | QIMG_BLK_ZERO))
             return 0;
         len = st->bytes;
+        if (!n->drv->change_backing_file)
+            st->flags |= QIMG_BLK_UNKNOWN; /* no backing support: no "reads as zeroes" rule */
         if (!n->backing || n->backing == base)
             return 0;
         int64_t blen = qimg_node_length(n->backing);

@@ -11,7 +11,6 @@
 
 #include "core/builtin.h"
 #include "qimg/driver.h"
-#include "qimg/json.h"
 #include "util/mem.h"
 
 #define RAW_SECTOR 512
@@ -41,53 +40,6 @@ static int raw_probe(const uint8_t *buf, size_t len, const char *filename)
     return 1; /* anything is a raw image, as a last resort */
 }
 
-/* An option value in a generated filename keeps the type it was given with. */
-static void add_typed(struct qimg_json *o, const char *key, const char *value,
-                      enum qimg_opt_value_type type)
-{
-    char *end;
-    long long v = strtoll(value, &end, 10);
-    if (type == QIMG_OPTV_NUMBER && !*end)
-        qimg_json_add_int(o, key, v);
-    else if (type == QIMG_OPTV_BOOL)
-        qimg_json_add_bool(o, key, !strcmp(value, "on"));
-    else
-        qimg_json_add_str(o, key, value);
-}
-
-/*
- * offset and size change what the node shows, so QEMU no longer names it by
- * its file's name but by a json: filename holding the driver, those options
- * and the file child's own description (the child here is a plain file).
- */
-static void raw_refresh_filename(struct qimg_node *n, struct qimg_opts *opts)
-{
-    static const char *const strong[] = {"offset", "size"};
-    if (!n->file || strcmp(n->file->drv->name, "file") || !n->file->filename)
-        return;
-    struct qimg_json *j = qimg_json_object();
-    qimg_json_add_str(j, "driver", "raw");
-    bool any = false;
-    for (size_t i = 0; i < sizeof(strong) / sizeof(strong[0]); i++) {
-        const char *v = qimg_opts_peek(opts, strong[i]);
-        if (v) {
-            add_typed(j, strong[i], v, qimg_opts_type(opts, strong[i]));
-            any = true;
-        }
-    }
-    struct qimg_json *file = qimg_json_object();
-    qimg_json_add_str(file, "driver", "file");
-    qimg_json_add_str(file, "filename", n->file->filename);
-    qimg_json_add(j, "file", file);
-    if (any) {
-        char *body = qimg_json_compact(j);
-        free(n->filename);
-        n->filename = xasprintf("json:%s", body);
-        free(body);
-    }
-    qimg_json_free(j);
-}
-
 static int raw_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_error *err)
 {
     struct raw_state *s = xcalloc(1, sizeof(*s));
@@ -115,7 +67,6 @@ static int raw_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_err
     if (s->has_size && s->size % RAW_SECTOR)
         return qimg_error_set(err, -EINVAL, "Specified size is not multiple of %d", RAW_SECTOR);
     n->request_alignment = n->file->request_alignment;
-    raw_refresh_filename(n, opts);
     return 0;
 }
 
@@ -256,8 +207,11 @@ static int raw_measure(struct qimg_opts *opts, struct qimg_node *src, uint64_t s
     return 0;
 }
 
+static const char *const raw_strong_opts[] = {"offset", "size", NULL};
+
 const struct qimg_driver qimg_raw_driver = {
     .name = "raw",
+    .strong_opts = raw_strong_opts,
     .shares_all = true,
     .create_opts = raw_create_opts,
     .open_opts = raw_open_opts,

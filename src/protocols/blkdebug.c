@@ -80,6 +80,7 @@ struct blkdebug_state {
     bool parent_dirty; /* guest writes since the last explicit flush */
     bool self_dirty;   /* writes through this node since its last flush check */
     uint64_t max_transfer, opt_write_zero, max_write_zero, opt_discard, max_discard;
+    char *config; /* the config file's name, for the node's name */
 };
 
 static const struct qimg_opt_desc blkdebug_open_opts[] = {
@@ -437,10 +438,7 @@ static int blkdebug_open(struct qimg_node *n, struct qimg_opts *opts, struct qim
     n->request_alignment = align ? (uint32_t)align : n->file->request_alignment;
     if (n->request_alignment < n->file->request_alignment)
         n->request_alignment = n->file->request_alignment;
-    if (!n->filename[0]) {
-        free(n->filename);
-        n->filename = xstrdup(n->file->filename);
-    }
+    s->config = config ? xstrdup(config) : NULL;
 out:
     free(config);
     free(image);
@@ -456,6 +454,7 @@ static void blkdebug_close(struct qimg_node *n)
         return;
     pthread_mutex_destroy(&s->lock);
     free(s->rules);
+    free(s->config);
     free(s);
     n->opaque = NULL;
 }
@@ -595,8 +594,25 @@ static bool blkdebug_has_zero_init(struct qimg_node *n)
     return qimg_node_has_zero_init(n->file);
 }
 
+/* QEMU's plain name for the filter: "blkdebug:CONFIG:IMAGE" (CONFIG may be empty). */
+static char *blkdebug_plain_filename(struct qimg_node *n)
+{
+    const struct blkdebug_state *s = n->opaque;
+    if (!n->file || !n->file->filename || !strncmp(n->file->filename, "json:", 5))
+        return NULL;
+    return xasprintf("blkdebug:%s:%s", s->config ? s->config : "", n->file->filename);
+}
+
+static const char *const blkdebug_strong_opts[] = {"inject-error", "set-state", "align",
+                                                   "max-transfer", "opt-write-zero",
+                                                   "max-write-zero", "opt-discard",
+                                                   "max-discard", NULL};
+
 const struct qimg_driver qimg_blkdebug_driver = {
     .name = "blkdebug",
+    .strong_opts = blkdebug_strong_opts,
+    .child_name = "image",
+    .plain_filename = blkdebug_plain_filename,
     .is_protocol = true,
     .protocol_prefix = "blkdebug",
     .is_filter = true,

@@ -148,8 +148,10 @@ static int null_flush(struct qimg_node *n)
 static int null_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
                              struct qimg_block_status *st)
 {
+    const struct null_state *s = n->opaque;
     st->bytes = len;
-    st->flags = QIMG_BLK_ZERO | QIMG_BLK_OFFSET_VALID;
+    /* Without read-zeroes the content is undefined: QEMU reports nothing about it. */
+    st->flags = s->read_zeroes ? QIMG_BLK_ZERO | QIMG_BLK_OFFSET_VALID : 0;
     st->offset = off;
     st->file = n;
     return 0;
@@ -161,6 +163,8 @@ static bool null_has_zero_init(struct qimg_node *n)
     return s->read_zeroes;
 }
 
+static const char *const null_strong_opts[] = {"size", "read-zeroes", NULL};
+
 #define NULL_DRIVER(drvname)                                                                   \
     {                                                                                          \
         .name = drvname, .is_protocol = true, .protocol_prefix = drvname,                      \
@@ -168,7 +172,7 @@ static bool null_has_zero_init(struct qimg_node *n)
         .get_length = null_get_length, .get_allocated_size = null_get_allocated_size,          \
         .pread = null_pread, .pwrite = null_pwrite, .pwrite_zeroes = null_pwrite_zeroes,       \
         .pdiscard = null_pdiscard, .flush = null_flush, .block_status = null_block_status,     \
-        .has_zero_init = null_has_zero_init,                                                   \
+        .has_zero_init = null_has_zero_init, .strong_opts = null_strong_opts,                  \
     }
 
 /* null-aio differs from null-co only in QEMU's completion mechanism; threads make that moot. */

@@ -223,3 +223,36 @@ def test_convert_source_read_error(ours, oracle, tmp_path):
     b = oracle.img("convert", "-O", "raw", src, "o2.raw")
     assert a.rc == b.rc == 1
     assert "Input/output error" in a.err and "Input/output error" in b.err
+
+
+NAMING_SPECS = [
+    "blkdebug::r.raw",
+    "blkdebug:bd.conf:r.raw",
+    'json:{"driver": "blkdebug", "image": {"driver": "file", "filename": "r.raw"}}',
+    'json:{"driver": "blkdebug", "align": 4096, "image": {"driver": "file", '
+    '"filename": "r.raw"}}',
+    'json:{"driver": "blkdebug", "inject-error": [{"event": "read_aio", "errno": 5}], '
+    '"image": {"driver": "file", "filename": "r.raw"}}',
+    blk(),
+    blk('"align": 4096, "max-transfer": 65536'),
+    'json:{"driver": "raw", "offset": 512, "file": {"driver": "blkdebug", '
+    '"image": {"driver": "file", "filename": "r.raw"}}}',
+]
+
+
+@pytest.mark.parametrize("spec", NAMING_SPECS)
+def test_node_names_like_oracle(ours, oracle, tmp_path, spec):
+    """QEMU's names for the filter: blkdebug:CONFIG:IMAGE while no strong option is set,
+    else json:{...} with the options as given (rules flattened) and the "image" child."""
+    (tmp_path / "r.raw").write_bytes(bytes(1 << 20))
+    (tmp_path / "bd.conf").write_text("")
+    res = []
+    for tool in (ours, oracle):
+        r = tool.img("info", "--output=json", spec, cwd=tmp_path)
+        assert r.rc == 0, r
+        j = json.loads(r.out)
+        j.pop("children", None)  # 9.1's, not in the 7.2 oracle
+        res.append(j)
+        h = tool.img("info", spec, cwd=tmp_path)
+        res.append(h.out.splitlines()[0])
+    assert res[0] == res[2] and res[1] == res[3]
