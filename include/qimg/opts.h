@@ -26,7 +26,7 @@ struct qimg_opt_desc {
 };
 
 /* What a value was written as: key=value strings, or a json: filename's scalars. */
-enum qimg_opt_value_type { QIMG_OPTV_STRING, QIMG_OPTV_NUMBER, QIMG_OPTV_BOOL };
+enum qimg_opt_value_type { QIMG_OPTV_STRING, QIMG_OPTV_NUMBER, QIMG_OPTV_BOOL, QIMG_OPTV_NULL };
 
 struct qimg_opt {
     char *key;

@@ -10,6 +10,7 @@
 
 #include "core/node-internal.h"
 #include "qimg/driver.h"
+#include "qimg/json.h"
 #include "util/mem.h"
 
 #define PROBE_BUF_SIZE 2048
@@ -64,9 +65,33 @@ const char *qimg_node_backing_file(const struct qimg_node *n) { return n->backin
 const char *qimg_node_backing_format(const struct qimg_node *n) { return n->backing_format; }
 
 /* Options a driver did not take are an error, in QEMU's wording. */
+/* The first option nobody took, in QDict iteration order (the one QEMU names). */
+static const char *first_unused_qdict(const struct qimg_opts *opts)
+{
+    struct qimg_json *keys = qimg_json_object();
+    const char **names = NULL;
+    size_t n = 0;
+    for (size_t i = 0; opts && i < opts->n; i++) {
+        if (opts->v[i].used)
+            continue;
+        names = xrealloc(names, (n + 1) * sizeof(*names));
+        names[n++] = opts->v[i].key;
+        qimg_json_add_bool(keys, opts->v[i].key, true);
+    }
+    const char *first = NULL;
+    if (n) {
+        size_t *order = qimg_json_output_order(keys);
+        first = names[order[0]];
+        free(order);
+    }
+    qimg_json_free(keys);
+    free(names);
+    return first;
+}
+
 static int check_unused(const struct qimg_node *n, struct qimg_opts *opts, struct qimg_error *err)
 {
-    const char *key = qimg_opts_first_unused(opts);
+    const char *key = first_unused_qdict(opts);
     if (!key)
         return 0;
     if (n->drv->is_protocol)
@@ -239,7 +264,40 @@ static bool creates_loop(const char *backing, int depth)
     return loop;
 }
 
-static int open_backing(struct qimg_node *n, unsigned flags, int depth, struct qimg_error *err)
+/*
+ * "backing" and "backing.*" open options (QEMU's BlockdevOptionsGenericCOWFormat):
+ * null (or the deprecated "") opens no backing file, a string names a node
+ * (qimg has none), backing.* options open the backing file instead of the
+ * header's name. Taken only when the backing file is opened, so that
+ * qemu-img info (no backing) refuses them as unsupported, as QEMU does.
+ */
+static int take_backing_opts(struct qimg_opts *o, unsigned flags, struct qimg_opts *bopts,
+                             bool *none, struct qimg_error *err)
+{
+    *none = false;
+    enum qimg_opt_value_type t = qimg_opts_type(o, "backing");
+    const char *v = qimg_opts_peek(o, "backing");
+    if (v && !v[0] && t != QIMG_OPTV_NULL)
+        qimg_warn("Use of \"backing\": \"\" is deprecated; use \"backing\": null instead\n");
+    if (flags & QIMG_O_NO_BACKING) {
+        if (v && !v[0]) /* QEMU takes null (or "") even then; a node name stays unused */
+            qimg_opts_take(o, "backing");
+        return 0;
+    }
+    qimg_opts_extract_prefix(o, "backing.", bopts);
+    if (!v)
+        return 0;
+    qimg_opts_take(o, "backing");
+    if (!v[0]) {
+        *none = true;
+        return 0;
+    }
+    return qimg_error_set(err, -EINVAL, "Could not open backing file: Cannot find device='%s' "
+                                        "nor node-name='%s'", v, v);
+}
+
+static int open_backing(struct qimg_node *n, struct qimg_opts *bopts, unsigned flags, int depth,
+                        struct qimg_error *err)
 {
     if (!n->backing_file || !n->backing_file[0] || (flags & QIMG_O_NO_BACKING))
         return 0;
@@ -252,8 +310,11 @@ static int open_backing(struct qimg_node *n, unsigned flags, int depth, struct q
     unsigned bflags = (flags & ~(QIMG_O_RDWR | QIMG_O_RESIZE)) | (flags & QIMG_O_FORCE_SHARE);
     struct qimg_error berr = {0};
     opening[depth] = real_path_of(n->filename);
-    int ret = qimg_open_depth(&n->backing, n->full_backing_filename, n->backing_format, NULL,
-                              bflags, depth + 1, &berr);
+    bool named = qimg_opts_has(bopts, "file.filename") || qimg_opts_has(bopts, "filename") ||
+                 qimg_opts_has(bopts, "file.driver");
+    const char *fmt = qimg_opts_has(bopts, "driver") ? NULL : n->backing_format;
+    int ret = qimg_open_depth(&n->backing, named ? NULL : n->full_backing_filename, fmt,
+                              bopts->n ? bopts : NULL, bflags, depth + 1, &berr);
     free(opening[depth]);
     opening[depth] = NULL;
     if (ret == -ELOOP)
@@ -268,6 +329,7 @@ int qimg_open_depth(struct qimg_node **out, const char *filename, const char *fo
 {
     struct qimg_opts *o = opts ? qimg_opts_clone(opts) : qimg_opts_new();
     struct qimg_opts *file_opts = qimg_opts_new();
+    struct qimg_opts *backing_opts = qimg_opts_new();
     struct qimg_node *proto = NULL, *n = NULL;
     int ret;
 
@@ -347,6 +409,10 @@ int qimg_open_depth(struct qimg_node **out, const char *filename, const char *fo
     ret = qimg_node_set_perm(n->file, perm, shared, err);
     if (ret < 0)
         goto out;
+    bool no_backing = false;
+    ret = take_backing_opts(o, flags, backing_opts, &no_backing, err);
+    if (ret < 0)
+        goto out;
     ret = fmt_drv->open(n, o, err);
     if (ret < 0)
         goto out;
@@ -355,7 +421,8 @@ int qimg_open_depth(struct qimg_node **out, const char *filename, const char *fo
         goto out;
     if (n->backing_file && n->backing_file[0] && !n->full_backing_filename)
         n->full_backing_filename = qimg_resolve_backing_path(n->filename, n->backing_file);
-    ret = open_backing(n, flags, depth, err);
+    ret = open_backing(n, backing_opts, flags | (no_backing ? QIMG_O_NO_BACKING : 0), depth,
+                       err);
     if (ret < 0)
         goto out;
     n->options = o;
@@ -368,6 +435,7 @@ out:
     qimg_node_unref(proto);
     qimg_opts_free(o);
     qimg_opts_free(file_opts);
+    qimg_opts_free(backing_opts);
     return ret;
 }
 

@@ -54,6 +54,9 @@ static int flatten(struct qimg_opts *o, const char *prefix, json_t *v, struct qi
     case JSON_FALSE:
         qimg_opts_set_typed(o, prefix, "off", QIMG_OPTV_BOOL);
         return 0;
+    case JSON_NULL: /* "backing": null; an empty string to readers that ignore the type */
+        qimg_opts_set_typed(o, prefix, "", QIMG_OPTV_NULL);
+        return 0;
     default:
         return qimg_error_set(err, -EINVAL, "Invalid JSON value for option '%s'",
                               prefix ? prefix : "");
