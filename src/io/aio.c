@@ -164,23 +164,25 @@ static bool thread_asleep(int tid)
     return true; /* wait channel hidden: the state has to do */
 }
 
+enum quiet { BUSY, ASLEEP, NOTHING_LIVE };
+
 /*
  * Is every live task done or asleep? The thread ids are copied first so that
  * the looks into /proc happen with no lock of ours held: a thread waiting for
  * one we hold would look asleep.
  */
-static bool all_quiet(void)
+static enum quiet all_quiet(void)
 {
     size_t n = 0, cap = 0;
     int *tids = NULL;
-    bool quiet = true;
+    bool busy = false;
     pthread_mutex_lock(&tasks_lock);
     for (struct io_task *t = live; t; t = t->next) {
         if (atomic_load(&t->done))
             continue;
         int tid = atomic_load(&t->tid);
         if (!tid) {
-            quiet = false; /* not even started */
+            busy = true; /* not even started */
             break;
         }
         if (n == cap) {
@@ -190,10 +192,18 @@ static bool all_quiet(void)
         tids[n++] = tid;
     }
     pthread_mutex_unlock(&tasks_lock);
-    for (size_t i = 0; quiet && i < n; i++)
-        quiet = thread_asleep(tids[i]);
+    for (size_t i = 0; !busy && i < n; i++)
+        busy = !thread_asleep(tids[i]);
     free(tids);
-    return quiet;
+    return busy ? BUSY : n ? ASLEEP : NOTHING_LIVE;
+}
+
+static bool any_suspended(void)
+{
+    for (size_t i = 0; io_img.node && i < n_tags; i++)
+        if (qimg_debug_is_suspended(io_img.node, tags[i]))
+            return true;
+    return false;
 }
 
 static void nap(void)
@@ -203,9 +213,11 @@ static void nap(void)
 }
 
 /*
- * Wait until done(arg) or until no task can move on. A thread that a lock
- * release or a resume wakes is runnable before the waker goes on, so three
- * quiet looks in a row with nothing done in between are enough.
+ * Wait until done(arg) or until no task can move on: every thread is asleep
+ * and a request is suspended (only a resume can help then). A thread that a
+ * lock release or a resume wakes is runnable before the waker goes on, so a
+ * few quiet looks in a row are enough. Threads all asleep with nothing
+ * suspended happen only in passing, or in a deadlock (after 2 s of it).
  */
 static bool wait_until(bool (*done)(void *arg), void *arg)
 {
@@ -213,8 +225,11 @@ static bool wait_until(bool (*done)(void *arg), void *arg)
     for (;;) {
         if (done(arg))
             return true;
-        quiet = all_quiet() ? quiet + 1 : 0;
-        if (quiet >= 3)
+        enum quiet q = all_quiet();
+        if (q == NOTHING_LIVE)
+            return done(arg);
+        quiet = q == ASLEEP ? quiet + 1 : 0;
+        if (quiet >= 3 && (any_suspended() || quiet >= 10000))
             return done(arg);
         nap();
     }
