@@ -28,6 +28,13 @@
  * exit behind a suspended request). qimg-io never hangs: wait_break fails
  * with one line; the others print one line, resume every suspended request
  * (blkdebug prints the "Resuming" lines) and go on, the command failing.
+ *
+ * Known difference: the qcow2 driver raises some events (l2_update, and
+ * write_aio of an allocating write) holding its metadata lock, where QEMU's
+ * drops its lock around the data write. A request suspended there keeps
+ * every other request on that image waiting (reported as above for a
+ * synchronous command; aio requests just wait and complete after the
+ * resume), while in QEMU a write to another cluster completes meanwhile.
  */
 #include <errno.h>
 #include <fcntl.h>

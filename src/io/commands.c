@@ -3,7 +3,6 @@
  * The command table and dispatcher: name and alias lookup, the "no file open"
  * and argument count checks, the read-only refusal, and help.
  */
-#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>

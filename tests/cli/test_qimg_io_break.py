@@ -18,6 +18,7 @@ reach, aio_flush or exit with a request still suspended, a command blocked
 behind one) qimg-io must not: those run ours only, under a timeout.
 """
 import re
+import subprocess
 
 import pytest
 
@@ -60,7 +61,6 @@ def make_image(tool, d, fmt):
         img.write_bytes(b"\x07" * 65536 + b"\0" * (1024 * 1024 - 65536))
     else:
         creator = ORACLE_IMG if ORACLE_IMG else tool.img_path
-        import subprocess
         subprocess.run([str(creator), "create", "-q", "-f", "qcow2", str(img), "1M"],
                        check=True)
     return img
