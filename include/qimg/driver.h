@@ -267,6 +267,19 @@ struct qimg_driver {
     const char *const *strong_opts;
     const char *child_name;
     char *(*plain_filename)(struct qimg_node *n);
+
+    /*
+     * Breakpoints (blkdebug; qimg_debug_breakpoint and friends in node.h).
+     * breakpoint: the next request raising the named event stops there,
+     * tagged tag (-ENOENT: no such event). remove_breakpoint: resume the
+     * requests stopped with tag and drop its pending breakpoints (-ENOENT when
+     * none was pending). resume: let the newest request stopped with tag go on
+     * (-ENOENT: none). is_suspended: is a request stopped with tag?
+     */
+    int (*debug_breakpoint)(struct qimg_node *n, const char *event, const char *tag);
+    int (*debug_remove_breakpoint)(struct qimg_node *n, const char *tag);
+    int (*debug_resume)(struct qimg_node *n, const char *tag);
+    bool (*debug_is_suspended)(struct qimg_node *n, const char *tag);
 };
 
 /* Registry. */

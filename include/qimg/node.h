@@ -266,4 +266,20 @@ uint64_t qimg_bitmap_measure(struct qimg_node *n, uint64_t cluster_size);
 /* Read or write the saved VM state area (qemu-io -b); -ENOTSUP when the format has none. */
 int qimg_node_vmstate_rw(struct qimg_node *n, uint64_t pos, void *buf, uint64_t len, bool write);
 
+/*
+ * Breakpoints (qemu-io's break/remove_break/resume/wait_break): answered by
+ * the first node down the file chain from n whose driver has them (blkdebug);
+ * -ENOTSUP when there is none. A request raising a breakpoint's event blocks
+ * in its own thread until resumed, so the caller must issue requests from
+ * other threads than the one that resumes them.
+ * breakpoint: -ENOENT for an unknown event name. remove_breakpoint: resumes
+ * the requests stopped with tag, then -ENOENT unless a pending breakpoint
+ * with tag was removed. resume: the newest request stopped with tag goes on
+ * (-ENOENT: none).
+ */
+int qimg_debug_breakpoint(struct qimg_node *n, const char *event, const char *tag);
+int qimg_debug_remove_breakpoint(struct qimg_node *n, const char *tag);
+int qimg_debug_resume(struct qimg_node *n, const char *tag);
+bool qimg_debug_is_suspended(struct qimg_node *n, const char *tag);
+
 #endif

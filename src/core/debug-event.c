@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "qimg/driver.h"
+#include "qimg/node.h"
 
 static const char *const event_names[QIMG_DBG__MAX] = {
     [QIMG_DBG_L1_UPDATE] = "l1_update",
@@ -92,4 +93,41 @@ void qimg_debug_event(struct qimg_node *file, enum qimg_debug_event ev)
             return;
         file = file->file;
     }
+}
+
+/*
+ * Breakpoints: like QEMU's bdrv_debug_*, the first node down the file chain
+ * whose driver implements them answers (formats and filters without them
+ * pass the call on); no such node: -ENOTSUP.
+ */
+static struct qimg_node *breakpoint_node(struct qimg_node *n)
+{
+    while (n && n->drv && !n->drv->debug_breakpoint)
+        n = n->file;
+    return n && n->drv ? n : NULL;
+}
+
+int qimg_debug_breakpoint(struct qimg_node *n, const char *event, const char *tag)
+{
+    n = breakpoint_node(n);
+    return n ? n->drv->debug_breakpoint(n, event, tag) : -ENOTSUP;
+}
+
+int qimg_debug_remove_breakpoint(struct qimg_node *n, const char *tag)
+{
+    n = breakpoint_node(n);
+    return n && n->drv->debug_remove_breakpoint ? n->drv->debug_remove_breakpoint(n, tag)
+                                                : -ENOTSUP;
+}
+
+int qimg_debug_resume(struct qimg_node *n, const char *tag)
+{
+    n = breakpoint_node(n);
+    return n && n->drv->debug_resume ? n->drv->debug_resume(n, tag) : -ENOTSUP;
+}
+
+bool qimg_debug_is_suspended(struct qimg_node *n, const char *tag)
+{
+    n = breakpoint_node(n);
+    return n && n->drv->debug_is_suspended && n->drv->debug_is_suspended(n, tag);
 }

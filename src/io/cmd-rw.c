@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * read, readv, write, writev and the aio_ forms. The aio commands complete
- * before returning (same output as qemu-io once aio_flush has run) and, like
- * qemu-io's, never fail the command: errors are only printed.
+ * before returning (same output as qemu-io once aio_flush has run) until a
+ * breakpoint is set; then they run on threads of their own and report at
+ * poll points (aio.c). Like qemu-io's, they never fail the command: errors
+ * are only printed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -168,6 +170,38 @@ static int parse_vector(int argc, char **argv, int first, int64_t *off, int64_t 
     return 0;
 }
 
+static int read_perform(struct io_req *r)
+{
+    return qimg_node_pread(r->node, (uint64_t)r->off, (uint64_t)r->count, r->buf, 0);
+}
+
+/* What readv and aio_read print once the read is done; negative when it failed. */
+static int read_report(struct io_req *r)
+{
+    if (r->ret < 0) {
+        printf("readv failed: %s\n", strerror(-r->ret));
+        return r->ret;
+    }
+    int ret = 0;
+    if (r->pattern >= 0 && pattern_mismatch(r->buf, r->pattern, r->count) >= 0) {
+        printf("Pattern verification failed at offset %" PRId64 ", %" PRId64 " bytes\n", r->off,
+               r->count);
+        ret = -EINVAL;
+    }
+    if (r->qflag)
+        return ret;
+    if (r->vflag)
+        io_dump_buffer(r->buf, r->off, r->count);
+    struct timeval t = io_tdiff(r->t2, r->t1);
+    io_print_report("read", &t, r->off, r->count, r->count, 1, r->cflag);
+    return ret;
+}
+
+static void read_complete(struct io_req *r)
+{
+    read_report(r);
+}
+
 /* readv and aio_read: one read over the summed buffers. */
 static int vector_read(int argc, char **argv, bool aio)
 {
@@ -201,29 +235,22 @@ static int vector_read(int argc, char **argv, bool aio)
     if (parse_vector(argc, argv, optind, &off, &count) < 0)
         return aio ? 0 : -EINVAL;
 
-    uint8_t *buf = io_alloc(count, 0xab);
-    struct timeval t1, t2;
-    gettimeofday(&t1, NULL);
-    int ret = qimg_node_pread(io_img.node, (uint64_t)off, (uint64_t)count, buf, 0);
-    gettimeofday(&t2, NULL);
-    if (ret < 0) {
-        printf("readv failed: %s\n", strerror(-ret));
-        goto out;
+    struct io_req *r = xcalloc(1, sizeof(*r));
+    *r = (struct io_req){.perform = read_perform, .complete = read_complete, .node = io_img.node,
+                         .off = off, .count = count, .buf = io_alloc(count, 0xab),
+                         .pattern = pattern, .qflag = qflag, .vflag = vflag, .cflag = cflag,
+                         .name = name};
+    if (!aio) {
+        /* readv reports its own failure */
+        gettimeofday(&r->t1, NULL);
+        r->ret = read_perform(r);
+        gettimeofday(&r->t2, NULL);
+        int ret = read_report(r);
+        io_req_free(r);
+        return ret;
     }
-    if (pattern >= 0 && pattern_mismatch(buf, pattern, count) >= 0) {
-        printf("Pattern verification failed at offset %" PRId64 ", %" PRId64 " bytes\n", off,
-               count);
-        ret = -EINVAL;
-    }
-    if (qflag)
-        goto out;
-    if (vflag)
-        io_dump_buffer(buf, off, count);
-    t2 = io_tdiff(t2, t1);
-    io_print_report("read", &t2, off, count, count, 1, cflag);
-out:
-    free(buf);
-    return aio ? 0 : ret;
+    io_req_run(r);
+    return 0;
 }
 
 int io_cmd_readv(int argc, char **argv)
@@ -368,6 +395,32 @@ int io_cmd_write(int argc, char **argv)
     return 0;
 }
 
+static int write_perform(struct io_req *r)
+{
+    if (r->zflag)
+        return qimg_node_pwrite_zeroes(r->node, (uint64_t)r->off, (uint64_t)r->count, r->flags);
+    return qimg_node_pwrite(r->node, (uint64_t)r->off, (uint64_t)r->count, r->buf, r->flags);
+}
+
+/* What writev and aio_write print once the write is done. */
+static int write_report(struct io_req *r)
+{
+    if (r->ret < 0) {
+        printf("%s failed: %s\n", r->name, strerror(-r->ret));
+        return r->ret;
+    }
+    if (!r->qflag) {
+        struct timeval t = io_tdiff(r->t2, r->t1);
+        io_print_report("wrote", &t, r->off, r->count, r->count, 1, r->cflag);
+    }
+    return 0;
+}
+
+static void write_complete(struct io_req *r)
+{
+    write_report(r);
+}
+
 /* writev and aio_write: one write of the summed buffers. */
 static int vector_write(int argc, char **argv, bool aio)
 {
@@ -417,20 +470,21 @@ static int vector_write(int argc, char **argv, bool aio)
     if (parse_vector(argc, argv, optind, &off, &count) < 0)
         return fail;
 
-    uint8_t *buf = zflag ? NULL : io_alloc(count, pattern);
-    struct timeval t1;
-    gettimeofday(&t1, NULL);
-    unsigned f = fua ? QIMG_REQ_FUA : 0;
-    int ret = zflag ? qimg_node_pwrite_zeroes(io_img.node, (uint64_t)off, (uint64_t)count,
-                                              f | (unmap ? QIMG_REQ_MAY_UNMAP : 0))
-                    : qimg_node_pwrite(io_img.node, (uint64_t)off, (uint64_t)count, buf, f);
-    free(buf);
-    if (ret < 0) {
-        printf("%s failed: %s\n", name, strerror(-ret));
-        return aio ? 0 : ret;
+    struct io_req *r = xcalloc(1, sizeof(*r));
+    unsigned f = (fua ? QIMG_REQ_FUA : 0) | (unmap ? QIMG_REQ_MAY_UNMAP : 0);
+    *r = (struct io_req){.perform = write_perform, .complete = write_complete,
+                         .node = io_img.node, .off = off, .count = count,
+                         .buf = zflag ? NULL : io_alloc(count, pattern), .flags = f,
+                         .qflag = qflag, .cflag = cflag, .zflag = zflag, .name = name};
+    if (!aio) {
+        gettimeofday(&r->t1, NULL);
+        r->ret = write_perform(r);
+        gettimeofday(&r->t2, NULL);
+        int ret = write_report(r);
+        io_req_free(r);
+        return ret;
     }
-    if (!qflag)
-        finish("wrote", t1, off, count, cflag);
+    io_req_run(r);
     return 0;
 }
 
@@ -448,5 +502,6 @@ int io_cmd_aio_flush(int argc, char **argv)
 {
     (void)argc;
     (void)argv;
-    return 0; /* every aio request has already completed */
+    /* Without breakpoints every aio request has already completed. */
+    return io_aio_drain("aio_flush");
 }

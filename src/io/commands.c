@@ -45,6 +45,7 @@ static int cmd_sleep(int argc, char **argv)
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) < 0)
         ;
+    io_aio_reap(); /* qemu-io's main loop ran meanwhile */
     return 0;
 }
 
@@ -67,36 +68,52 @@ static int cmd_sigraise(int argc, char **argv)
     return 0;
 }
 
-/* Breakpoints belong to blkdebug, which this image does not go through. */
+/*
+ * Breakpoints: blkdebug's (qimg_debug_* walk down to it). Once one is set,
+ * requests run on threads of their own (aio.c). Messages as qemu-io's.
+ */
 static int cmd_break(int argc, char **argv)
 {
     (void)argc;
-    (void)argv;
-    printf("Could not set breakpoint: Operation not supported\n");
-    return -1;
+    int ret = qimg_debug_breakpoint(io_img.node, argv[1], argv[2]);
+    if (ret < 0) {
+        printf("Could not set breakpoint: %s\n", strerror(-ret));
+        return -1;
+    }
+    io_bp_mode = true;
+    io_bp_note_tag(argv[2]);
+    return 0;
 }
 
 static int cmd_remove_break(int argc, char **argv)
 {
     (void)argc;
-    printf("Could not remove breakpoint %s: Operation not supported\n", argv[1]);
-    return -1;
+    int ret = qimg_debug_remove_breakpoint(io_img.node, argv[1]);
+    io_bp_settle(); /* what was resumed runs up to its next stop */
+    if (ret < 0) {
+        printf("Could not remove breakpoint %s: %s\n", argv[1], strerror(-ret));
+        return -1;
+    }
+    return 0;
 }
 
 static int cmd_resume(int argc, char **argv)
 {
     (void)argc;
-    (void)argv;
-    printf("Could not resume request: Operation not supported\n");
-    return -1;
+    int ret = qimg_debug_resume(io_img.node, argv[1]);
+    if (ret < 0) {
+        printf("Could not resume request: %s\n", strerror(-ret));
+        return -1;
+    }
+    io_bp_settle();
+    return 0;
 }
 
 static int cmd_wait_break(int argc, char **argv)
 {
     (void)argc;
-    (void)argv;
-    /* qemu-io waits forever for a breakpoint that cannot fire; fail instead. */
-    return -1;
+    /* qemu-io waits forever for a breakpoint that cannot fire; this fails instead. */
+    return io_bp_wait_break(argv[1]);
 }
 
 /* Sorted by name: "help" lists them in this order. */
@@ -217,6 +234,29 @@ static bool check_argcount(const struct io_command *c, int argc)
     return false;
 }
 
+/*
+ * Once a breakpoint was set: commands doing I/O run on a thread (a lock held
+ * by a suspended request must not block the main thread), write, writev,
+ * close and reopen first print what finished before (qemu-io polls there;
+ * close and reopen wait for every request).
+ */
+static int run_bp(const struct io_command *c, int argc, char **argv)
+{
+    static const char *const threaded[] = {"read", "readv", "write", "writev", "discard",
+                                           "flush", "truncate", "length", "info", "map",
+                                           "alloc", "close", "reopen", NULL};
+    int failed = 0;
+    if (!strcmp(c->name, "write") || !strcmp(c->name, "writev"))
+        io_aio_reap();
+    if (!strcmp(c->name, "close") || !strcmp(c->name, "reopen"))
+        failed = io_aio_drain(c->name);
+    for (size_t i = 0; threaded[i]; i++)
+        if (!strcmp(c->name, threaded[i]))
+            return io_bp_run_command(c, argc, argv) < 0 || failed ? -1 : 0;
+    int ret = c->func(argc, argv);
+    return ret < 0 || failed ? -1 : ret;
+}
+
 static int run_argv(int argc, char **argv)
 {
     const struct io_command *c = io_find_command(argv[0]);
@@ -236,7 +276,9 @@ static int run_argv(int argc, char **argv)
     }
     optind = 0; /* a full getopt reset for every command */
     opterr = 1;
-    return c->func(argc, argv);
+    if (!io_bp_mode)
+        return c->func(argc, argv);
+    return run_bp(c, argc, argv);
 }
 
 /* Split on single spaces, as qemu-io does (no quoting; empty words dropped). */

@@ -108,6 +108,39 @@ void io_help_open(void);
 void io_help_reopen(void);
 void io_help_sigraise(void);
 
+/*
+ * Breakpoint mode (aio.c). An aio request: perform runs the I/O (on the
+ * request's own thread once a breakpoint was set), complete prints its report
+ * (at once without breakpoints, else at the next poll point).
+ */
+struct io_req {
+    int (*perform)(struct io_req *r);
+    void (*complete)(struct io_req *r);
+    struct qimg_node *node;
+    int64_t off, count;
+    uint8_t *buf; /* freed with the request */
+    unsigned flags;
+    int pattern;  /* aio_read -P: the expected byte, or -1 */
+    bool qflag, vflag, cflag, zflag;
+    const char *name; /* the command */
+    struct timeval t1, t2;
+    int ret;
+};
+
+extern bool io_bp_mode; /* a breakpoint was set: requests run on threads */
+void io_bp_note_tag(const char *tag); /* a breakpoint tag, to resume everything at the end */
+void io_bp_forget_tags(void);
+void io_req_run(struct io_req *r);    /* takes r */
+void io_req_free(struct io_req *r);
+void io_aio_reap(void);               /* print the reports of finished requests */
+/* Wait for every aio request and print their reports; -1 when some had to be resumed. */
+int io_aio_drain(const char *what);
+void io_bp_settle(void); /* wait until nothing can move without a resume */
+/* Run call(arg) on a thread; what names the caller when a resume is needed. */
+int io_bp_call(const char *what, int (*call)(void *arg), void *arg);
+int io_bp_run_command(const struct io_command *cmd, int argc, char **argv);
+int io_bp_wait_break(const char *tag);
+
 /* Set by quit: stop reading commands. */
 extern bool io_quit;
 

@@ -142,6 +142,13 @@ static int command_loop(char **cmds, int ncmds)
     return failed;
 }
 
+static int close_image(void *arg)
+{
+    (void)arg;
+    io_close_image();
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *slash = strrchr(argv[0], '/');
@@ -249,7 +256,14 @@ int main(int argc, char **argv)
         }
     }
     ret = command_loop(cmds, ncmds);
-    io_close_image();
+    if (io_bp_mode) {
+        /* Requests still suspended, or a breakpoint hit while closing: qemu-io would hang. */
+        if (io_aio_drain("exit") < 0 || io_bp_call("exit", close_image, NULL) < 0)
+            ret = 1;
+        io_bp_forget_tags();
+    } else {
+        io_close_image();
+    }
 out:
     free(cmds); /* one exit path: the command list is freed on every way out */
     fflush(stdout);

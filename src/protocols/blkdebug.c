@@ -24,6 +24,15 @@
  * check; an explicit flush raises flush_to_os, flush_to_disk only when guest
  * writes happened since the last explicit flush, and is checked against the
  * rules only when this node saw writes since its last flush.
+ *
+ * Breakpoints (qemu-io's break, resume, remove_break, wait_break): when an
+ * event is raised, every pending breakpoint on it fires, newest first: it is
+ * removed (one-shot), "blkdebug: Suspended request 'TAG'" is printed, and the
+ * raising thread blocks until each of those suspensions has been resumed
+ * (what qemu-io shows when two breakpoints share an event: one request is
+ * suspended under both tags and needs both resumed). resume picks the newest
+ * suspension with the tag. The raising thread may hold its format's locks
+ * meanwhile; callers issue such requests from threads of their own.
  */
 #include <errno.h>
 #include <limits.h>
@@ -71,8 +80,30 @@ struct rule {
     unsigned active_seq; /* order within the active set */
 };
 
+/* A pending breakpoint (newest first in the list). */
+struct breakpoint {
+    enum qimg_debug_event event;
+    char *tag;
+    struct breakpoint *next;
+};
+
+/* A request blocked at breakpoints: how many of its suspensions are not resumed yet. */
+struct waiter {
+    unsigned pending;
+};
+
+/* One suspension (newest first in the list). */
+struct suspension {
+    char *tag;
+    struct waiter *w;
+    struct suspension *next;
+};
+
 struct blkdebug_state {
     pthread_mutex_t lock;
+    pthread_cond_t resumed; /* a waiter's pending count dropped */
+    struct breakpoint *breakpoints;
+    struct suspension *suspended;
     struct rule *rules;
     size_t n_rules;
     int64_t state;
@@ -293,7 +324,114 @@ static void blkdebug_event(struct qimg_node *n, enum qimg_debug_event ev)
         }
     }
     s->state = new_state;
+
+    /* Breakpoints on ev fire now, newest first; the request waits for all. */
+    struct waiter w = {0};
+    for (struct breakpoint **pp = &s->breakpoints; *pp;) {
+        struct breakpoint *b = *pp;
+        if (b->event != ev) {
+            pp = &b->next;
+            continue;
+        }
+        *pp = b->next;
+        struct suspension *sus = xmalloc(sizeof(*sus));
+        sus->tag = b->tag;
+        sus->w = &w;
+        sus->next = s->suspended;
+        s->suspended = sus;
+        w.pending++;
+        free(b);
+        printf("blkdebug: Suspended request '%s'\n", sus->tag);
+    }
+    if (w.pending)
+        fflush(stdout); /* whoever waits for this request sees the line out */
+    while (w.pending)
+        pthread_cond_wait(&s->resumed, &s->lock);
     pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- breakpoints ---- */
+
+static int blkdebug_debug_breakpoint(struct qimg_node *n, const char *event, const char *tag)
+{
+    struct blkdebug_state *s = n->opaque;
+    enum qimg_debug_event ev;
+    if (qimg_debug_event_parse(event, &ev) < 0)
+        return -ENOENT;
+    struct breakpoint *b = xmalloc(sizeof(*b));
+    b->event = ev;
+    b->tag = xstrdup(tag);
+    pthread_mutex_lock(&s->lock);
+    b->next = s->breakpoints;
+    s->breakpoints = b;
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+/* Resume the newest suspension with tag (all of them when all is set); locked. */
+static int resume_locked(struct blkdebug_state *s, const char *tag, bool all)
+{
+    int ret = -ENOENT;
+    for (struct suspension **pp = &s->suspended; *pp;) {
+        struct suspension *sus = *pp;
+        if (strcmp(sus->tag, tag) != 0) {
+            pp = &sus->next;
+            continue;
+        }
+        *pp = sus->next;
+        printf("blkdebug: Resuming request '%s'\n", sus->tag);
+        sus->w->pending--;
+        free(sus->tag);
+        free(sus);
+        ret = 0;
+        if (!all)
+            break;
+    }
+    if (ret == 0)
+        pthread_cond_broadcast(&s->resumed);
+    return ret;
+}
+
+static int blkdebug_debug_resume(struct qimg_node *n, const char *tag)
+{
+    struct blkdebug_state *s = n->opaque;
+    pthread_mutex_lock(&s->lock);
+    int ret = resume_locked(s, tag, false);
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+/* qemu-io: resumes what was stopped with tag, but succeeds only if a pending one went. */
+static int blkdebug_debug_remove_breakpoint(struct qimg_node *n, const char *tag)
+{
+    struct blkdebug_state *s = n->opaque;
+    int ret = -ENOENT;
+    pthread_mutex_lock(&s->lock);
+    resume_locked(s, tag, true);
+    for (struct breakpoint **pp = &s->breakpoints; *pp;) {
+        struct breakpoint *b = *pp;
+        if (strcmp(b->tag, tag) != 0) {
+            pp = &b->next;
+            continue;
+        }
+        *pp = b->next;
+        free(b->tag);
+        free(b);
+        ret = 0;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+static bool blkdebug_debug_is_suspended(struct qimg_node *n, const char *tag)
+{
+    struct blkdebug_state *s = n->opaque;
+    bool found = false;
+    pthread_mutex_lock(&s->lock);
+    for (struct suspension *sus = s->suspended; sus && !found; sus = sus->next)
+        found = !strcmp(sus->tag, tag);
+    pthread_mutex_unlock(&s->lock);
+    return found;
 }
 
 /* 0, or the error the first matching active rule injects. */
@@ -357,6 +495,7 @@ static int blkdebug_open(struct qimg_node *n, struct qimg_opts *opts, struct qim
 {
     struct blkdebug_state *s = xcalloc(1, sizeof(*s));
     pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->resumed, NULL);
     s->state = 1;
     n->opaque = s;
     char *config = NULL, *image = NULL;
@@ -452,6 +591,14 @@ static void blkdebug_close(struct qimg_node *n)
     struct blkdebug_state *s = n->opaque;
     if (!s)
         return;
+    /* Suspended requests would still use the state: the caller drains first. */
+    while (s->breakpoints) {
+        struct breakpoint *b = s->breakpoints;
+        s->breakpoints = b->next;
+        free(b->tag);
+        free(b);
+    }
+    pthread_cond_destroy(&s->resumed);
     pthread_mutex_destroy(&s->lock);
     free(s->rules);
     free(s->config);
@@ -631,4 +778,8 @@ const struct qimg_driver qimg_blkdebug_driver = {
     .block_status = blkdebug_block_status,
     .has_zero_init = blkdebug_has_zero_init,
     .debug_event = blkdebug_event,
+    .debug_breakpoint = blkdebug_debug_breakpoint,
+    .debug_remove_breakpoint = blkdebug_debug_remove_breakpoint,
+    .debug_resume = blkdebug_debug_resume,
+    .debug_is_suspended = blkdebug_debug_is_suspended,
 };
