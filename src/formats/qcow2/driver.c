@@ -4,6 +4,7 @@
  * truncate, flush and the vtable. I/O lives in io.c, create in create.c.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -110,6 +111,23 @@ static int qcow2_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_e
     return 0;
 }
 
+/*
+ * Lazy refcounts: the refcount blocks this session deferred go to the file
+ * before the dirty bit may be cleared. A failure keeps the bit set (the next
+ * read-write open repairs the refcounts) and is reported as QEMU reports it.
+ */
+static int writeback_deferred(struct qimg_node *n)
+{
+    struct qcow2_state *s = n->opaque;
+    if (!s->lazy_dirty)
+        return 0;
+    int ret = qcow2_refcount_writeback(n);
+    if (ret < 0)
+        fprintf(stderr, "%s: Failed to flush the refcount block cache: %s\n",
+                program_invocation_short_name, strerror(-ret));
+    return ret;
+}
+
 static void qcow2_close(struct qimg_node *n)
 {
     struct qcow2_state *s = n->opaque;
@@ -117,7 +135,7 @@ static void qcow2_close(struct qimg_node *n)
         return;
     if (!s->read_only && n->file)
         qcow2_bitmaps_store(n); /* a failure leaves them in use: inconsistent, not corrupt */
-    if (!s->read_only && n->file && qimg_node_flush(n->file) == 0)
+    if (!s->read_only && n->file && writeback_deferred(n) == 0 && qimg_node_flush(n->file) == 0)
         qcow2_mark_clean(n); /* as QEMU on close: only check leaves a dirty image open */
     qcow2_cache_destroy(&s->l2_cache);
     qcow2_cache_destroy(&s->rb_cache);
@@ -287,10 +305,30 @@ static int shrink(struct qimg_node *n, uint64_t size)
     return ret;
 }
 
+static int resize(struct qimg_node *n, uint64_t size, enum qimg_prealloc prealloc,
+                  struct qimg_error *err);
+
+/*
+ * Like QEMU, a resize ends with the refcount blocks on disk, deferred (lazy)
+ * ones included: the metadata a resize changes is not left to the dirty bit.
+ */
 static int qcow2_truncate(struct qimg_node *n, uint64_t size, bool exact,
                           enum qimg_prealloc prealloc, struct qimg_error *err)
 {
     (void)exact;
+    struct qcow2_state *s = n->opaque;
+    int ret = resize(n, size, prealloc, err);
+    pthread_mutex_lock(&n->lock);
+    int wret = qcow2_refcounts_deferred(s) ? qcow2_refcount_writeback(n) : 0;
+    pthread_mutex_unlock(&n->lock);
+    if (ret == 0 && wret < 0)
+        ret = qimg_error_errno(err, wret, "Failed to flush the refcount block cache");
+    return ret;
+}
+
+static int resize(struct qimg_node *n, uint64_t size, enum qimg_prealloc prealloc,
+                  struct qimg_error *err)
+{
     struct qcow2_state *s = n->opaque;
     if (size % 512)
         return qimg_error_set(err, -EINVAL, "The new size must be a multiple of 512");

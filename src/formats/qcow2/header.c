@@ -410,6 +410,37 @@ int qcow2_header_update_fields(struct qimg_node *n, uint64_t off, const void *be
 }
 
 /*
+ * qcow2.txt, incompatible bit 0 and compatible bit 0: with lazy refcounts the
+ * dirty bit goes to disk (flushed before, so that nothing written earlier
+ * depends on it, and after, so that nothing written later can precede it)
+ * before the first allocating write links its clusters; refcount updates are
+ * deferred from then on (qcow2_refcounts_deferred). As in QEMU, only the
+ * 8-byte incompatible_features field is written.
+ */
+int qcow2_lazy_mark_dirty(struct qimg_node *n)
+{
+    struct qcow2_state *s = n->opaque;
+    if (s->lazy_dirty || s->read_only || s->version < 3 ||
+        !(s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS))
+        return 0;
+    if (!(s->incompat & QCOW2_INCOMPAT_DIRTY)) {
+        int ret = qimg_node_flush(n->file);
+        if (ret < 0)
+            return ret;
+        uint8_t be[8];
+        qcow2_put64(be, s->incompat | QCOW2_INCOMPAT_DIRTY);
+        ret = qcow2_header_update_fields(n, 72, be, 8);
+        if (ret == 0)
+            ret = qimg_node_flush(n->file);
+        if (ret < 0)
+            return ret;
+        s->incompat |= QCOW2_INCOMPAT_DIRTY;
+    }
+    s->lazy_dirty = true;
+    return 0;
+}
+
+/*
  * qemu-behaviour-facts.md: the first corruption event marks the image corrupt
  * (v3: the corrupt bit) and stops further I/O; the message goes to stderr
  * as QEMU prints it, without a program prefix.

@@ -2,7 +2,8 @@
 /*
  * qcow2 driver internals (qcow2.txt). One file per concern:
  *   header.c    header + extensions: parse, validate, serialise
- *   cache.c     bounded write-through caches for L2 tables and refcount blocks
+ *   cache.c     bounded caches for L2 tables and refcount blocks (write-through;
+ *               refcount blocks write back while lazy refcounts hold the dirty bit)
  *   refcount.c  refcounts, cluster allocation, refcount table growth
  *   cluster.c   guest -> host mapping (L1/L2), L2 allocation, entry updates
  *   compress.c  zlib (raw deflate, 4 KiB window) and zstd clusters
@@ -77,11 +78,16 @@ struct qcow2_ext {
     uint8_t *data;
 };
 
-/* Bounded cache of cluster-sized metadata tables; write-through. */
+/*
+ * Bounded cache of cluster-sized metadata tables; write-through, except that
+ * refcount blocks changed while refcounts are deferred (qcow2_refcounts_deferred)
+ * are only marked dirty and written back at close or when evicted.
+ */
 struct qcow2_cache_entry {
     uint64_t offset; /* 0: empty slot */
     uint8_t *buf;
     uint64_t last_use;
+    bool dirty; /* newer than the file (meaningful only with offset != 0) */
 };
 
 struct qcow2_cache {
@@ -155,6 +161,11 @@ struct qcow2_state {
     size_t n_meta, cap_meta;
 
     bool corrupt_event; /* the image was marked corrupt in this session: refuse I/O */
+    /*
+     * qcow2.txt, lazy refcounts: this session set the dirty bit, so refcount
+     * block updates may stay in the cache until close (qcow2_refcounts_deferred).
+     */
+    bool lazy_dirty;
     bool read_only;
 
     /* snapshot.c: the snapshot table (nb_snapshots entries) and its size in bytes. */
@@ -233,6 +244,13 @@ int qcow2_header_read(struct qimg_node *n, struct qcow2_state *s, struct qimg_er
 int qcow2_header_build(const struct qcow2_state *s, const char *backing_file, uint8_t *buf,
                        size_t buf_len);
 int qcow2_header_update_fields(struct qimg_node *n, uint64_t off, const void *be, size_t len);
+/*
+ * qcow2.txt, compatible bit 0 (lazy refcounts): before the first allocating
+ * write of a session links new clusters, set the dirty bit (flushed before
+ * and after the header write). From then on refcount updates are deferred.
+ * No-op for images without lazy refcounts, read-only or already marked.
+ */
+int qcow2_lazy_mark_dirty(struct qimg_node *n);
 void qcow2_state_free_ext(struct qcow2_state *s);
 void qcow2_mark_corrupt(struct qimg_node *n, const char *what);
 int qcow2_change_backing_file(struct qimg_node *n, const char *file, const char *fmt,
@@ -248,6 +266,10 @@ void qcow2_cache_destroy(struct qcow2_cache *c);
 int qcow2_cache_get(struct qimg_node *n, struct qcow2_cache *c, uint64_t offset, bool fresh,
                     uint8_t **out);
 void qcow2_cache_drop(struct qcow2_cache *c, uint64_t offset);
+/* The cached table at offset is newer than the file: write it back later. */
+void qcow2_cache_mark_dirty(struct qcow2_cache *c, uint64_t offset);
+/* Write back every dirty refcount block (refblock_update_part each). 0 or the first error. */
+int qcow2_refcount_writeback(struct qimg_node *n);
 /* Write part of a metadata table through to the file (offset absolute in the file). */
 int qcow2_meta_write(struct qimg_node *n, uint64_t offset, const void *buf, size_t len);
 
@@ -364,6 +386,16 @@ static inline struct qimg_node *qcow2_data_node(struct qimg_node *n)
 int qcow2_data_file_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_error *err);
 /* A raw data file (data_file_raw) must read as the guest does: zero [off, off+len) there. */
 int qcow2_data_file_raw_zero(struct qimg_node *n, uint64_t off, uint64_t len);
+
+/*
+ * Refcount updates stay in the cache (written back at close or eviction)
+ * while this session's dirty bit is on disk: qcow2.txt allows stale
+ * refcounts then, and a read-write open repairs them after a crash.
+ */
+static inline bool qcow2_refcounts_deferred(const struct qcow2_state *s)
+{
+    return s->lazy_dirty && (s->incompat & QCOW2_INCOMPAT_DIRTY);
+}
 
 /* Small helpers. */
 static inline uint64_t qcow2_be64(const uint8_t *p)
