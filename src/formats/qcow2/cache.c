@@ -64,6 +64,17 @@ int qcow2_refcount_writeback(struct qimg_node *n)
     return first_err;
 }
 
+int qcow2_refcount_settle(struct qimg_node *n)
+{
+    struct qcow2_state *s = n->opaque;
+    if (!(s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS) && !s->lazy_dirty)
+        return 0; /* nothing is ever deferred: skip the lock on every request */
+    pthread_mutex_lock(&n->lock);
+    int ret = qcow2_lazy_dirty(s) ? 0 : qcow2_refcount_writeback(n);
+    pthread_mutex_unlock(&n->lock);
+    return ret;
+}
+
 void qcow2_cache_mark_dirty(struct qcow2_cache *c, uint64_t offset)
 {
     if (c->e[c->last_hit].offset == offset && offset) {

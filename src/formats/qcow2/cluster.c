@@ -142,7 +142,7 @@ int qcow2_get_l2(struct qimg_node *n, uint64_t guest_off, bool alloc, uint8_t **
      * QEMU flushes its refcount cache there: a crash then leaves stale
      * refcounts only for clusters allocated since the last table.
      */
-    int ret = qcow2_refcounts_deferred(s) ? qcow2_refcount_writeback(n) : 0;
+    int ret = qcow2_refcount_writeback(n);
     if (ret < 0)
         return ret;
     if (off) {
@@ -226,7 +226,7 @@ int qcow2_l1_grow(struct qimg_node *n, uint64_t min_size)
     if (nw < 0)
         return (int)nw;
     /* Deferred (lazy) refcounts reach the file before the new table does (as in QEMU). */
-    int ret = qcow2_refcounts_deferred(s) ? qcow2_refcount_writeback(n) : 0;
+    int ret = qcow2_refcount_writeback(n);
     if (ret < 0)
         return ret;
     uint8_t *buf = qimg_alloc_aligned(clusters * cs);

@@ -64,6 +64,7 @@ static int qcow2_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_e
     struct qcow2_state *s = xcalloc(1, sizeof(*s));
     n->opaque = s;
     s->read_only = !(n->flags & QIMG_O_RDWR);
+    s->checking = n->flags & QIMG_O_CHECK;
     int ret = qcow2_header_read(n, s, err);
     if (ret < 0)
         return ret;
@@ -118,9 +119,6 @@ static int qcow2_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_e
  */
 static int writeback_deferred(struct qimg_node *n)
 {
-    struct qcow2_state *s = n->opaque;
-    if (!s->lazy_dirty)
-        return 0;
     int ret = qcow2_refcount_writeback(n);
     if (ret < 0)
         fprintf(stderr, "%s: Failed to flush the refcount block cache: %s\n",
@@ -160,9 +158,30 @@ static bool qcow2_has_zero_init(struct qimg_node *n)
     return !n->backing_file || !n->backing_file[0];
 }
 
+/* QEMU's flush writes its refcount cache too, unless the image is dirty (lazy refcounts). */
 static int qcow2_flush(struct qimg_node *n)
 {
-    return qimg_node_flush(n->file);
+    int ret = qcow2_refcount_settle(n);
+    return ret < 0 ? ret : qimg_node_flush(n->file);
+}
+
+/*
+ * A guest write or zero write ends like one in QEMU's default writethrough
+ * mode: what it deferred (lazy decrements) is written back unless the image
+ * is dirty. Compressed writes and discards are not flushed there either.
+ */
+static int qcow2_pwrite_request(struct qimg_node *n, uint64_t off, uint64_t len,
+                                const void *buf, unsigned flags)
+{
+    int ret = qcow2_pwrite(n, off, len, buf, flags);
+    return ret < 0 ? ret : qcow2_refcount_settle(n);
+}
+
+static int qcow2_pwrite_zeroes_request(struct qimg_node *n, uint64_t off, uint64_t len,
+                                       unsigned flags)
+{
+    int ret = qcow2_pwrite_zeroes(n, off, len, flags);
+    return ret < 0 ? ret : qcow2_refcount_settle(n);
 }
 
 /*
@@ -316,10 +335,9 @@ static int qcow2_truncate(struct qimg_node *n, uint64_t size, bool exact,
                           enum qimg_prealloc prealloc, struct qimg_error *err)
 {
     (void)exact;
-    struct qcow2_state *s = n->opaque;
     int ret = resize(n, size, prealloc, err);
     pthread_mutex_lock(&n->lock);
-    int wret = qcow2_refcounts_deferred(s) ? qcow2_refcount_writeback(n) : 0;
+    int wret = qcow2_refcount_writeback(n);
     pthread_mutex_unlock(&n->lock);
     if (ret == 0 && wret < 0)
         ret = qimg_error_errno(err, wret, "Failed to flush the refcount block cache");
@@ -362,8 +380,8 @@ const struct qimg_driver qimg_qcow2_driver = {
     .create = qcow2_create,
     .get_length = qcow2_get_length,
     .pread = qcow2_pread,
-    .pwrite = qcow2_pwrite,
-    .pwrite_zeroes = qcow2_pwrite_zeroes,
+    .pwrite = qcow2_pwrite_request,
+    .pwrite_zeroes = qcow2_pwrite_zeroes_request,
     .pwrite_compressed = qcow2_pwrite_compressed,
     .compress = qcow2_compress_cluster,
     .pwrite_precompressed = qcow2_pwrite_precompressed,

@@ -414,7 +414,7 @@ int qcow2_header_update_fields(struct qimg_node *n, uint64_t off, const void *be
  * dirty bit goes to disk (flushed before, so that nothing written earlier
  * depends on it, and after, so that nothing written later can precede it)
  * before the first allocating write links its clusters; refcount updates are
- * deferred from then on (qcow2_refcounts_deferred). As in QEMU, only the
+ * deferred from then on (qcow2_refcount_defer). As in QEMU, only the
  * 8-byte incompatible_features field is written.
  */
 int qcow2_lazy_mark_dirty(struct qimg_node *n)

@@ -80,8 +80,8 @@ struct qcow2_ext {
 
 /*
  * Bounded cache of cluster-sized metadata tables; write-through, except that
- * refcount blocks changed while refcounts are deferred (qcow2_refcounts_deferred)
- * are only marked dirty and written back at close or when evicted.
+ * refcount updates deferred by lazy refcounts (qcow2_refcount_defer) only
+ * mark their block dirty until it is written back (qcow2_refcount_writeback).
  */
 struct qcow2_cache_entry {
     uint64_t offset; /* 0: empty slot */
@@ -161,10 +161,8 @@ struct qcow2_state {
     size_t n_meta, cap_meta;
 
     bool corrupt_event; /* the image was marked corrupt in this session: refuse I/O */
-    /*
-     * qcow2.txt, lazy refcounts: this session set the dirty bit, so refcount
-     * block updates may stay in the cache until close (qcow2_refcounts_deferred).
-     */
+    bool checking;      /* opened for qemu-img check: repairs are written through */
+    /* qcow2.txt, lazy refcounts: this session set the dirty bit (qcow2_lazy_dirty). */
     bool lazy_dirty;
     bool read_only;
 
@@ -268,8 +266,16 @@ int qcow2_cache_get(struct qimg_node *n, struct qcow2_cache *c, uint64_t offset,
 void qcow2_cache_drop(struct qcow2_cache *c, uint64_t offset);
 /* The cached table at offset is newer than the file: write it back later. */
 void qcow2_cache_mark_dirty(struct qcow2_cache *c, uint64_t offset);
-/* Write back every dirty refcount block (refblock_update_part each). 0 or the first error. */
+/*
+ * Write back every dirty refcount block, whole (refblock_update_part each),
+ * as QEMU flushes its refcount cache: at close, on eviction, before a new L2
+ * table, L1 table, refcount block or refcount table is written, at the end of
+ * a resize, and (qcow2_refcount_settle) after a write request or on flush.
+ * 0 or the first error; a block that failed stays dirty.
+ */
 int qcow2_refcount_writeback(struct qimg_node *n);
+/* End of a write request or a flush: write back unless this session made the image dirty. */
+int qcow2_refcount_settle(struct qimg_node *n);
 /* Write part of a metadata table through to the file (offset absolute in the file). */
 int qcow2_meta_write(struct qimg_node *n, uint64_t offset, const void *buf, size_t len);
 
@@ -388,13 +394,27 @@ int qcow2_data_file_open(struct qimg_node *n, struct qimg_opts *opts, struct qim
 int qcow2_data_file_raw_zero(struct qimg_node *n, uint64_t off, uint64_t len);
 
 /*
- * Refcount updates stay in the cache (written back at close or eviction)
- * while this session's dirty bit is on disk: qcow2.txt allows stale
- * refcounts then, and a read-write open repairs them after a crash.
+ * qcow2.txt, incompatible bit 0: this session's dirty bit is on disk, so
+ * refcounts may be stale (a read-write open repairs them after a crash).
  */
-static inline bool qcow2_refcounts_deferred(const struct qcow2_state *s)
+static inline bool qcow2_lazy_dirty(const struct qcow2_state *s)
 {
     return s->lazy_dirty && (s->incompat & QCOW2_INCOMPAT_DIRTY);
+}
+
+/*
+ * Lazy refcounts, as QEMU keeps them (its refcount cache is written back only
+ * at the points listed at qcow2_refcount_writeback): a refcount update stays
+ * in the cache once the image is dirty, and a decrement on any lazy image
+ * opened for writing (a stale high refcount only leaks). Everything else is
+ * written through at once, before the metadata that relies on it.
+ */
+static inline bool qcow2_refcount_defer(const struct qcow2_state *s, int64_t delta)
+{
+    if (qcow2_lazy_dirty(s))
+        return true;
+    return delta < 0 && !s->read_only && !s->checking && s->version >= 3 &&
+           (s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS);
 }
 
 /* Small helpers. */

@@ -260,8 +260,8 @@ int qcow2_update_refcounts(struct qimg_node *n, uint64_t first, uint64_t count, 
         }
         for (uint64_t i = in; i < in + now; i++)
             refcount_set_entry(s, blk, i, refcount_get_entry(s, blk, i) + (uint64_t)delta);
-        if (qcow2_refcounts_deferred(s)) {
-            /* Lazy refcounts, image marked dirty: the block is written back at close. */
+        if (qcow2_refcount_defer(s, delta)) {
+            /* Lazy refcounts: the block is written back later (qcow2_refcount_writeback). */
             qcow2_cache_mark_dirty(&s->rb_cache, boff);
         } else {
             uint64_t bstart, blen;
@@ -330,11 +330,9 @@ static int reftable_grow(struct qimg_node *n, uint64_t needed_ci)
     uint64_t cs = s->cluster_size, rbe = s->rb_entries;
     qimg_debug_event(n->file, QIMG_DBG_REFTABLE_GROW);
     /* The new table copies the old one: deferred (lazy) blocks go first. */
-    if (qcow2_refcounts_deferred(s)) {
-        int ret = qcow2_refcount_writeback(n);
-        if (ret < 0)
-            return ret;
-    }
+    int wret = qcow2_refcount_writeback(n);
+    if (wret < 0)
+        return wret;
     uint64_t a = s->rt_size * rbe; /* first cluster the old table cannot describe */
     uint64_t want = rt_clusters_for(s, needed_ci + 1);
     uint64_t t = want + want / 2 + 1, b = 0;
@@ -451,7 +449,7 @@ static int refblock_ensure(struct qimg_node *n, uint64_t idx)
     uint64_t place;
     qimg_debug_event(n->file, QIMG_DBG_REFBLOCK_ALLOC);
     /* Deferred (lazy) refcounts reach the file before a new block is linked (as QEMU). */
-    int ret = qcow2_refcounts_deferred(s) ? qcow2_refcount_writeback(n) : 0;
+    int ret = qcow2_refcount_writeback(n);
     if (ret == 0)
         ret = find_free(n, 1, &place);
     if (ret < 0)
