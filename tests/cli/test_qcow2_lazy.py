@@ -114,6 +114,11 @@ SCRIPTS = {
         "write -P 0x53 130k 1k", "flush", "write -P 0x54 1M 1k"], None, False),
     "prealloc": ("lazy_refcounts=on", "1M", [], [
         "truncate -m metadata 2M", "write -P 1 1M 4k", "truncate -m metadata 3M"], None, False),
+    # Frees on a clean lazy image are deferred too: written back at the end of the zero
+    # write (QEMU's writethrough flush), kept by the dirty bit the next allocation sets.
+    "free_then_alloc": ("lazy_refcounts=on", "1M", ["write -P 1 0 256k"], [
+        "write -z -u 0 64k", "discard 64k 64k", "write -P 2 512k 4k", "write -P 3 100k 4k",
+        "write -z -u 192k 64k"], None, False),
     "backing_cow": ("lazy_refcounts=on", "1M", [], [
         "write -P 0x61 512 1k", "write -P 0x62 130k 8k", "write -P 0x63 0 64k"], 0x5a, False),
     # Writes to clusters the snapshot shares: COW, the old clusters lose a reference.

@@ -6,12 +6,14 @@
  * is the order the code performs them in (data, refcounts, L2, L1) and a
  * killed process leaves at worst leaked clusters.
  *
- * The one exception is lazy refcounts (qcow2.txt, compatible bit 0): once a
- * session has set the dirty bit, refcount blocks are only changed in the
- * cache and marked dirty; they are written back whole at close, or when the
- * least recently used entry that has to make room is dirty (QEMU raises
- * refblock_update_part for each such write). Callers hold n->lock; a pointer
- * returned by qcow2_cache_get stays valid until the next get on the same cache.
+ * The one exception is lazy refcounts (qcow2.txt, compatible bit 0): the
+ * refcount updates qcow2_refcount_defer names (all of them once a session has
+ * set the dirty bit) only change the cached block and mark it dirty; it is
+ * written back whole at the points listed at qcow2_refcount_writeback, among
+ * them when it is the least recently used entry that has to make room (QEMU
+ * raises refblock_update_part for each such write). Callers hold n->lock; a
+ * pointer returned by qcow2_cache_get stays valid until the next get on the
+ * same cache.
  */
 #include <errno.h>
 #include <stdlib.h>

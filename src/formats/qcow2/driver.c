@@ -91,7 +91,9 @@ static int qcow2_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_e
     /* Lazy refcounts left the image dirty: rebuild its refcounts from the L1/L2 tables. */
     if (!s->read_only && (s->incompat & QCOW2_INCOMPAT_DIRTY) && !(n->flags & QIMG_O_CHECK)) {
         struct qimg_check_result res;
+        s->checking = true; /* repairs are written through, deferred nothing */
         ret = qcow2_check(n, &res, QIMG_CHECK_FIX_LEAKS | QIMG_CHECK_FIX_ERRORS, err);
+        s->checking = false;
         if (ret < 0 || res.check_errors)
             return qimg_error_errno(err, ret < 0 ? ret : -EIO, "Could not repair dirty image");
     }
