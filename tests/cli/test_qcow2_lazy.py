@@ -4,8 +4,10 @@
 On an image with lazy_refcounts=on the first allocating write of a session sets
 the dirty bit; refcount blocks changed from then on stay in memory until close
 (or until a new L2 table, L1 table, refcount block or refcount table is written,
-or the image is resized), and a clean close writes them and clears the bit. A
-crash leaves the bit set and the refcounts stale; a read-write open repairs them.
+or the image is resized), and a clean close writes them and clears the bit.
+Before that, frees are held back too, until the end of the write request (or a
+flush). A crash leaves the bit set and the refcounts stale; a read-write open
+repairs them.
 
 Every test here runs the same qemu-io script through our qimg-io and through the
 oracle (Debian's qemu-io 7.2) on identical images and compares what a user sees:
