@@ -4,9 +4,16 @@
  * blocks). Write-through: callers change a table in the cache and write the
  * changed bytes to the file at once, so the on-disk order of metadata updates
  * is the order the code performs them in (data, refcounts, L2, L1) and a
- * killed process leaves at worst leaked clusters. Eviction is least recently
- * used and never needs a write. Callers hold n->lock; a pointer returned by
- * qcow2_cache_get stays valid until the next get on the same cache.
+ * killed process leaves at worst leaked clusters.
+ *
+ * The one exception is lazy refcounts (qcow2.txt, compatible bit 0): the
+ * refcount updates qcow2_refcount_defer names (all of them once a session has
+ * set the dirty bit) only change the cached block and mark it dirty; it is
+ * written back whole at the points listed at qcow2_refcount_writeback, among
+ * them when it is the least recently used entry that has to make room (QEMU
+ * raises refblock_update_part for each such write). Callers hold n->lock; a
+ * pointer returned by qcow2_cache_get stays valid until the next get on the
+ * same cache.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -31,6 +38,54 @@ void qcow2_cache_destroy(struct qcow2_cache *c)
     free(c->e);
     c->e = NULL;
     c->n = 0;
+}
+
+/* Write one dirty refcount block back whole; it stays cached (and dirty on failure). */
+static int entry_writeback(struct qimg_node *n, struct qcow2_cache *c,
+                           struct qcow2_cache_entry *e)
+{
+    if (!e->offset || !e->dirty)
+        return 0;
+    qimg_debug_event(n->file, QIMG_DBG_REFBLOCK_UPDATE_PART);
+    int ret = qimg_node_pwrite(n->file, e->offset, c->table_size, e->buf, 0);
+    if (ret == 0)
+        e->dirty = false;
+    return ret;
+}
+
+int qcow2_refcount_writeback(struct qimg_node *n)
+{
+    struct qcow2_state *s = n->opaque;
+    struct qcow2_cache *c = &s->rb_cache;
+    int first_err = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        int ret = entry_writeback(n, c, &c->e[i]);
+        if (ret < 0 && !first_err)
+            first_err = ret;
+    }
+    return first_err;
+}
+
+int qcow2_refcount_settle(struct qimg_node *n)
+{
+    struct qcow2_state *s = n->opaque;
+    if (!(s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS) && !s->lazy_dirty)
+        return 0; /* nothing is ever deferred: skip the lock on every request */
+    pthread_mutex_lock(&n->lock);
+    int ret = qcow2_lazy_dirty(s) ? 0 : qcow2_refcount_writeback(n);
+    pthread_mutex_unlock(&n->lock);
+    return ret;
+}
+
+void qcow2_cache_mark_dirty(struct qcow2_cache *c, uint64_t offset)
+{
+    if (c->e[c->last_hit].offset == offset && offset) {
+        c->e[c->last_hit].dirty = true;
+        return;
+    }
+    for (size_t i = 0; i < c->n; i++)
+        if (c->e[i].offset == offset && offset)
+            c->e[i].dirty = true;
 }
 
 int qcow2_cache_get(struct qimg_node *n, struct qcow2_cache *c, uint64_t offset, bool fresh,
@@ -65,6 +120,11 @@ int qcow2_cache_get(struct qimg_node *n, struct qcow2_cache *c, uint64_t offset,
             victim = i;
     }
     struct qcow2_cache_entry *e = &c->e[victim];
+    /* A dirty victim (deferred refcounts) goes to the file before its slot is reused. */
+    int ret = entry_writeback(n, c, e);
+    if (ret < 0)
+        return ret;
+    e->dirty = false;
     if (!e->buf) {
         e->buf = qimg_alloc_aligned(c->table_size);
         if (!e->buf)
@@ -77,7 +137,7 @@ int qcow2_cache_get(struct qimg_node *n, struct qcow2_cache *c, uint64_t offset,
         /* QEMU raises l2_load on an L2 cache miss only (refblock_load is the caller's). */
         if (c == &((struct qcow2_state *)n->opaque)->l2_cache)
             qimg_debug_event(n->file, QIMG_DBG_L2_LOAD);
-        int ret = qimg_node_pread(n->file, offset, c->table_size, e->buf, 0);
+        ret = qimg_node_pread(n->file, offset, c->table_size, e->buf, 0);
         if (ret < 0)
             return ret;
     }
@@ -88,10 +148,11 @@ int qcow2_cache_get(struct qimg_node *n, struct qcow2_cache *c, uint64_t offset,
     return 0;
 }
 
+/* Dirty entries stay: what they hold is newer than the file and still owed to it. */
 void qcow2_cache_drop(struct qcow2_cache *c, uint64_t offset)
 {
     for (size_t i = 0; i < c->n; i++)
-        if (c->e[i].offset == offset)
+        if (c->e[i].offset == offset && !c->e[i].dirty)
             c->e[i].offset = 0;
 }
 

@@ -137,7 +137,14 @@ int qcow2_get_l2(struct qimg_node *n, uint64_t guest_off, bool alloc, uint8_t **
     if (nw < 0)
         return (int)nw;
     uint8_t *copy = NULL;
-    int ret;
+    /*
+     * Deferred (lazy) refcounts go to the file before a new L2 table does, as
+     * QEMU flushes its refcount cache there: a crash then leaves stale
+     * refcounts only for clusters allocated since the last table.
+     */
+    int ret = qcow2_refcount_writeback(n);
+    if (ret < 0)
+        return ret;
     if (off) {
         uint8_t *old;
         qimg_debug_event(n->file, QIMG_DBG_L2_ALLOC_COW_READ);
@@ -218,6 +225,10 @@ int qcow2_l1_grow(struct qimg_node *n, uint64_t min_size)
     int64_t nw = qcow2_alloc_clusters(n, clusters);
     if (nw < 0)
         return (int)nw;
+    /* Deferred (lazy) refcounts reach the file before the new table does (as in QEMU). */
+    int ret = qcow2_refcount_writeback(n);
+    if (ret < 0)
+        return ret;
     uint8_t *buf = qimg_alloc_aligned(clusters * cs);
     if (!buf)
         return -ENOMEM;
@@ -226,7 +237,7 @@ int qcow2_l1_grow(struct qimg_node *n, uint64_t min_size)
         qcow2_put64(buf + i * 8, s->l1[i]);
     /* qemu-img 9.1 writes the table padded to 512 bytes (7.2 wrote just the entries). */
     qimg_debug_event(n->file, QIMG_DBG_L1_GROW_WRITE_TABLE);
-    int ret = qimg_node_pwrite(n->file, (uint64_t)nw, qcow2_align_up(min_size * 8, 512), buf, 0);
+    ret = qimg_node_pwrite(n->file, (uint64_t)nw, qcow2_align_up(min_size * 8, 512), buf, 0);
     free(buf);
     if (ret < 0)
         return ret;

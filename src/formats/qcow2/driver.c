@@ -4,6 +4,7 @@
  * truncate, flush and the vtable. I/O lives in io.c, create in create.c.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,6 +64,7 @@ static int qcow2_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_e
     struct qcow2_state *s = xcalloc(1, sizeof(*s));
     n->opaque = s;
     s->read_only = !(n->flags & QIMG_O_RDWR);
+    s->checking = n->flags & QIMG_O_CHECK;
     int ret = qcow2_header_read(n, s, err);
     if (ret < 0)
         return ret;
@@ -89,7 +91,9 @@ static int qcow2_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_e
     /* Lazy refcounts left the image dirty: rebuild its refcounts from the L1/L2 tables. */
     if (!s->read_only && (s->incompat & QCOW2_INCOMPAT_DIRTY) && !(n->flags & QIMG_O_CHECK)) {
         struct qimg_check_result res;
+        s->checking = true; /* repairs are written through, deferred nothing */
         ret = qcow2_check(n, &res, QIMG_CHECK_FIX_LEAKS | QIMG_CHECK_FIX_ERRORS, err);
+        s->checking = false;
         if (ret < 0 || res.check_errors)
             return qimg_error_errno(err, ret < 0 ? ret : -EIO, "Could not repair dirty image");
     }
@@ -110,6 +114,20 @@ static int qcow2_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_e
     return 0;
 }
 
+/*
+ * Lazy refcounts: the refcount blocks this session deferred go to the file
+ * before the dirty bit may be cleared. A failure keeps the bit set (the next
+ * read-write open repairs the refcounts) and is reported as QEMU reports it.
+ */
+static int writeback_deferred(struct qimg_node *n)
+{
+    int ret = qcow2_refcount_writeback(n);
+    if (ret < 0)
+        fprintf(stderr, "%s: Failed to flush the refcount block cache: %s\n",
+                program_invocation_short_name, strerror(-ret));
+    return ret;
+}
+
 static void qcow2_close(struct qimg_node *n)
 {
     struct qcow2_state *s = n->opaque;
@@ -117,7 +135,7 @@ static void qcow2_close(struct qimg_node *n)
         return;
     if (!s->read_only && n->file)
         qcow2_bitmaps_store(n); /* a failure leaves them in use: inconsistent, not corrupt */
-    if (!s->read_only && n->file && qimg_node_flush(n->file) == 0)
+    if (!s->read_only && n->file && writeback_deferred(n) == 0 && qimg_node_flush(n->file) == 0)
         qcow2_mark_clean(n); /* as QEMU on close: only check leaves a dirty image open */
     qcow2_cache_destroy(&s->l2_cache);
     qcow2_cache_destroy(&s->rb_cache);
@@ -142,9 +160,30 @@ static bool qcow2_has_zero_init(struct qimg_node *n)
     return !n->backing_file || !n->backing_file[0];
 }
 
+/* QEMU's flush writes its refcount cache too, unless the image is dirty (lazy refcounts). */
 static int qcow2_flush(struct qimg_node *n)
 {
-    return qimg_node_flush(n->file);
+    int ret = qcow2_refcount_settle(n);
+    return ret < 0 ? ret : qimg_node_flush(n->file);
+}
+
+/*
+ * A guest write or zero write ends like one in QEMU's default writethrough
+ * mode: what it deferred (lazy decrements) is written back unless the image
+ * is dirty. Compressed writes and discards are not flushed there either.
+ */
+static int qcow2_pwrite_request(struct qimg_node *n, uint64_t off, uint64_t len,
+                                const void *buf, unsigned flags)
+{
+    int ret = qcow2_pwrite(n, off, len, buf, flags);
+    return ret < 0 ? ret : qcow2_refcount_settle(n);
+}
+
+static int qcow2_pwrite_zeroes_request(struct qimg_node *n, uint64_t off, uint64_t len,
+                                       unsigned flags)
+{
+    int ret = qcow2_pwrite_zeroes(n, off, len, flags);
+    return ret < 0 ? ret : qcow2_refcount_settle(n);
 }
 
 /*
@@ -309,8 +348,27 @@ static int grow_with_data_file(struct qimg_node *n, uint64_t size, bool exact,
     return qcow2_grow_to(n, size, map ? QIMG_PREALLOC_METADATA : QIMG_PREALLOC_OFF, err);
 }
 
+static int resize(struct qimg_node *n, uint64_t size, bool exact, enum qimg_prealloc prealloc,
+                  struct qimg_error *err);
+
+/*
+ * Like QEMU, a resize ends with the refcount blocks on disk, deferred (lazy)
+ * ones included: the metadata a resize changes is not left to the dirty bit.
+ */
 static int qcow2_truncate(struct qimg_node *n, uint64_t size, bool exact,
                           enum qimg_prealloc prealloc, struct qimg_error *err)
+{
+    int ret = resize(n, size, exact, prealloc, err);
+    pthread_mutex_lock(&n->lock);
+    int wret = qcow2_refcount_writeback(n);
+    pthread_mutex_unlock(&n->lock);
+    if (ret == 0 && wret < 0)
+        ret = qimg_error_errno(err, wret, "Failed to flush the refcount block cache");
+    return ret;
+}
+
+static int resize(struct qimg_node *n, uint64_t size, bool exact, enum qimg_prealloc prealloc,
+                  struct qimg_error *err)
 {
     struct qcow2_state *s = n->opaque;
     if (size % 512)
@@ -349,8 +407,8 @@ const struct qimg_driver qimg_qcow2_driver = {
     .create = qcow2_create,
     .get_length = qcow2_get_length,
     .pread = qcow2_pread,
-    .pwrite = qcow2_pwrite,
-    .pwrite_zeroes = qcow2_pwrite_zeroes,
+    .pwrite = qcow2_pwrite_request,
+    .pwrite_zeroes = qcow2_pwrite_zeroes_request,
     .pwrite_compressed = qcow2_pwrite_compressed,
     .compress = qcow2_compress_cluster,
     .pwrite_precompressed = qcow2_pwrite_precompressed,

@@ -406,7 +406,51 @@ int qcow2_header_build(const struct qcow2_state *s, const char *backing_file, ui
 
 int qcow2_header_update_fields(struct qimg_node *n, uint64_t off, const void *be, size_t len)
 {
+    struct qcow2_state *s = n->opaque;
+    /*
+     * qcow2.txt, incompatible bit 0: clearing the dirty bit (whoever does it)
+     * vouches for the refcounts, so the blocks lazy refcounts deferred go first.
+     */
+    if (s && qcow2_lazy_dirty(s) && off <= 72 && off + len >= 80 &&
+        !(qcow2_be64((const uint8_t *)be + (72 - off)) & QCOW2_INCOMPAT_DIRTY)) {
+        int ret = qcow2_refcount_writeback(n);
+        if (ret == 0)
+            ret = qimg_node_flush(n->file);
+        if (ret < 0)
+            return ret;
+    }
     return qimg_node_pwrite(n->file, off, len, be, 0);
+}
+
+/*
+ * qcow2.txt, incompatible bit 0 and compatible bit 0: with lazy refcounts the
+ * dirty bit goes to disk (flushed before, so that nothing written earlier
+ * depends on it, and after, so that nothing written later can precede it)
+ * before the first allocating write links its clusters; refcount updates are
+ * deferred from then on (qcow2_refcount_defer). As in QEMU, only the
+ * 8-byte incompatible_features field is written.
+ */
+int qcow2_lazy_mark_dirty(struct qimg_node *n)
+{
+    struct qcow2_state *s = n->opaque;
+    if (qcow2_lazy_dirty(s) || s->read_only || s->version < 3 ||
+        !(s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS))
+        return 0;
+    if (!(s->incompat & QCOW2_INCOMPAT_DIRTY)) {
+        int ret = qimg_node_flush(n->file);
+        if (ret < 0)
+            return ret;
+        uint8_t be[8];
+        qcow2_put64(be, s->incompat | QCOW2_INCOMPAT_DIRTY);
+        ret = qcow2_header_update_fields(n, 72, be, 8);
+        if (ret == 0)
+            ret = qimg_node_flush(n->file);
+        if (ret < 0)
+            return ret;
+        s->incompat |= QCOW2_INCOMPAT_DIRTY;
+    }
+    s->lazy_dirty = true;
+    return 0;
 }
 
 /*

@@ -350,6 +350,12 @@ static int write_alloc(struct qimg_node *n, uint64_t off, uint64_t end, const ui
     if (we > c0 + k * cs)
         we = c0 + k * cs;
 
+    /* Lazy refcounts: dirty bit before the new mapping's refcounts (qcow2.txt, bit 0). */
+    ret = qcow2_lazy_mark_dirty(n);
+    if (ret < 0) {
+        free(old);
+        return ret;
+    }
     uint64_t host;
     if (reuse) {
         host = qcow2_entry_host(s, &old[0]);
@@ -925,6 +931,9 @@ int qcow2_preallocate_locked(struct qimg_node *n, uint64_t off, uint64_t len, ui
                     break;
                 j++;
             }
+            ret = qcow2_lazy_mark_dirty(n); /* as for an allocating write */
+            if (ret < 0)
+                return ret;
             int64_t h = n->data_file ? (int64_t)(pos + k * cs) : qcow2_alloc_clusters(n, j - k);
             if (h < 0)
                 return (int)h;

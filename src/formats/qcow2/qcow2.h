@@ -2,7 +2,8 @@
 /*
  * qcow2 driver internals (qcow2.txt). One file per concern:
  *   header.c    header + extensions: parse, validate, serialise
- *   cache.c     bounded write-through caches for L2 tables and refcount blocks
+ *   cache.c     bounded caches for L2 tables and refcount blocks (write-through;
+ *               refcount blocks write back while lazy refcounts hold the dirty bit)
  *   refcount.c  refcounts, cluster allocation, refcount table growth
  *   cluster.c   guest -> host mapping (L1/L2), L2 allocation, entry updates
  *   compress.c  zlib (raw deflate, 4 KiB window) and zstd clusters
@@ -77,11 +78,16 @@ struct qcow2_ext {
     uint8_t *data;
 };
 
-/* Bounded cache of cluster-sized metadata tables; write-through. */
+/*
+ * Bounded cache of cluster-sized metadata tables; write-through, except that
+ * refcount updates deferred by lazy refcounts (qcow2_refcount_defer) only
+ * mark their block dirty until it is written back (qcow2_refcount_writeback).
+ */
 struct qcow2_cache_entry {
     uint64_t offset; /* 0: empty slot */
     uint8_t *buf;
     uint64_t last_use;
+    bool dirty; /* newer than the file (meaningful only with offset != 0) */
 };
 
 struct qcow2_cache {
@@ -155,6 +161,9 @@ struct qcow2_state {
     size_t n_meta, cap_meta;
 
     bool corrupt_event; /* the image was marked corrupt in this session: refuse I/O */
+    bool checking;      /* opened for qemu-img check: repairs are written through */
+    /* qcow2.txt, lazy refcounts: this session set the dirty bit (qcow2_lazy_dirty). */
+    bool lazy_dirty;
     bool read_only;
 
     /* snapshot.c: the snapshot table (nb_snapshots entries) and its size in bytes. */
@@ -233,6 +242,13 @@ int qcow2_header_read(struct qimg_node *n, struct qcow2_state *s, struct qimg_er
 int qcow2_header_build(const struct qcow2_state *s, const char *backing_file, uint8_t *buf,
                        size_t buf_len);
 int qcow2_header_update_fields(struct qimg_node *n, uint64_t off, const void *be, size_t len);
+/*
+ * qcow2.txt, compatible bit 0 (lazy refcounts): before the first allocating
+ * write of a session links new clusters, set the dirty bit (flushed before
+ * and after the header write). From then on refcount updates are deferred.
+ * No-op for images without lazy refcounts, read-only or already marked.
+ */
+int qcow2_lazy_mark_dirty(struct qimg_node *n);
 void qcow2_state_free_ext(struct qcow2_state *s);
 void qcow2_mark_corrupt(struct qimg_node *n, const char *what);
 int qcow2_change_backing_file(struct qimg_node *n, const char *file, const char *fmt,
@@ -248,6 +264,18 @@ void qcow2_cache_destroy(struct qcow2_cache *c);
 int qcow2_cache_get(struct qimg_node *n, struct qcow2_cache *c, uint64_t offset, bool fresh,
                     uint8_t **out);
 void qcow2_cache_drop(struct qcow2_cache *c, uint64_t offset);
+/* The cached table at offset is newer than the file: write it back later. */
+void qcow2_cache_mark_dirty(struct qcow2_cache *c, uint64_t offset);
+/*
+ * Write back every dirty refcount block, whole (refblock_update_part each),
+ * as QEMU flushes its refcount cache: at close, on eviction, before a new L2
+ * table, L1 table, refcount block or refcount table is written, at the end of
+ * a resize, and (qcow2_refcount_settle) after a write request or on flush.
+ * 0 or the first error; a block that failed stays dirty.
+ */
+int qcow2_refcount_writeback(struct qimg_node *n);
+/* End of a write request or a flush: write back unless this session made the image dirty. */
+int qcow2_refcount_settle(struct qimg_node *n);
 /* Write part of a metadata table through to the file (offset absolute in the file). */
 int qcow2_meta_write(struct qimg_node *n, uint64_t offset, const void *buf, size_t len);
 
@@ -364,6 +392,30 @@ static inline struct qimg_node *qcow2_data_node(struct qimg_node *n)
 int qcow2_data_file_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_error *err);
 /* A raw data file (data_file_raw) must read as the guest does: zero [off, off+len) there. */
 int qcow2_data_file_raw_zero(struct qimg_node *n, uint64_t off, uint64_t len);
+
+/*
+ * qcow2.txt, incompatible bit 0: this session's dirty bit is on disk, so
+ * refcounts may be stale (a read-write open repairs them after a crash).
+ */
+static inline bool qcow2_lazy_dirty(const struct qcow2_state *s)
+{
+    return s->lazy_dirty && (s->incompat & QCOW2_INCOMPAT_DIRTY);
+}
+
+/*
+ * Lazy refcounts, as QEMU keeps them (its refcount cache is written back only
+ * at the points listed at qcow2_refcount_writeback): a refcount update stays
+ * in the cache once the image is dirty, and a decrement on any lazy image
+ * opened for writing (a stale high refcount only leaks). Everything else is
+ * written through at once, before the metadata that relies on it.
+ */
+static inline bool qcow2_refcount_defer(const struct qcow2_state *s, int64_t delta)
+{
+    if (qcow2_lazy_dirty(s))
+        return true;
+    return delta < 0 && !s->read_only && !s->checking && s->version >= 3 &&
+           (s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS);
+}
 
 /* Small helpers. */
 static inline uint64_t qcow2_be64(const uint8_t *p)

@@ -219,6 +219,16 @@ int qcow2_get_refcount(struct qimg_node *n, uint64_t ci, uint64_t *out)
     return 0;
 }
 
+/* Side effects of refcounts that reached zero: free-space hints, metadata index. */
+static void note_freed(struct qcow2_state *s, uint64_t ci)
+{
+    meta_remove(s, ci * s->cluster_size);
+    if (ci < s->free_cluster_index)
+        s->free_cluster_index = ci;
+    if (s->free_byte_offset / s->cluster_size == ci)
+        s->free_byte_offset = 0;
+}
+
 int qcow2_update_refcounts(struct qimg_node *n, uint64_t first, uint64_t count, int64_t delta)
 {
     struct qcow2_state *s = n->opaque;
@@ -241,34 +251,34 @@ int qcow2_update_refcounts(struct qimg_node *n, uint64_t first, uint64_t count, 
         ret = qcow2_cache_get(n, &s->rb_cache, boff, false, &blk);
         if (ret < 0)
             return ret;
+        /* Check the whole range first: a refused update changes nothing. */
         for (uint64_t i = in; i < in + now; i++) {
             uint64_t v = refcount_get_entry(s, blk, i);
             if ((delta < 0 && v < (uint64_t)-delta) ||
-                (delta > 0 && s->refcount_max - v < (uint64_t)delta)) {
-                /* Undo nothing: the entries before i are already changed in the cache only. */
-                qcow2_cache_drop(&s->rb_cache, boff);
+                (delta > 0 && s->refcount_max - v < (uint64_t)delta))
                 return delta < 0 ? -EIO : -ERANGE;
-            }
-            v += (uint64_t)delta;
-            refcount_set_entry(s, blk, i, v);
-            uint64_t ci = rt_idx * s->rb_entries + i;
-            if (v == 0) {
-                meta_remove(s, ci * s->cluster_size);
-                if (ci < s->free_cluster_index)
-                    s->free_cluster_index = ci;
-                if (s->free_byte_offset / s->cluster_size == ci)
-                    s->free_byte_offset = 0;
+        }
+        for (uint64_t i = in; i < in + now; i++)
+            refcount_set_entry(s, blk, i, refcount_get_entry(s, blk, i) + (uint64_t)delta);
+        if (qcow2_refcount_defer(s, delta)) {
+            /* Lazy refcounts: the block is written back later (qcow2_refcount_writeback). */
+            qcow2_cache_mark_dirty(&s->rb_cache, boff);
+        } else {
+            uint64_t bstart, blen;
+            entry_bytes(s, in, now, &bstart, &blen);
+            qimg_debug_event(n->file, QIMG_DBG_REFBLOCK_UPDATE_PART);
+            ret = qcow2_meta_write(n, boff + bstart, blk + bstart, blen);
+            if (ret < 0) {
+                /* A failed update changes nothing in memory; the file may hold either. */
+                for (uint64_t i = in; i < in + now; i++)
+                    refcount_set_entry(s, blk, i,
+                                       refcount_get_entry(s, blk, i) - (uint64_t)delta);
+                return ret;
             }
         }
-        uint64_t bstart, blen;
-        entry_bytes(s, in, now, &bstart, &blen);
-        qimg_debug_event(n->file, QIMG_DBG_REFBLOCK_UPDATE_PART);
-        ret = qcow2_meta_write(n, boff + bstart, blk + bstart, blen);
-        if (ret < 0) {
-            /* Reload the block from disk next time: a failed update changes nothing. */
-            qcow2_cache_drop(&s->rb_cache, boff);
-            return ret;
-        }
+        for (uint64_t i = in; i < in + now; i++)
+            if (refcount_get_entry(s, blk, i) == 0)
+                note_freed(s, rt_idx * s->rb_entries + i);
         first += now;
         count -= now;
     }
@@ -319,6 +329,10 @@ static int reftable_grow(struct qimg_node *n, uint64_t needed_ci)
     struct qcow2_state *s = n->opaque;
     uint64_t cs = s->cluster_size, rbe = s->rb_entries;
     qimg_debug_event(n->file, QIMG_DBG_REFTABLE_GROW);
+    /* The new table copies the old one: deferred (lazy) blocks go first. */
+    int wret = qcow2_refcount_writeback(n);
+    if (wret < 0)
+        return wret;
     uint64_t a = s->rt_size * rbe; /* first cluster the old table cannot describe */
     uint64_t want = rt_clusters_for(s, needed_ci + 1);
     uint64_t t = want + want / 2 + 1, b = 0;
@@ -434,7 +448,10 @@ static int refblock_ensure(struct qimg_node *n, uint64_t idx)
     struct qcow2_state *s = n->opaque;
     uint64_t place;
     qimg_debug_event(n->file, QIMG_DBG_REFBLOCK_ALLOC);
-    int ret = find_free(n, 1, &place);
+    /* Deferred (lazy) refcounts reach the file before a new block is linked (as QEMU). */
+    int ret = qcow2_refcount_writeback(n);
+    if (ret == 0)
+        ret = find_free(n, 1, &place);
     if (ret < 0)
         return ret;
     uint64_t pidx = place / s->rb_entries;
@@ -460,6 +477,13 @@ static int refblock_ensure(struct qimg_node *n, uint64_t idx)
     return refblock_create(n, idx, place, false);
 }
 
+/*
+ * Allocate count contiguous clusters. The refcount table must describe the
+ * whole run first (growing it starts over); then the run is counted block by
+ * block, a missing refcount block created just before its part is counted,
+ * as QEMU does: with deferred (lazy) refcounts, the blocks written back at
+ * that creation hold the run's earlier parts.
+ */
 int64_t qcow2_alloc_clusters(struct qimg_node *n, uint64_t count)
 {
     struct qcow2_state *s = n->opaque;
@@ -471,15 +495,17 @@ retry:;
     int ret = find_free(n, count, &start);
     if (ret < 0)
         return ret;
-    for (uint64_t ci = start; ci < start + count;) {
+    uint64_t end = start + count;
+    if ((end - 1) / s->rb_entries >= s->rt_size) {
+        s->free_cluster_index = start;
+        ret = reftable_grow(n, end);
+        if (ret < 0)
+            return ret;
+        goto retry;
+    }
+    for (uint64_t ci = start; ci < end;) {
         uint64_t rt_idx = ci / s->rb_entries;
-        if (rt_idx >= s->rt_size) {
-            s->free_cluster_index = start;
-            ret = reftable_grow(n, start + count);
-            if (ret < 0)
-                return ret;
-            goto retry;
-        }
+        uint64_t part_end = (rt_idx + 1) * s->rb_entries < end ? (rt_idx + 1) * s->rb_entries : end;
         uint64_t boff;
         ret = refblock_offset(n, rt_idx, &boff);
         if (ret < 0)
@@ -488,16 +514,22 @@ retry:;
             ret = refblock_ensure(n, rt_idx);
             if (ret < 0)
                 return ret;
-            if (ret > 0) {
+            if (ret > 0 && ci == start) {
                 s->free_cluster_index = start;
                 goto retry;
             }
+            if (ret > 0) {
+                /* The table grew with part of the run counted: keep the rest reserved. */
+                if (s->free_cluster_index < end)
+                    s->free_cluster_index = end;
+                continue;
+            }
         }
-        ci = (rt_idx + 1) * s->rb_entries;
+        ret = qcow2_update_refcounts(n, ci, part_end - ci, 1);
+        if (ret < 0)
+            return ret; /* parts already counted leak, nothing worse */
+        ci = part_end;
     }
-    ret = qcow2_update_refcounts(n, start, count, 1);
-    if (ret < 0)
-        return ret;
     return (int64_t)(start * s->cluster_size);
 }
 
