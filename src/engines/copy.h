@@ -5,10 +5,12 @@
  *
  * The sources are mapped with whole-chain block status first: what is known
  * to read as zeroes is never read. The mapped extents are cut into chunks
- * (buf_size bytes, 2 MiB by default, cut from the start of each extent) that
- * a pool of workers reads, scans for zeroes and writes, in order unless
- * out_of_order. Nothing here prints: progress and salvaged read errors go to
- * callbacks, failures to a struct qimg_error.
+ * (buf_size bytes, 2 MiB by default, cut from the start of each extent and
+ * ending on the target's cluster boundaries) that a pool of workers reads,
+ * scans for zeroes and writes, in order unless out_of_order. A failure stops
+ * the job after the chunks before it are written. Nothing here prints:
+ * progress and salvaged read errors go to callbacks, failures to a struct
+ * qimg_error.
  */
 #ifndef QIMG_ENGINES_COPY_H
 #define QIMG_ENGINES_COPY_H
