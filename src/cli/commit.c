@@ -10,8 +10,9 @@
  * read-write with its own chain under it, the layers in between read-only on
  * their own, and the top read-write, and the layers are linked again.
  *
- * Ranges reading as zeroes become zero writes; data is copied as it is, even
- * when it is all zeroes (qemu-img's commit does no zero detection).
+ * Ranges reading as zeroes become zero writes that may unmap what base held
+ * there (qemu-img leaves such clusters unallocated); data is copied as it is,
+ * even when it is all zeroes (qemu-img's commit does no zero detection).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -21,11 +22,8 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "engines/copy.h"
 #include "util/mem.h"
-#include "util/ratelimit.h"
-
-#define COMMIT_CHUNK (2u << 20)
-#define COMMIT_STATUS_MAX (1ull << 30)
 
 struct layer {
     char *filename;
@@ -156,24 +154,17 @@ static int grow_base(struct qimg_node *base, uint64_t size)
     return 0;
 }
 
-static int copy_data(struct qimg_node *top, struct qimg_node *base, uint64_t off, uint64_t len,
-                     uint8_t *buf, struct qimg_ratelimit *rl)
+static void on_progress(void *opaque, uint64_t done, uint64_t total)
 {
-    while (len) {
-        uint64_t now = len < COMMIT_CHUNK ? len : COMMIT_CHUNK;
-        qimg_ratelimit_wait(rl, now);
-        int ret = qimg_node_pread(top, off, now, buf, 0);
-        if (ret == 0)
-            ret = qimg_node_pwrite(base, off, now, buf, 0);
-        if (ret < 0)
-            return ret;
-        off += now;
-        len -= now;
-    }
-    return 0;
+    (void)opaque;
+    cli_progress_update((double)done, (double)total);
 }
 
-/* Everything the layers above base allocate goes into base. */
+/*
+ * Everything the layers above base allocate goes into base, through the copy
+ * engine: parallel reads of the top's chain, in-order writes into base,
+ * flushed along the way and at the end.
+ */
 static int commit_run(const struct commit_opts *o, struct qimg_node *top, struct qimg_node *base)
 {
     int64_t size = qimg_node_length(top);
@@ -183,32 +174,24 @@ static int commit_run(const struct commit_opts *o, struct qimg_node *top, struct
     }
     if (grow_base(base, (uint64_t)size) < 0)
         return -1;
-    uint8_t *buf = qimg_alloc_aligned(COMMIT_CHUNK);
-    struct qimg_ratelimit rl;
-    qimg_ratelimit_init(&rl, o->rate);
-    int ret = buf ? 0 : -ENOMEM;
-    for (uint64_t off = 0; ret == 0 && off < (uint64_t)size;) {
-        uint64_t want = (uint64_t)size - off;
-        if (want > COMMIT_STATUS_MAX)
-            want = COMMIT_STATUS_MAX;
-        struct qimg_block_status st;
-        ret = qimg_chain_block_status(top, base, off, want, &st);
-        if (ret < 0)
-            break;
-        uint64_t n = st.bytes && st.bytes <= want ? st.bytes : want;
-        if (st.flags & QIMG_BLK_ZERO)
-            ret = qimg_node_pwrite_zeroes(base, off, n, 0);
-        else if (st.flags & QIMG_BLK_DATA)
-            ret = copy_data(top, base, off, n, buf, &rl);
-        off += n;
-        cli_progress_update((double)off, (double)size);
-    }
-    if (ret == 0)
-        ret = qimg_node_flush(base);
-    qimg_ratelimit_destroy(&rl);
-    free(buf);
-    if (ret < 0) {
-        cli_error("Block job failed: %s", strerror(-ret));
+    struct qimg_copy_source src = {.node = top, .length = (uint64_t)size};
+    struct qimg_copy_job job = {
+        .src = &src,
+        .n_src = 1,
+        .base = base,
+        .dst = base,
+        .sparse_size = QIMG_COPY_DEFAULT_SPARSE,
+        /* qemu-img's commit copies data as it is; zero ranges may unmap what base holds. */
+        .no_zero_scan = true,
+        .skip_unallocated = true,
+        .rate_limit = o->rate,
+        .flush = true,
+        .progress = o->progress ? on_progress : NULL,
+    };
+    struct qimg_copy_result res;
+    struct qimg_error err = {0};
+    if (qimg_copy_run(&job, &res, &err) < 0) {
+        cli_error("Block job failed: %s", strerror(res.errnum));
         return -1;
     }
     return 0;

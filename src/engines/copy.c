@@ -49,6 +49,7 @@ struct copy_state {
     const struct qimg_copy_job *job;
     size_t buf_size;
     uint64_t cluster; /* compression unit */
+    uint64_t align;   /* data chunks end on multiples of this (target offsets), if set */
 
     struct extent *ext;
     size_t n_ext, cap_ext;
@@ -58,15 +59,23 @@ struct copy_state {
     bool split_compress; /* the target compresses without its lock (qimg_node_compress) */
 
     pthread_mutex_t lock;
-    pthread_cond_t turn;
+    /*
+     * Chunk seq waits for its turn on turn[seq % QIMG_COPY_MAX_WORKERS]: the
+     * chunks under way have consecutive numbers, one per worker, so each has
+     * its own condition and a finished write wakes only the next writer.
+     */
+    pthread_cond_t turn[QIMG_COPY_MAX_WORKERS];
     size_t cur_ext;       /* chunk cursor: extent and bytes of it handed out */
     uint64_t cur_done;
     uint64_t seq_assign;  /* next sequence number to hand out */
     uint64_t seq_write;   /* sequence number whose turn it is to write */
     uint64_t done, total; /* data bytes */
-    bool stop;
+    bool stop;            /* no new chunks; only those before stop_pos still write */
+    uint64_t stop_pos;
     bool offload;         /* still trying copy offload */
     bool offloaded;
+    uint64_t unflushed;   /* data bytes written since the last flush */
+    bool flushing;        /* a worker is flushing ahead (see flush_ahead) */
 
     int ret;
     struct qimg_copy_result res;
@@ -74,28 +83,43 @@ struct copy_state {
 
     struct qimg_ratelimit rl;
     uint8_t *zero_buf; /* buf_size zeroes for -S 0 over known-zero ranges */
-    uint64_t fault_off, fault_len; /* test hook, see fault_init() */
 };
 
-/* Record the first failure and stop everyone. Called without the lock held. */
+/*
+ * Record a failure at copy offset pos and stop: no new chunks, and of those
+ * under way only the ones before pos still write, as a sequential copy would
+ * have written them (in order). The failure reported is the one at the
+ * lowest offset. Called without the lock held.
+ */
 static void fail(struct copy_state *s, enum qimg_copy_failure what, uint64_t pos, int ret,
                  const char *fmt_prefix)
 {
     pthread_mutex_lock(&s->lock);
-    if (s->ret == 0) {
+    if (s->ret == 0 || pos < s->res.offset) {
         s->ret = ret;
         s->res.failure = what;
         s->res.offset = pos;
         s->res.errnum = -ret;
         if (fmt_prefix)
-            qimg_error_set(&s->err, ret, "%s %llu: %s", fmt_prefix, (unsigned long long)pos,
-                           strerror(-ret));
+            qimg_error_reset(&s->err, ret, "%s %llu: %s", fmt_prefix,
+                             (unsigned long long)(s->job->dst_offset + pos), strerror(-ret));
+        else if (what == QIMG_COPY_FAILED_FLUSH)
+            qimg_error_reset(&s->err, ret, "error while flushing: %s", strerror(-ret));
         else
-            qimg_error_set(&s->err, ret, "%s", strerror(-ret));
+            qimg_error_reset(&s->err, ret, "%s", strerror(-ret));
     }
     s->stop = true;
-    pthread_cond_broadcast(&s->turn);
+    if (s->job->out_of_order || pos < s->stop_pos)
+        s->stop_pos = s->job->out_of_order ? 0 : pos;
+    for (size_t i = 0; i < QIMG_COPY_MAX_WORKERS; i++)
+        pthread_cond_broadcast(&s->turn[i]);
     pthread_mutex_unlock(&s->lock);
+}
+
+/* May this chunk still be written? Lock held. */
+static bool may_write(const struct copy_state *s, const struct chunk *c)
+{
+    return !s->stop || c->pos < s->stop_pos;
 }
 
 /* ---- phase 1: mapping ---- */
@@ -272,10 +296,15 @@ static bool next_chunk(struct copy_state *s, struct chunk *c)
     uint64_t len = e->len - s->cur_done;
     if (len > s->buf_size)
         len = s->buf_size;
-    if (s->job->compress && e->kind == EXT_DATA) {
-        /* Compressed clusters are written whole: end chunks on cluster boundaries. */
+    if (s->align && e->kind == EXT_DATA && len < e->len - s->cur_done) {
+        /*
+         * End chunks on target cluster boundaries: compressed clusters are
+         * written whole, and any other cluster a chunk ends inside would be
+         * allocated with a copy-on-write tail, then written again by the next
+         * chunk (bench/run: raw->qcow2, qcow2 with 2M clusters).
+         */
         uint64_t abs = s->job->dst_offset + e->pos + s->cur_done;
-        uint64_t end = (abs + len) / s->cluster * s->cluster;
+        uint64_t end = (abs + len) / s->align * s->align;
         if (end > abs && end < abs + len)
             len = end - abs;
     }
@@ -287,56 +316,24 @@ static bool next_chunk(struct copy_state *s, struct chunk *c)
     return true;
 }
 
-static int source_pread(struct copy_state *s, struct qimg_node *src, uint64_t pos,
-                        uint64_t src_off, uint64_t len, uint8_t *buf);
-
-/* Salvage: read sector by sector, zeroes for what fails, one report per failing run. */
+/*
+ * Salvage: read sector by sector; what fails reads as zeroes and is reported
+ * sector by sector, as qemu-img reports it (one warning per 512-byte sector,
+ * also when the node's request alignment is larger).
+ */
 static void read_salvaging(struct copy_state *s, const struct chunk *c, struct qimg_node *src,
                            uint8_t *buf)
 {
-    uint64_t bad_start = 0, bad_len = 0;
-    int bad_err = 0;
     for (uint64_t done = 0; done < c->len;) {
         uint64_t n = c->len - done < SECTOR ? c->len - done : SECTOR;
-        int ret = source_pread(s, src, c->pos + done, c->src_off + done, n, buf + done);
+        int ret = qimg_node_pread(src, c->src_off + done, n, buf + done, 0);
         if (ret < 0) {
             memset(buf + done, 0, n);
-            if (!bad_len) {
-                bad_start = c->pos + done;
-                bad_err = -ret;
-            }
-            bad_len += n;
-        }
-        if ((ret == 0 || done + n == c->len) && bad_len) {
             if (s->job->read_error)
-                s->job->read_error(s->job->opaque, bad_start, bad_len, bad_err);
-            bad_len = 0;
+                s->job->read_error(s->job->opaque, s->job->dst_offset + c->pos + done, n, -ret);
         }
         done += n;
     }
-}
-
-/*
- * Test hook: QIMG_TEST_READ_ERROR="offset,length" makes source reads that touch
- * that copy-relative range fail with EIO, so that error and --salvage paths
- * can be tested without a failing disk.
- */
-static void fault_init(struct copy_state *s)
-{
-    const char *spec = getenv("QIMG_TEST_READ_ERROR");
-    unsigned long long off, len;
-    if (spec && sscanf(spec, "%llu,%llu", &off, &len) == 2) {
-        s->fault_off = off;
-        s->fault_len = len;
-    }
-}
-
-static int source_pread(struct copy_state *s, struct qimg_node *src, uint64_t pos,
-                        uint64_t src_off, uint64_t len, uint8_t *buf)
-{
-    if (s->fault_len && pos < s->fault_off + s->fault_len && s->fault_off < pos + len)
-        return -EIO;
-    return qimg_node_pread(src, src_off, len, buf, 0);
 }
 
 static int read_chunk(struct copy_state *s, const struct chunk *c, uint8_t *buf);
@@ -381,7 +378,7 @@ static int read_chunk(struct copy_state *s, const struct chunk *c, uint8_t *buf)
     if (c->ext->mixed)
         return read_mixed(s, c, buf);
     struct qimg_node *src = s->job->src[c->ext->src].node;
-    int ret = source_pread(s, src, c->pos, c->src_off, c->len, buf);
+    int ret = qimg_node_pread(src, c->src_off, c->len, buf, 0);
     if (ret < 0 && s->job->salvage) {
         read_salvaging(s, c, src, buf);
         ret = 0;
@@ -391,13 +388,17 @@ static int read_chunk(struct copy_state *s, const struct chunk *c, uint8_t *buf)
     return ret;
 }
 
-/* Wait for this chunk's turn to write; false when the job stopped meanwhile. */
+/*
+ * Wait for this chunk's turn to write; false when a failure before it stopped
+ * the job meanwhile. (The chunks before it were all handed out before it, so
+ * none of them is given up: its turn comes.)
+ */
 static bool wait_turn(struct copy_state *s, const struct chunk *c)
 {
     pthread_mutex_lock(&s->lock);
-    while (!s->stop && !s->job->out_of_order && c->seq != s->seq_write)
-        pthread_cond_wait(&s->turn, &s->lock);
-    bool ok = !s->stop;
+    while (may_write(s, c) && !s->job->out_of_order && c->seq != s->seq_write)
+        pthread_cond_wait(&s->turn[c->seq % QIMG_COPY_MAX_WORKERS], &s->lock);
+    bool ok = may_write(s, c);
     pthread_mutex_unlock(&s->lock);
     return ok;
 }
@@ -431,7 +432,7 @@ static int write_data(struct copy_state *s, uint64_t pos, uint64_t len, const ui
  */
 static int write_scanned(struct copy_state *s, const struct chunk *c, const uint8_t *buf)
 {
-    uint64_t unit = s->job->compress ? s->cluster : s->job->sparse_size;
+    uint64_t unit = s->job->compress ? s->cluster : s->job->no_zero_scan ? 0 : s->job->sparse_size;
     uint64_t abs0 = s->job->dst_offset + c->pos;
     if (!unit)
         return write_data(s, c->pos, c->len, buf);
@@ -460,6 +461,27 @@ static int write_scanned(struct copy_state *s, const struct chunk *c, const uint
     return 0;
 }
 
+/*
+ * Flush while the other workers go on copying, once enough data has been
+ * written since the last flush; called with the lock held, returns with it
+ * held. A page cache holds gigabytes of dirty data before it writes any back
+ * on its own, and the final flush would then wait for all of it; flushing
+ * ahead lets the disk work during the copy (bench/run "commit 3 layers").
+ */
+static void flush_ahead(struct copy_state *s)
+{
+    if (!s->job->flush || s->flushing || s->stop || s->unflushed < QIMG_COPY_FLUSH_AHEAD)
+        return;
+    s->flushing = true;
+    s->unflushed = 0;
+    pthread_mutex_unlock(&s->lock);
+    int ret = qimg_node_flush(s->job->dst);
+    if (ret < 0)
+        fail(s, QIMG_COPY_FAILED_FLUSH, 0, ret, NULL);
+    pthread_mutex_lock(&s->lock);
+    s->flushing = false;
+}
+
 /* Mark the chunk written: the next one's turn, progress. */
 static void finish_chunk(struct copy_state *s, const struct chunk *c)
 {
@@ -467,10 +489,12 @@ static void finish_chunk(struct copy_state *s, const struct chunk *c)
     s->seq_write++;
     if (c->ext->kind == EXT_DATA && !s->stop) {
         s->done += c->len;
+        s->unflushed += c->len;
         if (s->job->progress)
             s->job->progress(s->job->opaque, s->done, s->total);
     }
-    pthread_cond_broadcast(&s->turn);
+    pthread_cond_signal(&s->turn[s->seq_write % QIMG_COPY_MAX_WORKERS]);
+    flush_ahead(s);
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -481,8 +505,6 @@ static void finish_chunk(struct copy_state *s, const struct chunk *c)
 static int offload_chunk(struct copy_state *s, const struct chunk *c)
 {
     struct qimg_node *src = s->job->src[c->ext->src].node;
-    if (s->fault_len)
-        return -ENOTSUP; /* the read error test hook needs reads */
     return qimg_node_copy_range(src, c->src_off, s->job->dst, s->job->dst_offset + c->pos,
                                 c->len);
 }
@@ -662,7 +684,7 @@ static void worker(void *p)
 int qimg_copy_run(const struct qimg_copy_job *job, struct qimg_copy_result *res,
                   struct qimg_error *err)
 {
-    struct copy_state s = {.job = job};
+    struct copy_state s = {.job = job, .stop_pos = UINT64_MAX};
     unsigned workers = job->workers ? job->workers : QIMG_COPY_DEFAULT_WORKERS;
     int ret;
 
@@ -678,21 +700,25 @@ int qimg_copy_run(const struct qimg_copy_job *job, struct qimg_copy_result *res,
         workers = 2 * (unsigned)cpus;
     s.buf_size = job->buf_size ? job->buf_size : QIMG_COPY_DEFAULT_BUF;
     s.offload = job->offload && !job->compress;
+    uint64_t target_cluster = qimg_node_cluster_size(job->dst);
+    if (target_cluster <= s.buf_size && !(target_cluster & (target_cluster - 1)))
+        s.align = target_cluster;
     if (job->compress) {
         s.cluster = qimg_node_cluster_size(job->dst);
         if (!s.cluster)
             s.cluster = 64 * 1024;
         if (s.buf_size < s.cluster)
             s.buf_size = s.cluster;
+        s.align = s.cluster;
         /* Can the target compress outside its lock (qimg_node_compress)? */
         const struct qimg_driver *d = qimg_node_driver(job->dst);
         s.split_compress = d->compress && d->pwrite_precompressed;
     }
     pthread_mutex_init(&s.lock, NULL);
-    pthread_cond_init(&s.turn, NULL);
+    for (size_t i = 0; i < QIMG_COPY_MAX_WORKERS; i++)
+        pthread_cond_init(&s.turn[i], NULL);
     qimg_ratelimit_init(&s.rl, job->rate_limit);
 
-    fault_init(&s);
     ret = map_sources(&s);
     if (ret < 0)
         goto out;
@@ -719,7 +745,8 @@ out:
     if (res)
         *res = s.res;
     qimg_ratelimit_destroy(&s.rl);
-    pthread_cond_destroy(&s.turn);
+    for (size_t i = 0; i < QIMG_COPY_MAX_WORKERS; i++)
+        pthread_cond_destroy(&s.turn[i]);
     pthread_mutex_destroy(&s.lock);
     free(s.ext);
     free(s.orig);

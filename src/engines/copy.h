@@ -5,10 +5,12 @@
  *
  * The sources are mapped with whole-chain block status first: what is known
  * to read as zeroes is never read. The mapped extents are cut into chunks
- * (buf_size bytes, 2 MiB by default, cut from the start of each extent) that
- * a pool of workers reads, scans for zeroes and writes, in order unless
- * out_of_order. Nothing here prints: progress and salvaged read errors go to
- * callbacks, failures to a struct qimg_error.
+ * (buf_size bytes, 2 MiB by default, cut from the start of each extent and
+ * ending on the target's cluster boundaries) that a pool of workers reads,
+ * scans for zeroes and writes, in order unless out_of_order. A failure stops
+ * the job after the chunks before it are written. Nothing here prints:
+ * progress and salvaged read errors go to callbacks, failures to a struct
+ * qimg_error.
  */
 #ifndef QIMG_ENGINES_COPY_H
 #define QIMG_ENGINES_COPY_H
@@ -24,6 +26,7 @@
 #define QIMG_COPY_DEFAULT_BUF (2u << 20)
 #define QIMG_COPY_DEFAULT_SPARSE 4096
 #define QIMG_COPY_MAX_SPARSE (16u << 20) /* -S larger than this is refused by the CLI */
+#define QIMG_COPY_FLUSH_AHEAD (128ull << 20)
 
 /* A byte range of one source image. */
 struct qimg_copy_source {
@@ -60,6 +63,9 @@ struct qimg_copy_job {
      */
     uint64_t sparse_size;
     bool target_is_zero;   /* the target reads as zeroes: zero runs need no write at all */
+    /* Data is written as read, zeroes and all (commit); only ranges block status reports as
+       zero become zero writes. */
+    bool no_zero_scan;
     bool skip_unallocated; /* ranges no layer above base allocates are left as they are */
     /* Write data compressed, whole clusters: compressed on the workers (qimg_node_compress)
        and stored in order, or with qimg_node_pwrite_compressed if the target cannot split. */
@@ -70,7 +76,10 @@ struct qimg_copy_job {
     bool salvage;          /* unreadable 512-byte sectors become zeroes (reported via read_error) */
     uint64_t rate_limit;   /* bytes per second, 0 = unlimited */
     size_t buf_size;       /* chunk size; 0 means QIMG_COPY_DEFAULT_BUF */
-    bool flush;            /* flush the target when done */
+    /* Flush the target when done. Long copies also flush along the way (every
+       QIMG_COPY_FLUSH_AHEAD bytes written, on a worker while the others go on), so that the
+       disk writes back during the copy instead of all in the final flush. */
+    bool flush;
 
     /*
      * Progress: called after each chunk of data (not of known zeroes) is
@@ -78,14 +87,15 @@ struct qimg_copy_job {
      * serialised. May be NULL.
      */
     void (*progress)(void *opaque, uint64_t done, uint64_t total);
-    /* With salvage: [offset, offset+len) of the copy (dst-relative) read as zeroes. */
+    /* With salvage: [offset, offset+len) of the target (one sector at a time) read as
+       zeroes. Calls may come from several workers at once. */
     void (*read_error)(void *opaque, uint64_t offset, uint64_t len, int errnum);
     void *opaque;
 };
 
 struct qimg_copy_result {
     enum qimg_copy_failure failure;
-    uint64_t offset; /* copy-relative offset of the failing request */
+    uint64_t offset; /* copy-relative offset of the failing request (the lowest one) */
     int errnum;      /* positive errno */
     uint64_t data_bytes; /* bytes the job counted as data (the progress total) */
     bool offloaded;      /* at least one chunk went through copy offload */

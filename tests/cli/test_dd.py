@@ -121,12 +121,27 @@ def test_dd_count_includes_skipped_blocks(ours, tmp_path):
     assert (tmp_path / "d.raw").read_bytes() == src[4 * 65536:16 * 65536]
 
 
-def test_dd_read_error(ours, tmp_path):
+def blkdebug_src(sector):
+    """src.raw behind the blkdebug filter: guest reads touching the sector fail with EIO."""
+    return ('json:{"driver": "raw", "file": {"driver": "blkdebug", "inject-error": '
+            '[{"event": "read_aio", "errno": 5, "sector": %d}], '
+            '"image": {"driver": "file", "filename": "src.raw"}}}' % sector)
+
+
+@pytest.mark.parametrize("sector,bs", [(0, "512"), (MiB // 512 + 2, "64k")])
+def test_dd_read_error(ours, oracle, tmp_path, sector, bs):
+    """A read error: qemu-img's message and exit code, and the output file as qemu-img
+    leaves it (created at full size; the data before the failing block copied; here the
+    failing block is the first of a data extent, where both tools' requests start)."""
     make_input(tmp_path)
-    env = dict(os.environ, QIMG_TEST_READ_ERROR="0,512")
-    r = ours.img("dd", "-f", "raw", "if=src.raw", "of=d.raw", env=env)
-    assert r.rc == 1
-    assert r.err == "qemu-img: error while reading from input image file: Input/output error\n"
+    args = ["dd", f"if={blkdebug_src(sector)}", "of=d.raw", f"bs={bs}"]
+    a = ours.img(*args)
+    ours_out = (tmp_path / "d.raw").read_bytes()
+    (tmp_path / "d.raw").unlink()
+    b = oracle.img(*args)
+    assert (a.rc, a.out, a.err) == (b.rc, b.out, b.err) == (
+        1, "", "qemu-img: error while reading from input image file: Input/output error\n")
+    assert ours_out == (tmp_path / "d.raw").read_bytes()
 
 
 @pytest.mark.parametrize("op,msg", [

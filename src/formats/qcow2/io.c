@@ -368,8 +368,10 @@ static int write_alloc(struct qimg_node *n, uint64_t off, uint64_t end, const ui
         }
         host = (uint64_t)h;
     }
-    uint8_t *buf = qimg_alloc_aligned(we - ws);
-    if (!buf) {
+    /* Whole clusters need no COW: the caller's buffer is written as it is, not copied. */
+    bool whole_write = off == ws && we == wend;
+    uint8_t *buf = whole_write ? NULL : qimg_alloc_aligned(we - ws);
+    if (!whole_write && !buf) {
         free(old);
         return -ENOMEM;
     }
@@ -384,7 +386,8 @@ static int write_alloc(struct qimg_node *n, uint64_t off, uint64_t end, const ui
     if (ret == 0 && we > wend)
         ret = read_old(n, &old[k - 1], wend, we - wend, buf + (wend - ws));
     if (ret == 0) {
-        memcpy(buf + (off - ws), src, wend - off);
+        if (!whole_write)
+            memcpy(buf + (off - ws), src, wend - off);
         uint64_t hs = host + (ws - c0);
         ret = check_overlap(n, hs, we - ws);
         /* QEMU raises cow_write for the COW regions, then write_aio for the data. */
@@ -392,7 +395,7 @@ static int write_alloc(struct qimg_node *n, uint64_t off, uint64_t end, const ui
             qimg_debug_event(n->file, QIMG_DBG_COW_WRITE);
         qimg_debug_event(n->file, QIMG_DBG_WRITE_AIO);
         if (ret == 0)
-            ret = qimg_node_pwrite(qcow2_data_node(n), hs, we - ws, buf, 0);
+            ret = qimg_node_pwrite(qcow2_data_node(n), hs, we - ws, whole_write ? src : buf, 0);
     }
     free(buf);
     if (ret < 0) {
