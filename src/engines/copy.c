@@ -701,6 +701,14 @@ int qimg_copy_run(const struct qimg_copy_job *job, struct qimg_copy_result *res,
     s.buf_size = job->buf_size ? job->buf_size : QIMG_COPY_DEFAULT_BUF;
     s.offload = job->offload && !job->compress;
     uint64_t target_cluster = qimg_node_cluster_size(job->dst);
+    /*
+     * Big target clusters: a chunk of several of them, so that each request
+     * allocates a run of clusters with one refcount and one L2 update
+     * (bench/run "convert qcow2 2M": 1747 -> 750 writes).
+     */
+    if (!job->buf_size && !job->compress && target_cluster >= (1u << 20) &&
+        target_cluster <= QIMG_COPY_DEFAULT_BUF && s.buf_size < 4 * target_cluster)
+        s.buf_size = 4 * target_cluster;
     if (target_cluster <= s.buf_size && !(target_cluster & (target_cluster - 1)))
         s.align = target_cluster;
     if (job->compress) {

@@ -366,11 +366,14 @@ static int file_pwrite_zeroes(struct qimg_node *n, uint64_t off, uint64_t len, u
 {
     struct file_state *s = n->opaque;
     int ret = -ENOTSUP;
-    if (!s->is_block && (flags & QIMG_REQ_MAY_UNMAP) &&
+    /* Zeroes written past the end extend the file, as written zeroes would (qcow2 appends). */
+    struct stat st;
+    bool grows = !s->is_block && fstat(s->fd, &st) == 0 && off + len > (uint64_t)st.st_size;
+    if (!s->is_block && !grows && (flags & QIMG_REQ_MAY_UNMAP) &&
         fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
         ret = 0;
-    if (ret < 0 && fallocate(s->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-                             (off_t)len) == 0)
+    if (ret < 0 && fallocate(s->fd, FALLOC_FL_ZERO_RANGE | (grows ? 0 : FALLOC_FL_KEEP_SIZE),
+                             (off_t)off, (off_t)len) == 0)
         ret = 0;
     if (ret < 0 && s->is_block) {
         uint64_t range[2] = {off, len};

@@ -45,7 +45,8 @@ read_compressed write_aio write_compressed cow_read cow_write reftable_load reft
 refblock_load refblock_update refblock_update_part refblock_alloc refblock_alloc_hookup
 refblock_alloc_write
 refblock_alloc_write_blocks refblock_alloc_write_table refblock_alloc_switch_table
-reftable_update cluster_alloc cluster_alloc_bytes cluster_free flush_to_os flush_to_disk pwritev
+reftable_update cluster_alloc cluster_alloc_bytes cluster_alloc_space cluster_free flush_to_os
+flush_to_disk pwritev
 pwritev_zero pwritev_done
 """.split()
 # QEMU 7.2 raises neither refblock_update nor reftable_update in any of these scenarios (nor

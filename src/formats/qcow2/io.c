@@ -293,6 +293,52 @@ static int write_in_place(struct qimg_node *n, uint8_t *l2, uint64_t off, uint64
  * Allocating write of [off, end) (within one L2 table, first cluster not
  * writable in place). Lock held throughout.
  */
+/*
+ * Whether the COW head [ws, off) and tail [wend, we) of a new allocation read
+ * as zeroes: no backing file and the old clusters unallocated or zero without
+ * a host cluster (standard L2 entries only; extended L2 keeps its bitmaps).
+ */
+static bool zero_cow(struct qimg_node *n, const struct qcow2_entry *old, uint64_t k, uint64_t ws,
+                     uint64_t off, uint64_t wend, uint64_t we)
+{
+    const struct qcow2_state *s = n->opaque;
+    if (s->extended_l2 || n->backing || (n->backing_file && n->backing_file[0]))
+        return false;
+    const struct qcow2_entry *e[2] = {off > ws ? &old[0] : NULL, we > wend ? &old[k - 1] : NULL};
+    for (int i = 0; i < 2; i++) {
+        if (!e[i])
+            continue;
+        if (qcow2_entry_host(s, e[i]) || (e[i]->l2e & QCOW2_OFLAG_COMPRESSED))
+            return false;
+        if (e[i]->l2e && !(e[i]->l2e & QCOW2_OFLAG_ZERO))
+            return false;
+    }
+    return true;
+}
+
+/*
+ * As QEMU does for a copy-on-write of zeroes: zero the new host range
+ * efficiently (no fallback), then write the guest data into it from the
+ * caller's buffer, with no bounce buffer and no zero bytes copied.
+ * -ENOTSUP: the file cannot zero efficiently, nothing was written.
+ */
+static int write_with_zero_cow(struct qimg_node *n, uint64_t hs, uint64_t hlen, uint64_t hdata,
+                               const uint8_t *src, uint64_t len)
+{
+    struct qimg_node *data = qcow2_data_node(n);
+    int ret = check_overlap(n, hs, hlen);
+    if (ret < 0)
+        return ret;
+    qimg_debug_event(n->file, QIMG_DBG_CLUSTER_ALLOC_SPACE);
+    ret = qimg_node_pwrite_zeroes(data, hs, hlen, QIMG_REQ_NO_FALLBACK);
+    if (ret == -ENOTSUP || ret == -EAGAIN)
+        return -ENOTSUP;
+    if (ret < 0)
+        return ret;
+    qimg_debug_event(n->file, QIMG_DBG_WRITE_AIO);
+    return qimg_node_pwrite(data, hdata, len, src, 0);
+}
+
 static int write_alloc(struct qimg_node *n, uint64_t off, uint64_t end, const uint8_t *src,
                        uint64_t *done)
 {
@@ -370,6 +416,13 @@ static int write_alloc(struct qimg_node *n, uint64_t off, uint64_t end, const ui
     }
     /* Whole clusters need no COW: the caller's buffer is written as it is, not copied. */
     bool whole_write = off == ws && we == wend;
+    if (!whole_write && zero_cow(n, old, k, ws, off, wend, we)) {
+        ret = write_with_zero_cow(n, host + (ws - c0), we - ws, host + (off - c0), src,
+                                  wend - off);
+        if (ret != -ENOTSUP)
+            goto written;
+        ret = 0; /* no efficient zeroing here: COW through a buffer */
+    }
     uint8_t *buf = whole_write ? NULL : qimg_alloc_aligned(we - ws);
     if (!whole_write && !buf) {
         free(old);
@@ -398,6 +451,7 @@ static int write_alloc(struct qimg_node *n, uint64_t off, uint64_t end, const ui
             ret = qimg_node_pwrite(qcow2_data_node(n), hs, we - ws, whole_write ? src : buf, 0);
     }
     free(buf);
+written:
     if (ret < 0) {
         free(old);
         return ret;
