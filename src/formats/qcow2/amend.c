@@ -272,13 +272,8 @@ static int64_t alloc_zero_cluster(struct qimg_node *n)
     int64_t off = qcow2_alloc_clusters(n, 1);
     if (off < 0)
         return off;
-    /* Written, not zeroed: a zero request past the end of the file may not extend it. */
-    uint8_t *zero = qimg_alloc_aligned(s->cluster_size);
-    if (!zero)
-        return -ENOMEM;
-    memset(zero, 0, s->cluster_size);
-    int ret = qimg_node_pwrite(n->file, (uint64_t)off, s->cluster_size, zero, 0);
-    free(zero);
+    /* Zeroes past the end of the file extend it (file.c), as written zeroes would. */
+    int ret = qimg_node_pwrite_zeroes(n->file, (uint64_t)off, s->cluster_size, 0);
     return ret < 0 ? ret : off;
 }
 
