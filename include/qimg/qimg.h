@@ -6,7 +6,9 @@
 #include "qimg/error.h"
 #include "qimg/json.h"
 #include "qimg/node.h"
+#include "qimg/object.h"
 #include "qimg/opts.h"
+#include "qimg/secret.h"
 #include "qimg/units.h"
 
 /* Register the built-in drivers; idempotent. Call once before qimg_open. */

@@ -132,7 +132,7 @@ static int parse_bench_size(const char *arg, const char *what, uint64_t max, uin
     return 0;
 }
 
-enum { OPT_PATTERN = 256, OPT_FLUSH_INTERVAL, OPT_NO_DRAIN, OPT_IMAGE_OPTS, OPT_OBJECT };
+enum { OPT_PATTERN = 256, OPT_FLUSH_INTERVAL, OPT_NO_DRAIN, OPT_IMAGE_OPTS };
 
 int cmd_bench(int argc, char **argv)
 {
@@ -143,7 +143,6 @@ int cmd_bench(int argc, char **argv)
         {"pattern", required_argument, NULL, OPT_PATTERN},
         {"no-drain", no_argument, NULL, OPT_NO_DRAIN},
         {"force-share", no_argument, NULL, 'U'},
-        {"object", required_argument, NULL, OPT_OBJECT},
         {NULL, 0, NULL, 0},
     };
     struct cli_open o = {0};
@@ -240,10 +239,6 @@ int cmd_bench(int argc, char **argv)
             break;
         case OPT_IMAGE_OPTS:
             o.image_opts = true;
-            break;
-        case OPT_OBJECT:
-            if (cli_add_object(optarg) < 0)
-                return 1;
             break;
         }
     }

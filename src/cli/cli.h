@@ -54,7 +54,7 @@ struct cli_open {
 struct qimg_node *cli_open_image(const struct cli_open *o);
 /* -t/-T: parse a cache mode into QIMG_O_* flags; prints the error itself. */
 int cli_parse_cache(const char *mode, unsigned *flags, bool is_source);
-/* --object: remember user-creatable objects (secrets) for the drivers that need them. */
+/* --object: create the object (qimg/object.h); help prints and exits 0, errors print. */
 int cli_add_object(const char *spec);
 
 /* Progress for -p and SIGUSR1: "    (NN.NN/100%)" redrawn with \r. */

@@ -161,16 +161,11 @@ struct qimg_node *cli_open_image(const struct cli_open *o)
 
 int cli_add_object(const char *spec)
 {
-    struct qimg_opts *opts = qimg_opts_new();
-    struct qimg_error err = {0};
-    int ret = qimg_opts_parse(opts, spec, "qom-type", &err);
-    if (ret == 0 && qimg_opts_wants_help(opts)) {
-        printf("List of user creatable objects:\n  secret\n");
+    if (qimg_object_help(spec, stdout))
         exit(0);
-    }
+    struct qimg_error err = {0};
+    int ret = qimg_object_add(spec, &err);
     if (ret < 0)
         cli_error_obj(&err, NULL);
-    /* Secrets are kept for the encryption drivers; nothing here needs them yet. */
-    qimg_opts_free(opts);
     return ret;
 }

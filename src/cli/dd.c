@@ -19,7 +19,7 @@
 #include "engines/copy.h"
 #include "qimg/driver.h"
 
-enum { OPT_IMAGE_OPTS = 256, OPT_FORCE_SHARE };
+enum { OPT_IMAGE_OPTS = 256, OPT_FORCE_SHARE, OPT_OBJECT };
 
 struct dd_opts {
     const char *fmt, *out_fmt, *in, *out;
@@ -99,6 +99,7 @@ int cmd_dd(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {"image-opts", no_argument, NULL, OPT_IMAGE_OPTS},
         {"force-share", no_argument, NULL, OPT_FORCE_SHARE},
+        {"object", required_argument, NULL, OPT_OBJECT},
         {NULL, 0, NULL, 0},
     };
     struct dd_opts o = {.out_fmt = "raw", .bs = 512};
@@ -114,6 +115,10 @@ int cmd_dd(int argc, char **argv)
         case 'U':
         case OPT_FORCE_SHARE: o.force_share = true; break;
         case OPT_IMAGE_OPTS: o.image_opts = true; break;
+        case OPT_OBJECT:
+            if (cli_add_object(optarg) < 0)
+                goto out;
+            break;
         default: goto out;
         }
     }

@@ -227,8 +227,19 @@ int main(int argc, char **argv)
             usage();
             ret = 0;
             goto out;
-        case OPT_OBJECT:
-            break; /* secrets: no format here needs one yet */
+        case OPT_OBJECT: {
+            if (qimg_object_help(optarg, stdout)) {
+                ret = 0;
+                goto out;
+            }
+            struct qimg_error oerr = {0};
+            if (qimg_object_add(optarg, &oerr) < 0) {
+                io_error("%s", oerr.msg);
+                ret = 1;
+                goto out;
+            }
+            break;
+        }
         case OPT_IMAGE_OPTS:
             image_opts = true;
             break;
