@@ -23,6 +23,12 @@ for opts in "" "compat=0.10" "cluster_size=512" "cluster_size=4k,refcount_bits=1
     i=$((i + 1))
 done
 head -c 65536 /dev/urandom > "$SEEDS/seed-random.raw"
+# --object specs for fuzz-object (the image harnesses just see small junk files)
+printf 'secret,id=s,data=YWJj,format=base64' > "$SEEDS/obj-base64"
+printf 'secret,id=s,keyid=k,iv=MTIzNDU2Nzg5MDEyMzQ1Ng==,format=base64,data=yEgloYj3AnSjAjqPpjbrBQ==' \
+    > "$SEEDS/obj-aes"
+printf '{"qom-type":"throttle-group","id":"t","x-bps-total":1}' > "$SEEDS/obj-json"
+printf 'tls-creds-anon,id=t,endpoint=server,verify-peer=off' > "$SEEDS/obj-tls"
 cp "$ROOT"/tests/fuzz/regressions/* "$SEEDS"/ 2>/dev/null || true
 
 status=0

@@ -7,6 +7,8 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <linux/keyctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -31,18 +33,17 @@ static bool decodes_to(const char *in, const char *want, size_t want_len)
 /* What glib's g_base64_decode (QEMU's decoder) gives for the same inputs. */
 static void test_base64(void)
 {
-    CHECK(decodes_to("YWI=", "ab", 2));
-    CHECK(decodes_to("YWI==", "ab", 2));
-    CHECK(decodes_to("YWI", "", 0));
-    CHECK(decodes_to("Y", "", 0));
-    CHECK(decodes_to("YW==", "a", 1));
-    CHECK(decodes_to("YWI=YWI=", "abab", 4));
-    CHECK(decodes_to("YWJj\nZA==", "abcd", 4));
-    CHECK(decodes_to("YWJjZA", "abc", 3));
-    CHECK(decodes_to("=YWI", "\x01\x85\x88", 3));
-    CHECK(decodes_to("a===", "h", 1));
-    CHECK(decodes_to("YWJjZA===", "abcd", 4));
-    CHECK(decodes_to("", "", 0));
+    static const struct {
+        const char *in, *want;
+        size_t len;
+    } cases[] = {
+        {"YWI=", "ab", 2},        {"YWI==", "ab", 2},       {"YWI", "", 0},
+        {"Y", "", 0},             {"YW==", "a", 1},         {"YWI=YWI=", "abab", 4},
+        {"YWJj\nZA==", "abcd", 4}, {"YWJjZA", "abc", 3},     {"=YWI", "\x01\x85\x88", 3},
+        {"a===", "h", 1},         {"YWJjZA===", "abcd", 4}, {"", "", 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        CHECK(decodes_to(cases[i].in, cases[i].want, cases[i].len));
 
     uint8_t *out = NULL;
     size_t len = 0;
@@ -135,12 +136,32 @@ static void test_encrypted_secrets(void)
     qimg_object_clear_all();
 }
 
+/* secret_keyring: a key this process adds to its own keyring (keyctl(2), add_key(2)). */
+static void test_keyring_secret(void)
+{
+    qimg_object_clear_all();
+    long serial = syscall(SYS_add_key, "user", "qimg-test", "from the keyring", (size_t)16,
+                          KEY_SPEC_PROCESS_KEYRING);
+    if (serial < 0) {
+        fprintf(stderr, "keyring_secret: add_key unavailable here, skipped\n");
+        return;
+    }
+    char spec[128];
+    snprintf(spec, sizeof(spec), "secret_keyring,id=kr,serial=%ld", serial);
+    CHECK_STR(add(spec), "");
+    CHECK(secret_is("kr", "from the keyring", 16));
+    snprintf(spec, sizeof(spec), "secret_keyring,id=kr2,serial=%ld,format=base64", serial);
+    CHECK_STR(add(spec), "Base64 data contains invalid characters");
+    qimg_object_clear_all();
+}
+
 int main(void)
 {
     static const struct harness_test tests[] = {
         {"base64", test_base64},
         {"plain_secrets", test_plain_secrets},
         {"encrypted_secrets", test_encrypted_secrets},
+        {"keyring_secret", test_keyring_secret},
         {NULL, NULL},
     };
     return harness_run(tests);
