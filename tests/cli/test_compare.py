@@ -163,11 +163,44 @@ def test_compare_progress_matches_oracle(ours, oracle, imgs, args):
     same(ours, oracle, imgs, "compare", *args)
 
 
-def test_compare_read_error_exit_4(ours, imgs):
-    pytest.skip("needs fault injection (blkdebug driver not in the tree yet); "
-                "'Error while reading offset N of F: strerror' exits 4")
+def behind_blkdebug(name, fmt, rules):
+    """name opened through the blkdebug filter (QEMU's syntax) with the given inject-error rules."""
+    return ('json:{"driver": "%s", "file": {"driver": "blkdebug", "inject-error": [%s], '
+            '"image": {"driver": "file", "filename": "%s"}}}' % (fmt, ", ".join(rules), name))
 
 
-def test_compare_status_error_exit_3(ours, imgs):
-    pytest.skip("needs fault injection on block status; "
-                "'Sector allocation test failed for F' exits 3")
+def read_fault(sector):
+    return '{"event": "read_aio", "errno": 5, "sector": %d}' % sector
+
+
+@pytest.mark.parametrize("which,sector,extra", [
+    ("first", 8, []),                     # the first chunk
+    ("second", 8, []),
+    ("first", 3 * MiB // 512, []),        # mid-image, after equal chunks
+    ("second", 3 * MiB // 512, ["-s"]),
+    ("tail", 6 * MiB // 512, []),         # the start of the longer image's tail, read too
+    ("tail", 6 * MiB // 512, ["-p"]),
+])
+def test_compare_read_error_exit_4(ours, oracle, imgs, which, sector, extra):
+    """A read error: "Error while reading offset N of F: strerror", exit 4. (r1 and r2 hold the
+    same 6 MiB of random data; s3 is r1 followed by 4 MiB more.)"""
+    if which == "tail":
+        pair = [behind_blkdebug("s3.raw", "raw", [read_fault(sector)]), "s1.raw"]
+    else:
+        faulty = behind_blkdebug("r1.raw", "raw", [read_fault(sector)])
+        pair = [faulty, "r2.raw"] if which == "first" else ["r2.raw", faulty]
+    a = same(ours, oracle, imgs, "compare", *extra, *pair)
+    assert a.rc == 4 and "Error while reading offset" in a.err
+
+
+@pytest.mark.parametrize("order,extra", [("first", []), ("second", []), ("second", ["-s"])])
+def test_compare_status_error_exit_3(ours, oracle, imgs, tmp_path, order, extra):
+    """Block status failing (an L2 table that cannot be read): "Sector allocation test failed
+    for F", exit 3."""
+    r = oracle.img("convert", "-O", "qcow2", str(imgs / "r1.raw"), str(tmp_path / "r1.qcow2"))
+    assert r.rc == 0, r
+    faulty = behind_blkdebug(str(tmp_path / "r1.qcow2"), "qcow2",
+                             ['{"event": "l2_load", "errno": 5}'])
+    pair = [faulty, "r2.raw"] if order == "first" else ["r2.raw", faulty]
+    a = same(ours, oracle, imgs, "compare", *extra, *pair)
+    assert a.rc == 3 and "Sector allocation test failed for" in a.err

@@ -1,6 +1,5 @@
 # SPDX-License-Identifier: MIT
 """qemu-img dd on raw images: output files and messages against the oracle."""
-import os
 import random
 
 import pytest

@@ -3,7 +3,6 @@
 give a clean result or one clear error, never a crash or a hang."""
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 

@@ -27,7 +27,6 @@ from conftest import BUILD, ORACLE_IMG, ORACLE_IO, QIMG, run
 
 QEMU_NBD = shutil.which("qemu-nbd")
 LOCKHOLDER = BUILD / "tests" / "unit" / "lockholder"
-STUB = "is not supported by this build of qimg yet"
 
 LOCKED_RESIZE = ('Failed to get "resize" lock\n'
                  'Is another process using the image [{f}]?\n')
@@ -152,17 +151,6 @@ def new_qcow2(tmp_path, name="q.qcow2"):
     return tmp_path / name
 
 
-def ours_has(ours, tmp_path, what):
-    """Skip when our build still stubs a command, or lacks a format."""
-    if what == "qcow2":
-        if "qcow2" not in ours.img("--help").out.split("Supported formats:")[-1]:
-            pytest.skip("qimg has no qcow2 driver yet")
-        return
-    r = ours.img(what, "/nonexistent-qimg-probe", "x")
-    if STUB in r.err:
-        pytest.skip(f"qimg '{what}' is not implemented yet")
-
-
 def same(a, b):
     assert (a.rc, a.err) == (b.rc, b.err)
 
@@ -226,7 +214,6 @@ def qemu_nbd_raw(bg, tmp_path):
 
 @needs_oracle
 def test_resize_while_qemu_nbd_serves(ours, oracle, qemu_nbd_raw, tmp_path):
-    ours_has(ours, tmp_path, "resize")
     a = ours.img("resize", "-f", "raw", "r.raw", "+1M")
     b = oracle.img("resize", "-f", "raw", "r.raw", "+1M")
     assert a.rc == 1
@@ -295,7 +282,6 @@ def test_qcow2_in_use_by_qemu_io(ours, oracle, bg, tmp_path):
 
 @needs_oracle
 def test_qcow2_info_needs_force_share(ours, oracle, bg, tmp_path):
-    ours_has(ours, tmp_path, "qcow2")
     img = new_qcow2(tmp_path)
     q = bg.start([ORACLE_IO, "-f", "qcow2", img], tmp_path)
     bg.wait_locked(q, img, {100, 101, 103, 201, 203})
@@ -343,7 +329,6 @@ def test_qemu_create_refused_while_qimg_resizes(bg, oracle, tmp_path):
 
 @needs_oracle
 def test_qemu_refused_while_qimg_holds_qcow2(bg, ours, oracle, tmp_path):
-    ours_has(ours, tmp_path, "qcow2")
     img = new_qcow2(tmp_path)
     h = bg.start([LOCKHOLDER, "-w", img], tmp_path)
     bg.wait_ready(h)
@@ -422,7 +407,6 @@ def run_under_lock(tool, tmp_path, args, lock_bytes):
 @needs_oracle
 @pytest.mark.parametrize("args", COMMANDS, ids=[" ".join(c) for c in COMMANDS])
 def test_lock_bytes_match_oracle(ours, oracle, tmp_path, args):
-    ours_has(ours, tmp_path, args[0])
     for lock_bytes in BYTE_SETS:
         a = run_under_lock(ours, tmp_path, args, lock_bytes)
         b = run_under_lock(oracle, tmp_path, args, lock_bytes)

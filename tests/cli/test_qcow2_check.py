@@ -12,14 +12,13 @@ The oracle is qemu-img 7.2; qemu-img 9.1's check reports the same messages
 for everything exercised here (its refcount rebuilding algorithm is the one
 7.1 introduced), so no case needs a 9.1-specific expectation.
 """
-import os
 import shutil
 import signal
 
 import pytest
 
 from conftest import ORACLE_IMG, ORACLE_IO, run
-from qcow2_corrupt import (INCOMPAT_CORRUPT, INCOMPAT_DIRTY, OFFSET_MASK, OFLAG_COMPRESSED,
+from qcow2_corrupt import (INCOMPAT_CORRUPT, INCOMPAT_DIRTY, OFLAG_COMPRESSED,
                            OFLAG_COPIED, OFLAG_ZERO, Qcow2)
 
 pytestmark = pytest.mark.skipif(not ORACLE_IMG or not ORACLE_IO, reason="oracle not installed")

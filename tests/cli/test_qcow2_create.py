@@ -216,8 +216,6 @@ MEASURE_CASES = [["--size", "1G"], ["--size", "100G", "-o", "cluster_size=512"],
 def test_measure_size(ours, oracle, args):
     a = oracle.img("measure", "-O", "qcow2", *args)
     b = ours.img("measure", "-O", "qcow2", *args)
-    if b.rc != 0 and "measure" in b.err and a.rc == 0:
-        pytest.skip("qimg measure is not available in this build: " + b.err.strip())
     assert (b.rc, b.out, b.err) == (a.rc, a.out, a.err)
 
 
@@ -229,6 +227,4 @@ def test_measure_source(ours, oracle, tmp_path):
     for opts in (["-o", "cluster_size=2M"], [], ["-o", "cluster_size=4k"]):
         a = oracle.img("measure", "-O", "qcow2", *opts, "top.qcow2")
         b = ours.img("measure", "-O", "qcow2", *opts, "top.qcow2")
-        if b.rc != 0 and a.rc == 0:
-            pytest.skip("qimg measure on a source image failed: " + b.err.strip())
         assert (b.rc, b.out, b.err) == (a.rc, a.out, a.err)
