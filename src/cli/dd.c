@@ -181,8 +181,9 @@ int cmd_dd(int argc, char **argv)
         .src = &src,
         .n_src = 1,
         .dst = out,
-        .sparse_size = QIMG_COPY_DEFAULT_SPARSE,
-        .target_is_zero = qimg_node_has_zero_init(out),
+        /* dd writes every block it reads, zeroes too: the output ends fully allocated, as
+           qemu-img dd leaves it (du, map and info show the same). */
+        .sparse_size = 0,
         .flush = true,
     };
     struct qimg_copy_result res;

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
 """qemu-img dd on raw images: output files and messages against the oracle."""
+import os
 import random
 
 import pytest
@@ -153,3 +154,39 @@ def test_dd_negative_values_use_91_wording(ours, tmp_path, op, msg):
     make_input(tmp_path)
     r = ours.img("dd", "if=src.raw", "of=d.raw", op)
     assert (r.rc, r.out, r.err) == (1, "", f"qemu-img: {msg}\n")
+
+
+@pytest.mark.parametrize("fmt", ["raw", "qcow2"])
+@pytest.mark.parametrize("src_fmt", ["raw", "qcow2"])
+def test_dd_output_fully_allocated_like_oracle(ours, oracle, tmp_path, fmt, src_fmt):
+    """dd writes every block, zeroes and holes too: the output is as allocated as qemu-img's
+    (same map, same disk usage), not sparse as convert would leave it."""
+    make_input(tmp_path)
+    src = "src.raw"
+    if src_fmt == "qcow2":
+        assert oracle.img("convert", "-O", "qcow2", "src.raw", "src.qcow2").rc == 0
+        src = "src.qcow2"
+    for tool, out in ((ours, "a.img"), (oracle, "b.img")):
+        r = tool.img("dd", "-f", src_fmt, "-O", fmt, "bs=64k", f"if={src}", f"of={out}")
+        assert r.rc == 0, r
+    assert oracle.img("compare", "a.img", "b.img").rc == 0
+    ma = oracle.img("map", "--output=json", "-f", fmt, "a.img").out
+    mb = oracle.img("map", "--output=json", "-f", fmt, "b.img").out
+    assert ma == mb
+    assert data_extents(tmp_path / "a.img") == data_extents(tmp_path / "b.img")
+
+
+def data_extents(path):
+    """The file's data runs (SEEK_DATA/SEEK_HOLE): what is allocated, whatever the filesystem's
+    block layout (st_blocks also counts extent-tree blocks, which depend on write order)."""
+    runs = []
+    with open(path, "rb") as f:
+        fd, end, pos = f.fileno(), os.fstat(f.fileno()).st_size, 0
+        while pos < end:
+            try:
+                start = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError:
+                break
+            pos = os.lseek(fd, start, os.SEEK_HOLE)
+            runs.append((start, pos))
+    return runs
