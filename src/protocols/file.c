@@ -469,14 +469,16 @@ static int file_preallocate(int fd, uint64_t from, uint64_t to, enum qimg_preall
 }
 
 /*
- * QEMU writes zeroes over the first block of a new file so that later opens can
- * learn the filesystem's allocation granularity from it; "disk size: 4 KiB" on
- * a fresh raw image comes from this.
+ * QEMU writes zeroes over the first block of a new file (preallocation off or
+ * falloc) so that later opens can learn the filesystem's allocation
+ * granularity from it; "disk size: 4 KiB" on a fresh raw image comes from
+ * this. The block is 4 KiB, or one sector when the file is shorter (observed
+ * with qemu-img 7.2).
  */
 static int file_allocate_first_block(int fd, uint64_t size)
 {
     uint8_t zero[4096] = {0};
-    size_t len = size < sizeof(zero) ? (size_t)size : sizeof(zero);
+    size_t len = size < sizeof(zero) ? 512 : sizeof(zero);
     ssize_t w = pwrite(fd, zero, len, 0);
     return w < 0 ? -errno : 0;
 }
@@ -605,7 +607,7 @@ static int file_create(const char *filename, struct qimg_opts *opts, struct qimg
         goto out;
     }
     ret = file_preallocate(fd, 0, (uint64_t)length, prealloc, err);
-    if (ret == 0 && prealloc == QIMG_PREALLOC_OFF && length > 0) {
+    if (ret == 0 && prealloc != QIMG_PREALLOC_FULL && length > 0) {
         ret = file_allocate_first_block(fd, (uint64_t)length);
         if (ret < 0)
             qimg_error_errno(err, ret, "Could not write to the new file");

@@ -225,133 +225,6 @@ static uint64_t l2_entries_for(uint64_t cs, bool ext)
     return cs / (ext ? 16 : 8);
 }
 
-/*
- * falloc/full: blocks for every uncovered part of [start, end) and a new
- * refcount table at the end of the file, then the data area right after.
- * Returns the data area's first cluster.
- */
-static int refcount_area(struct qimg_node *n, uint64_t extra, uint64_t *data_start)
-{
-    struct qcow2_state *s = n->opaque;
-    uint64_t cs = s->cluster_size, rbe = s->rb_entries;
-    int64_t flen = qimg_node_length(n->file);
-    if (flen < 0)
-        return (int)flen;
-    uint64_t start = qcow2_div_round_up((uint64_t)flen, cs);
-    uint64_t b = 0, t = s->rt_clusters;
-    for (;;) {
-        uint64_t end = start + b + t + extra;
-        uint64_t blocks = qcow2_div_round_up(end, rbe);
-        uint64_t nt = qcow2_div_round_up((blocks > s->rt_size ? blocks : s->rt_size) * 8, cs);
-        uint64_t nb = 0;
-        for (uint64_t i = 0; i < blocks; i++)
-            if (i >= s->rt_size || !s->rt[i])
-                nb++;
-        if (nt == t && nb == b)
-            break;
-        t = nt;
-        b = nb;
-    }
-    if (t * cs > QCOW2_MAX_REFTABLE_BYTES)
-        return -EFBIG;
-    uint64_t entries = t * cs / 8, blocks = qcow2_div_round_up(start + b + t + extra, rbe);
-    uint64_t *rt = xcalloc(entries, 8);
-    memcpy(rt, s->rt, s->rt_size * 8);
-    uint8_t *buf = qimg_alloc_aligned(t * cs > cs ? t * cs : cs);
-    int ret = buf ? 0 : -ENOMEM;
-    uint64_t k = 0;
-    /* New blocks count the area's metadata clusters [start, start+b+t). */
-    for (uint64_t i = 0; ret == 0 && i < blocks; i++) {
-        if (rt[i])
-            continue;
-        memset(buf, 0, cs);
-        for (uint64_t c = start; c < start + b + t; c++)
-            if (c / rbe == i)
-                refcount_set_entry(s, buf, c % rbe, 1);
-        ret = qimg_node_pwrite(n->file, (start + k) * cs, cs, buf, 0);
-        rt[i] = (start + k) * cs;
-        k++;
-    }
-    if (ret == 0) {
-        memset(buf, 0, t * cs);
-        for (uint64_t i = 0; i < entries; i++)
-            qcow2_put64(buf + i * 8, rt[i]);
-        ret = qimg_node_pwrite(n->file, (start + b) * cs, t * cs, buf, 0);
-    }
-    free(buf);
-    if (ret == 0) {
-        uint8_t hdr[12];
-        qcow2_put64(hdr, (start + b) * cs);
-        qcow2_put32(hdr + 8, (uint32_t)t);
-        ret = qcow2_header_update_fields(n, 48, hdr, 12);
-    }
-    if (ret < 0) {
-        free(rt);
-        return ret;
-    }
-    uint64_t old_off = s->rt_offset, old_cl = s->rt_clusters, old_size = s->rt_size;
-    free(s->rt);
-    s->rt = rt;
-    s->rt_size = entries;
-    s->rt_offset = (start + b) * cs;
-    s->rt_clusters = (uint32_t)t;
-    for (uint64_t i = 0; i < entries; i++)
-        if (rt[i])
-            qcow2_meta_add_refblock(s, rt[i]);
-    /* Area clusters that existing blocks describe. */
-    for (uint64_t c = start; ret == 0 && c < start + b + t; c++)
-        if (c / rbe < old_size && s->rt[c / rbe] && c / rbe < blocks &&
-            (s->rt[c / rbe] < start * cs || s->rt[c / rbe] >= (start + b) * cs))
-            ret = qcow2_update_refcounts(n, c, 1, 1);
-    if (ret == 0)
-        ret = qcow2_update_refcounts(n, old_off / cs, old_cl, -1);
-    *data_start = start + b + t;
-    return ret;
-}
-
-static int prealloc_full(struct qimg_node *n, uint64_t size, enum qimg_prealloc mode,
-                         struct qimg_error *err)
-{
-    struct qcow2_state *s = n->opaque;
-    uint64_t cs = s->cluster_size;
-    uint64_t nd = qcow2_div_round_up(size, cs);
-    uint64_t nl2 = qcow2_div_round_up(nd, s->l2_entries);
-    uint64_t data = 0;
-    pthread_mutex_lock(&n->lock);
-    int ret = refcount_area(n, nd + nl2, &data);
-    if (ret == 0)
-        ret = qcow2_update_refcounts(n, data, nd, 1);
-    pthread_mutex_unlock(&n->lock);
-    if (ret < 0)
-        return qimg_error_errno(err, ret, "Could not preallocate the refcount area");
-    struct qimg_error terr = {0};
-    ret = qimg_node_truncate(n->file, (data + nd) * cs, false, mode, &terr);
-    if (ret < 0)
-        return qimg_error_set(err, ret, "%s", terr.msg);
-    pthread_mutex_lock(&n->lock);
-    s->free_cluster_index = 0;
-    for (uint64_t c = 0; ret == 0 && c < nd;) {
-        uint8_t *l2;
-        uint64_t l2_off;
-        ret = qcow2_get_l2(n, c * cs, true, &l2, &l2_off);
-        if (ret < 0)
-            break;
-        uint64_t first = c & (s->l2_entries - 1);
-        uint64_t cnt = s->l2_entries - first < nd - c ? s->l2_entries - first : nd - c;
-        for (uint64_t i = 0; i < cnt; i++) {
-            struct qcow2_entry e = {.l2e = ((data + c + i) * cs) | QCOW2_OFLAG_COPIED};
-            qcow2_l2_set_entry(s, l2, first + i, &e);
-        }
-        ret = qcow2_meta_write(n, l2_off + first * s->l2_entry_bytes,
-                               l2 + first * s->l2_entry_bytes, cnt * s->l2_entry_bytes);
-        c += cnt;
-    }
-    pthread_mutex_unlock(&n->lock);
-    if (ret < 0)
-        return qimg_error_errno(err, ret, "Could not preallocate metadata");
-    return 0;
-}
-
 int qcow2_create(const char *filename, struct qimg_opts *opts, struct qimg_error *err)
 {
     struct create_params p;
@@ -364,19 +237,24 @@ int qcow2_create(const char *filename, struct qimg_opts *opts, struct qimg_error
         /*
          * The data file first, at the full size, with the data preallocation;
          * the qcow2 file then maps every cluster when the data must stay a
-         * raw image or is preallocated.
+         * raw image or is preallocated. Mapping a size that ends inside a
+         * cluster writes zeroes from the end to the cluster's end, and then
+         * the data file gets nothing else: no preallocation, not even its
+         * first block (observed with qemu-img 7.2).
          */
+        bool mapped = p.data_raw || p.prealloc != QIMG_PREALLOC_OFF;
+        bool partial = mapped && p.size % p.cluster_size;
         char sz[32];
-        snprintf(sz, sizeof(sz), "%" PRIu64, p.size);
+        snprintf(sz, sizeof(sz), "%" PRIu64, partial ? 0 : p.size);
         po = qimg_opts_new();
         qimg_opts_set(po, "size", sz);
-        if (p.prealloc == QIMG_PREALLOC_FALLOC || p.prealloc == QIMG_PREALLOC_FULL)
+        if (!partial && (p.prealloc == QIMG_PREALLOC_FALLOC || p.prealloc == QIMG_PREALLOC_FULL))
             qimg_opts_set(po, "preallocation", qimg_prealloc_name(p.prealloc));
         ret = qimg_create_protocol(p.data_file, po, err);
         qimg_opts_free(po);
         if (ret < 0)
             return ret;
-        if (p.data_raw || p.prealloc != QIMG_PREALLOC_OFF)
+        if (mapped)
             mode = QIMG_PREALLOC_METADATA;
     }
     po = qimg_opts_new();
@@ -421,53 +299,6 @@ int qcow2_parse_compat(const char *compat)
         return 2;
     if (!strcmp(compat, "1.1") || !strcmp(compat, "v3"))
         return 3;
-    return 0;
-}
-
-/* Grow an open image to size: L1 table, preallocation, then the header's size. */
-int qcow2_grow_to(struct qimg_node *n, uint64_t size, enum qimg_prealloc mode,
-                  struct qimg_error *err)
-{
-    struct qcow2_state *s = n->opaque;
-    uint64_t old = s->size;
-    uint64_t need = qcow2_div_round_up(size, s->l2_entries * s->cluster_size);
-    if (need > QCOW2_MAX_L1_BYTES / 8)
-        return qimg_error_set(err, -EFBIG, "Image size too large");
-    pthread_mutex_lock(&n->lock);
-    int ret = qcow2_l1_grow(n, need);
-    pthread_mutex_unlock(&n->lock);
-    if (ret < 0)
-        return qimg_error_errno(err, ret, "Failed to grow the L1 table");
-    if (mode == QIMG_PREALLOC_METADATA) {
-        uint64_t host_end = 0;
-        pthread_mutex_lock(&n->lock);
-        ret = qcow2_preallocate_locked(n, old, size - old, &host_end);
-        pthread_mutex_unlock(&n->lock);
-        if (ret < 0)
-            return qimg_error_errno(err, ret, "Could not preallocate metadata");
-        int64_t flen = n->data_file ? -1 : qimg_node_length(n->file); /* data: elsewhere */
-        if (flen >= 0 && host_end > (uint64_t)flen) {
-            struct qimg_error terr = {0};
-            ret = qimg_node_truncate(n->file, host_end, false, QIMG_PREALLOC_OFF, &terr);
-            if (ret < 0)
-                return qimg_error_set(err, ret, "%s", terr.msg);
-        }
-    } else if (mode == QIMG_PREALLOC_FALLOC || mode == QIMG_PREALLOC_FULL) {
-        if (old % s->cluster_size)
-            return qimg_error_set(err, -ENOTSUP, "Preallocation of a partial cluster is not "
-                                                 "supported yet");
-        if (size > old) {
-            ret = prealloc_full(n, size - old, mode, err);
-            if (ret < 0)
-                return ret;
-        }
-    }
-    uint8_t be[8];
-    qcow2_put64(be, size);
-    ret = qcow2_header_update_fields(n, 24, be, 8);
-    if (ret < 0)
-        return qimg_error_errno(err, ret, "Could not update the image size");
-    s->size = size;
     return 0;
 }
 

@@ -328,24 +328,29 @@ static int shrink(struct qimg_node *n, uint64_t size)
 
 /*
  * An image with an external data file (qcow2.txt, incompatible bit 2) keeps
- * guest cluster N at offset N of the data file. Growing it grows the data file
- * first, with the data preallocation (falloc/full), then maps the new clusters
- * in the qcow2 file whenever anything is preallocated or the data file must
- * stay a valid raw image (autoclear bit 1), so they read back as the data
- * file's content, as QEMU does.
+ * guest cluster N at offset N of the data file. Growing it maps the new
+ * clusters in the qcow2 file whenever anything is preallocated or the data
+ * file must stay a valid raw image (autoclear bit 1), so they read back as
+ * the data file's content, as QEMU does; then the data file grows, with the
+ * data preallocation (falloc/full), unless it already reaches the new size
+ * (a partial last cluster's copy-on-write wrote up to the cluster's end:
+ * then it gets nothing more, as observed with qemu-img 7.2).
  */
 static int grow_with_data_file(struct qimg_node *n, uint64_t size, bool exact,
                                enum qimg_prealloc prealloc, struct qimg_error *err)
 {
     struct qcow2_state *s = n->opaque;
+    bool map = prealloc != QIMG_PREALLOC_OFF || (s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW);
+    int ret = qcow2_grow_to(n, size, map ? QIMG_PREALLOC_METADATA : QIMG_PREALLOC_OFF, err);
+    if (ret < 0)
+        return ret;
+    int64_t dlen = qimg_node_length(n->data_file);
+    if (dlen >= 0 && (uint64_t)dlen >= size)
+        return 0;
     enum qimg_prealloc data_mode = QIMG_PREALLOC_OFF;
     if (prealloc == QIMG_PREALLOC_FALLOC || prealloc == QIMG_PREALLOC_FULL)
         data_mode = prealloc;
-    int ret = qimg_node_truncate(n->data_file, size, exact, data_mode, err);
-    if (ret < 0)
-        return ret;
-    bool map = prealloc != QIMG_PREALLOC_OFF || (s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW);
-    return qcow2_grow_to(n, size, map ? QIMG_PREALLOC_METADATA : QIMG_PREALLOC_OFF, err);
+    return qimg_node_truncate(n->data_file, size, exact, data_mode, err);
 }
 
 static int resize(struct qimg_node *n, uint64_t size, bool exact, enum qimg_prealloc prealloc,

@@ -355,9 +355,6 @@ int qcow2_pwrite_precompressed(struct qimg_node *n, uint64_t off, uint64_t len, 
 int qcow2_pdiscard(struct qimg_node *n, uint64_t off, uint64_t len);
 int qcow2_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
                        struct qimg_block_status *st);
-/* Allocate (metadata preallocation) host clusters for [off, off+len). Lock held. */
-int qcow2_preallocate_locked(struct qimg_node *n, uint64_t off, uint64_t len,
-                             uint64_t *host_end);
 
 /* create.c: the compat option's version (2 or 3), 0 when unknown. */
 int qcow2_parse_compat(const char *compat);
@@ -369,6 +366,7 @@ int qcow2_amend(struct qimg_node *n, struct qimg_opts *opts, bool force, struct 
 /* create.c */
 extern const struct qimg_opt_desc qcow2_create_opts[];
 int qcow2_create(const char *filename, struct qimg_opts *opts, struct qimg_error *err);
+/* prealloc.c: grow an open image to size with the given preallocation. */
 int qcow2_grow_to(struct qimg_node *n, uint64_t size, enum qimg_prealloc mode,
                   struct qimg_error *err);
 int qcow2_measure(struct qimg_opts *opts, struct qimg_node *src, uint64_t size,
