@@ -39,7 +39,7 @@ int cmd_bitmap(int argc, char **argv)
         {"source-format", required_argument, NULL, 'F'},
         {NULL, 0, NULL, 0},
     };
-    struct cli_open o = {.flags = QIMG_O_RDWR};
+    struct cli_open o = {.flags = QIMG_O_RDWR | QIMG_O_UNMAP};
     const char *src_file = NULL, *src_fmt = NULL;
     int64_t granularity = 0;
     bool add = false, merge = false;

@@ -133,7 +133,7 @@ int cmd_snapshot(int argc, char **argv)
         {"force-share", no_argument, NULL, 'U'},
         {NULL, 0, NULL, 0},
     };
-    struct cli_open o = {.flags = QIMG_O_RDWR};
+    struct cli_open o = {.flags = QIMG_O_RDWR | QIMG_O_UNMAP};
     enum action action = ACT_NONE;
     const char *name = NULL;
     int c;

@@ -39,6 +39,19 @@ int qimg_snapshot_goto(struct qimg_node *n, const char *id_or_name, struct qimg_
 {
     if (!n->drv->snapshot_goto)
         return qimg_error_set(err, -ENOTSUP, "Block driver does not support snapshots");
+    /*
+     * Bitmaps would not match the data after the switch: any persistent bitmap,
+     * enabled or not, refuses it, before the snapshot is even looked up
+     * (observed with qemu-img 7.2).
+     */
+    struct qimg_bitmap_info *bm = NULL;
+    size_t nbm = 0;
+    struct qimg_error be = {0};
+    if (qimg_bitmap_supported(n) && qimg_bitmap_list(n, &bm, &nbm, &be) == 0) {
+        qimg_bitmap_list_free(bm, nbm);
+        if (nbm)
+            return qimg_error_set(err, -EBUSY, "Device has active dirty bitmaps");
+    }
     struct qimg_error e = {0};
     int ret = n->drv->snapshot_goto(n, id_or_name, &e);
     if (ret < 0)

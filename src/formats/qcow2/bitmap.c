@@ -43,6 +43,7 @@
 
 struct range {
     uint64_t off, len;
+    bool data; /* a bitmap data cluster (not a table or directory) */
 };
 
 struct qcow2_bitmap {
@@ -66,12 +67,12 @@ struct qcow2_bitmaps {
     size_t n_old;
 };
 
-static void old_add(struct qcow2_bitmaps *b, uint64_t off, uint64_t len)
+static void old_add(struct qcow2_bitmaps *b, uint64_t off, uint64_t len, bool data)
 {
     if (!off || !len)
         return;
     b->old = xrealloc(b->old, (b->n_old + 1) * sizeof(*b->old));
-    b->old[b->n_old++] = (struct range){off, len};
+    b->old[b->n_old++] = (struct range){off, len, data};
 }
 
 static uint64_t bm_nbits(const struct qcow2_state *s, const struct qcow2_bitmap *bm)
@@ -214,8 +215,8 @@ static int load_bits(struct qimg_node *n, struct qcow2_bitmap *bm, bool old)
     }
     if (ret == 0 && old) {
         for (uint32_t i = 0; i < bm->table_size; i++)
-            old_add(s->bitmaps, t[i] & BTE_OFFSET_MASK, cs);
-        old_add(s->bitmaps, bm->table_offset, (uint64_t)bm->table_size * 8);
+            old_add(s->bitmaps, t[i] & BTE_OFFSET_MASK, cs, true);
+        old_add(s->bitmaps, bm->table_offset, (uint64_t)bm->table_size * 8, false);
     }
     free(t);
     if (ret < 0) {
@@ -410,7 +411,7 @@ int qcow2_bitmaps_load(struct qimg_node *n, struct qimg_error *err)
         qcow2_bitmaps_free(s);
         return qimg_error_errno(err, ret, "Could not update the bitmap directory");
     }
-    old_add(b, b->dir_offset, b->dir_size);
+    old_add(b, b->dir_offset, b->dir_size, false);
     b->rw = true;
     return 0;
 }
@@ -544,8 +545,15 @@ int qcow2_bitmaps_store(struct qimg_node *n)
     if (ret == 0) {
         b->dir_offset = (uint64_t)doff;
         b->dir_size = dsz;
+        /* Freed data clusters are discarded in the file (observed), tables are not. */
         for (size_t i = 0; ret == 0 && i < b->n_old; i++)
-            ret = qcow2_free_bytes(n, b->old[i].off, b->old[i].len);
+            if (!b->old[i].data)
+                ret = qcow2_free_bytes(n, b->old[i].off, b->old[i].len);
+        qcow2_discard_freed_begin(s);
+        for (size_t i = 0; ret == 0 && i < b->n_old; i++)
+            if (b->old[i].data)
+                ret = qcow2_free_bytes(n, b->old[i].off, b->old[i].len);
+        qcow2_discard_freed_end(n); /* advisory */
         b->n_old = 0;
     }
     pthread_mutex_unlock(&n->lock);
@@ -698,6 +706,65 @@ out:
     return ret;
 }
 
+/* Take [off, off+len) out of the ranges to free at the next store; false if it was not there. */
+static bool old_take(struct qcow2_bitmaps *b, uint64_t off)
+{
+    for (size_t i = 0; i < b->n_old; i++) {
+        if (b->old[i].off == off) {
+            memmove(&b->old[i], &b->old[i + 1], (b->n_old - i - 1) * sizeof(*b->old));
+            b->n_old--;
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * Point the header at a new directory of the bitmaps now in memory (in-use
+ * flags as they are in the file), or drop the extension when none is left;
+ * the old directory is freed. Lock held.
+ */
+static int directory_replace(struct qimg_node *n)
+{
+    struct qcow2_state *s = n->opaque;
+    struct qcow2_bitmaps *b = s->bitmaps;
+    uint64_t dsz = 0;
+    int64_t doff = 0;
+    int ret = 0;
+    if (b->n) {
+        uint8_t *dir = build_directory(b, &dsz, false);
+        doff = qcow2_alloc_clusters(n, qcow2_div_round_up(dsz, s->cluster_size));
+        ret = doff < 0 ? (int)doff : qimg_node_pwrite(n->file, (uint64_t)doff, dsz, dir, 0);
+        free(dir);
+        if (ret == 0)
+            ret = qimg_node_flush(n->file);
+        if (ret < 0)
+            return ret;
+        qcow2_put32(s->bitmaps_ext->data, (uint32_t)b->n);
+        qcow2_put64(s->bitmaps_ext->data + 8, dsz);
+        qcow2_put64(s->bitmaps_ext->data + 16, (uint64_t)doff);
+    } else {
+        free(s->bitmaps_ext->data);
+        free(s->bitmaps_ext);
+        s->bitmaps_ext = NULL;
+        s->autoclear &= ~QCOW2_AUTOCLEAR_BITMAPS;
+    }
+    ret = header_rewrite(n);
+    if (ret < 0)
+        return ret;
+    uint64_t old_off = b->dir_offset, old_size = b->dir_size;
+    old_take(b, old_off);
+    b->dir_offset = (uint64_t)doff;
+    b->dir_size = dsz;
+    old_add(b, b->dir_offset, b->dir_size, false);
+    return qcow2_free_bytes(n, old_off, old_size);
+}
+
+/*
+ * Removal takes effect at once, as in qemu-img 7.2 (observed): the directory
+ * is rewritten without the bitmap and its clusters are freed (its data
+ * clusters discarded in the file), before the others are stored on close.
+ */
 int qcow2_bitmap_remove(struct qimg_node *n, const char *name, struct qimg_error *err)
 {
     struct qcow2_state *s = n->opaque;
@@ -712,21 +779,35 @@ int qcow2_bitmap_remove(struct qimg_node *n, const char *name, struct qimg_error
         ret = qimg_error_set(err, -EPERM, "Bitmap '%s' is readonly and cannot be modified", name);
         goto out;
     }
-    if (bm->inconsistent && bm->table_offset) {
-        /* Its clusters were kept for it: free them with the next store. */
-        uint64_t *t;
-        if (read_table(n, bm, &t) == 0) {
-            for (uint32_t i = 0; i < bm->table_size; i++)
-                old_add(s->bitmaps, t[i] & BTE_OFFSET_MASK, s->cluster_size);
-            old_add(s->bitmaps, bm->table_offset, (uint64_t)bm->table_size * 8);
-            free(t);
-        }
-    }
     struct qcow2_bitmaps *b = s->bitmaps;
+    uint64_t *t = NULL, toff = bm->table_offset, tlen = (uint64_t)bm->table_size * 8;
+    uint32_t tn = bm->table_size;
+    if (toff && read_table(n, bm, &t) < 0)
+        t = NULL, tn = 0; /* unreadable: its data clusters leak, as they would anyway */
     size_t idx = (size_t)(bm - b->bm);
+    /* In the file's directory (a bitmap added in this session has no table yet). */
+    bool on_disk = toff != 0;
+    if (toff)
+        old_take(b, toff); /* freed here, not at the next store */
     bm_free(bm);
     memmove(&b->bm[idx], &b->bm[idx + 1], (b->n - idx - 1) * sizeof(*b->bm));
     b->n--;
+    if (b->rw && b->dir_offset && s->bitmaps_ext && on_disk)
+        ret = directory_replace(n);
+    if (ret == 0 && toff)
+        ret = qcow2_free_bytes(n, toff, tlen);
+    qcow2_discard_freed_begin(s);
+    for (uint32_t i = 0; ret == 0 && t && i < tn; i++) {
+        uint64_t off = t[i] & BTE_OFFSET_MASK;
+        if (off) {
+            old_take(b, off);
+            ret = qcow2_free_bytes(n, off, s->cluster_size);
+        }
+    }
+    qcow2_discard_freed_end(n); /* advisory */
+    free(t);
+    if (ret < 0)
+        ret = qimg_error_errno(err, ret, "Could not remove bitmap '%s'", name);
 out:
     pthread_mutex_unlock(&n->lock);
     return ret;

@@ -144,6 +144,7 @@ static void qcow2_close(struct qimg_node *n)
     qcow2_bitmaps_free(s);
     free(s->l1);
     free(s->rt);
+    free(s->freed);
     free(s->meta);
     free(s);
     n->opaque = NULL;

@@ -375,8 +375,7 @@ static int write_alloc(struct qimg_node *n, uint64_t off, uint64_t end, const ui
 
     /* Guest range stored now: cluster granularity, or subclusters with extended L2. */
     uint64_t ws = c0, we = c0 + k * cs;
-    bool whole = !s->extended_l2 || (old[0].l2e & QCOW2_OFLAG_COMPRESSED) ||
-                 (qcow2_entry_host(s, &old[0]) && !reuse);
+    bool whole = !s->extended_l2 || (old[0].l2e & QCOW2_OFLAG_COMPRESSED);
     if (s->extended_l2 && !whole) {
         ws = off / sc * sc;
         we = qcow2_align_up(wend, sc);
@@ -387,11 +386,31 @@ static int write_alloc(struct qimg_node *n, uint64_t off, uint64_t end, const ui
         uint64_t cl = c0 + (k - 1) * cs;
         if (reuse && (el->bitmap & (1ull << ((we - sc - cl) / sc))))
             we = wend;
+        /*
+         * A shared cluster moves: its subclusters holding data are copied, with
+         * whatever lies between them and the write (observed with qemu-img 7.2:
+         * those become data too); the others keep their states.
+         */
+        /* A compressed last cluster is copied whole (its data would be lost otherwise). */
+        if (k > 1 && (el->l2e & QCOW2_OFLAG_COMPRESSED))
+            we = cl + cs;
+        uint32_t a0 = (uint32_t)old[0].bitmap, al = (uint32_t)el->bitmap;
+        if (!reuse && qcow2_entry_host(s, &old[0]) && a0 &&
+            c0 + (uint64_t)__builtin_ctz(a0) * sc < ws)
+            ws = c0 + (uint64_t)__builtin_ctz(a0) * sc;
+        if (!reuse && qcow2_entry_host(s, el) && !(el->l2e & QCOW2_OFLAG_COMPRESSED) && al &&
+            cl + (uint64_t)(32 - __builtin_clz(al)) * sc > we)
+            we = cl + (uint64_t)(32 - __builtin_clz(al)) * sc;
     } else if (s->extended_l2 && k > 1) {
         /* whole first cluster; the last one may again be partial */
         struct qcow2_entry *el = &old[k - 1];
-        if (!(el->l2e & QCOW2_OFLAG_COMPRESSED) && !qcow2_entry_host(s, el))
+        uint64_t cl = c0 + (k - 1) * cs;
+        uint32_t al = (uint32_t)el->bitmap;
+        if (!(el->l2e & QCOW2_OFLAG_COMPRESSED)) {
             we = qcow2_align_up(wend, sc);
+            if (qcow2_entry_host(s, el) && al && cl + (uint64_t)(32 - __builtin_clz(al)) * sc > we)
+                we = cl + (uint64_t)(32 - __builtin_clz(al)) * sc;
+        }
     }
     if (we > c0 + k * cs)
         we = c0 + k * cs;
@@ -473,8 +492,8 @@ written:
             for (uint64_t j = a / sc; j < qcow2_div_round_up(b, sc); j++)
                 touched |= 1u << j;
             uint32_t alloc = (uint32_t)old[i].bitmap, zero = (uint32_t)(old[i].bitmap >> 32);
-            bool copied_all = (old[i].l2e & QCOW2_OFLAG_COMPRESSED) ||
-                              (qcow2_entry_host(s, &old[i]) && !reuse);
+            /* A compressed cluster is copied whole; a shared one as far as [ws, we). */
+            bool copied_all = old[i].l2e & QCOW2_OFLAG_COMPRESSED;
             if (copied_all)
                 alloc = 0xffffffffu, zero = 0;
             alloc |= touched;
@@ -589,8 +608,15 @@ static int release_and_discard(struct qimg_node *n, const struct qcow2_entry *e)
     return ret;
 }
 
-/* Zero whole clusters (or subclusters) [off, end) of one L2 table through metadata. Lock held. */
-static int zero_meta(struct qimg_node *n, uint64_t off, uint64_t end, bool unmap)
+/*
+ * Zero whole clusters (or subclusters) [off, end) of one L2 table through
+ * metadata. With extended L2 a cluster is zeroed as a whole (and may be
+ * deallocated) only when [whole_a, whole_b), the request's own whole
+ * subclusters, covers it: granules widened into at either end are zeroed
+ * separately in QEMU, as subclusters. Lock held.
+ */
+static int zero_meta(struct qimg_node *n, uint64_t off, uint64_t end, bool unmap, uint64_t whole_a,
+                     uint64_t whole_b)
 {
     struct qcow2_state *s = n->opaque;
     uint64_t cs = s->cluster_size, sc = s->subcluster_size;
@@ -611,14 +637,14 @@ static int zero_meta(struct qimg_node *n, uint64_t off, uint64_t end, bool unmap
         uint64_t a = off > cl ? off - cl : 0, b = end < cl + cs ? end - cl : cs;
         struct qcow2_entry e, ne;
         qcow2_l2_get_entry(s, l2, first + i, &e);
-        bool whole = a == 0 && b == cs;
+        bool whole = a == 0 && b == cs && cl >= whole_a && cl + cs <= whole_b;
         bool alloc = !(e.l2e & QCOW2_OFLAG_COMPRESSED) && qcow2_entry_host(s, &e);
         if (s->version < 3) {
             /* v2 has no zero flag: with no backing file, unallocated reads as zeroes. */
             ne.l2e = 0;
             rel[nrel++] = e;
         } else if (!s->extended_l2) {
-            if (unmap || !alloc || !(e.l2e & QCOW2_OFLAG_COPIED)) {
+            if (unmap || !alloc) {
                 ne.l2e = QCOW2_OFLAG_ZERO;
                 rel[nrel++] = e;
             } else {
@@ -627,7 +653,7 @@ static int zero_meta(struct qimg_node *n, uint64_t off, uint64_t end, bool unmap
             ne.bitmap = 0;
         } else if (whole) {
             ne.bitmap = 0xffffffffull << 32;
-            if (unmap || !alloc || !(e.l2e & QCOW2_OFLAG_COPIED)) {
+            if (unmap || !alloc) {
                 ne.l2e = 0;
                 rel[nrel++] = e;
             } else {
@@ -665,6 +691,60 @@ static int write_zero_data(struct qimg_node *n, uint64_t off, uint64_t len)
     return ret;
 }
 
+/* Zeroes written as data, a piece at a time. */
+static int write_zero_data_long(struct qimg_node *n, uint64_t off, uint64_t len)
+{
+    const uint64_t piece = 1u << 20;
+    int ret = 0;
+    while (ret == 0 && len) {
+        uint64_t now = len < piece ? len : piece;
+        ret = write_zero_data(n, off, now);
+        off += now;
+        len -= now;
+    }
+    return ret;
+}
+
+/*
+ * Extended L2: a request is zeroed in up to three pieces, in order: the
+ * partial granule at its start, its whole subclusters, the partial granule
+ * at its end. When the whole-subcluster piece starts or ends inside a
+ * compressed cluster (which cannot be zeroed by subclusters), all of it is
+ * written as zeroes instead (observed with qemu-img 7.2: the clusters of the
+ * piece end up as data; a head piece that already copied the compressed
+ * cluster leaves it zeroable). -EAGAIN: one piece, zero it as usual.
+ */
+static int zero_in_pieces(struct qimg_node *n, uint64_t off, uint64_t len, unsigned flags)
+{
+    struct qcow2_state *s = n->opaque;
+    uint64_t cs = s->cluster_size, g = s->subcluster_size, end = off + len;
+    if (!s->extended_l2 || s->version < 3 || (flags & QIMG_REQ_NO_FALLBACK))
+        return -EAGAIN;
+    uint64_t ma = qcow2_align_up(off, g), mb = end >= s->size ? end : end / g * g;
+    if (ma >= mb)
+        return -EAGAIN;
+    int ret;
+    if (off < ma || mb < end) {
+        if (off < ma && (ret = qcow2_pwrite_zeroes(n, off, ma - off, flags)) < 0)
+            return ret;
+        if ((ret = qcow2_pwrite_zeroes(n, ma, mb - ma, flags)) < 0)
+            return ret;
+        return mb < end ? qcow2_pwrite_zeroes(n, mb, end - mb, flags) : 0;
+    }
+    bool fail = false;
+    struct qcow2_entry e;
+    pthread_mutex_lock(&n->lock);
+    ret = 0;
+    if (ma % cs && (ret = qcow2_lookup(n, ma, &e)) == 0)
+        fail = e.l2e & QCOW2_OFLAG_COMPRESSED;
+    if (ret == 0 && !fail && mb % cs && mb < s->size && (ret = qcow2_lookup(n, mb - 1, &e)) == 0)
+        fail = e.l2e & QCOW2_OFLAG_COMPRESSED;
+    pthread_mutex_unlock(&n->lock);
+    if (ret < 0)
+        return ret;
+    return fail ? write_zero_data_long(n, ma, mb - ma) : -EAGAIN;
+}
+
 /*
  * Zero writes, as QEMU's allocation maps show them: on v3 images whole
  * clusters (subclusters with extended L2) become zero clusters even where
@@ -674,6 +754,9 @@ static int write_zero_data(struct qimg_node *n, uint64_t off, uint64_t len)
  */
 int qcow2_pwrite_zeroes(struct qimg_node *n, uint64_t off, uint64_t len, unsigned flags)
 {
+    int r = zero_in_pieces(n, off, len, flags);
+    if (r != -EAGAIN)
+        return r;
     qcow2_bitmaps_mark_dirty(n, off, len); /* bitmap.c: enabled bitmaps see every change */
     struct qcow2_state *s = n->opaque;
     if (qcow2_data_file_raw_zero(n, off, len) < 0) /* datafile.c: the raw view reads zeroes too */
@@ -689,6 +772,7 @@ int qcow2_pwrite_zeroes(struct qimg_node *n, uint64_t off, uint64_t len, unsigne
         /* The last cluster of an image not a multiple of the cluster size counts whole. */
         uint64_t gend = end == s->size ? qcow2_align_up(end, g) : end;
         uint64_t a = qcow2_align_up(off, g), b = gend / g * g;
+        const uint64_t whole_a = a, whole_b = b < s->size ? b : qcow2_align_up(s->size, g);
         pthread_mutex_lock(&n->lock);
         int ret = s->corrupt_event ? -EIO : 0;
         struct qcow2_entry e = {0};
@@ -715,15 +799,27 @@ int qcow2_pwrite_zeroes(struct qimg_node *n, uint64_t off, uint64_t len, unsigne
                     !(s->extended_l2 && (e.l2e & QCOW2_OFLAG_COMPRESSED) && b - a < cs);
         if (meta && s->extended_l2 && (e.l2e & QCOW2_OFLAG_COMPRESSED))
             meta = a == off / cs * cs && b >= (off / cs + 1) * cs;
-        if (meta)
-            ret = zero_meta(n, a, b < s->size ? b : qcow2_align_up(s->size, g),
-                            flags & QIMG_REQ_MAY_UNMAP);
         pthread_mutex_unlock(&n->lock);
         if (ret < 0)
             return ret;
+        /*
+         * In order, as QEMU does it: the partial head as written zeroes, the
+         * whole granules through metadata, the partial tail (a head that
+         * copies a shared cluster first leaves the granules' zero flags on
+         * the copy).
+         */
         uint64_t ranges[2][2] = {{off, meta ? (a > off ? a : off) : end},
                                  {meta ? (b < end ? b : end) : end, end}};
         for (int i = 0; i < 2; i++) {
+            if (i == 1 && meta) {
+                pthread_mutex_lock(&n->lock);
+                ret = s->corrupt_event ? -EIO
+                                       : zero_meta(n, a, b < s->size ? b : qcow2_align_up(s->size, g),
+                                                   flags & QIMG_REQ_MAY_UNMAP, whole_a, whole_b);
+                pthread_mutex_unlock(&n->lock);
+                if (ret < 0)
+                    return ret;
+            }
             uint64_t ro = ranges[i][0], rl = ranges[i][1] > ro ? ranges[i][1] - ro : 0;
             if (!rl)
                 continue;

@@ -165,6 +165,10 @@ struct qcow2_state {
     /* qcow2.txt, lazy refcounts: this session set the dirty bit (qcow2_lazy_dirty). */
     bool lazy_dirty;
     bool read_only;
+    /* refcount.c: clusters freed while collecting (qcow2_discard_freed_begin), to discard. */
+    bool collect_discards;
+    uint64_t *freed;
+    size_t n_freed, cap_freed;
 
     /* snapshot.c: the snapshot table (nb_snapshots entries) and its size in bytes. */
     struct qcow2_snapshot *snapshots;
@@ -290,6 +294,13 @@ int64_t qcow2_alloc_clusters(struct qimg_node *n, uint64_t count);
 int64_t qcow2_alloc_bytes(struct qimg_node *n, uint64_t size);
 /* Drop one reference from every host cluster of a range of bytes. */
 int qcow2_free_bytes(struct qimg_node *n, uint64_t offset, uint64_t len);
+/*
+ * Snapshot and bitmap operations discard the clusters they free in the file
+ * (QEMU's pass-discard-snapshot; the file must allow discards): collect from
+ * begin to end, then punch what is still free, adjacent clusters together.
+ */
+void qcow2_discard_freed_begin(struct qcow2_state *s);
+int qcow2_discard_freed_end(struct qimg_node *n);
 uint64_t refcount_get_entry(const struct qcow2_state *s, const uint8_t *block, uint64_t idx);
 void refcount_set_entry(const struct qcow2_state *s, uint8_t *block, uint64_t idx, uint64_t v);
 

@@ -219,9 +219,58 @@ int qcow2_get_refcount(struct qimg_node *n, uint64_t ci, uint64_t *out)
     return 0;
 }
 
+void qcow2_discard_freed_begin(struct qcow2_state *s)
+{
+    s->collect_discards = true;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int qcow2_discard_freed_end(struct qimg_node *n)
+{
+    struct qcow2_state *s = n->opaque;
+    uint64_t cs = s->cluster_size;
+    int ret = 0;
+    s->collect_discards = false;
+    qsort(s->freed, s->n_freed, sizeof(*s->freed), cmp_u64);
+    for (size_t i = 0; i < s->n_freed;) {
+        size_t j = i + 1;
+        while (j < s->n_freed && s->freed[j] <= s->freed[j - 1] + 1)
+            j++;
+        uint64_t first = s->freed[i], count = s->freed[j - 1] - first + 1;
+        int r = qimg_node_pdiscard(n->file, first * cs, count * cs);
+        if (r < 0 && ret == 0)
+            ret = r;
+        i = j;
+    }
+    free(s->freed);
+    s->freed = NULL;
+    s->n_freed = s->cap_freed = 0;
+    return ret;
+}
+
+/* A collected cluster that is allocated again is no longer to be discarded. */
+static void discard_cancel(struct qcow2_state *s, uint64_t ci)
+{
+    for (size_t i = 0; i < s->n_freed; i++)
+        if (s->freed[i] == ci)
+            s->freed[i--] = s->freed[--s->n_freed];
+}
+
 /* Side effects of refcounts that reached zero: free-space hints, metadata index. */
 static void note_freed(struct qcow2_state *s, uint64_t ci)
 {
+    if (s->collect_discards) {
+        if (s->n_freed == s->cap_freed) {
+            s->cap_freed = s->cap_freed ? 2 * s->cap_freed : 16;
+            s->freed = xrealloc(s->freed, s->cap_freed * sizeof(*s->freed));
+        }
+        s->freed[s->n_freed++] = ci;
+    }
     meta_remove(s, ci * s->cluster_size);
     if (ci < s->free_cluster_index)
         s->free_cluster_index = ci;
@@ -276,9 +325,13 @@ int qcow2_update_refcounts(struct qimg_node *n, uint64_t first, uint64_t count, 
                 return ret;
             }
         }
-        for (uint64_t i = in; i < in + now; i++)
-            if (refcount_get_entry(s, blk, i) == 0)
+        for (uint64_t i = in; i < in + now; i++) {
+            uint64_t v = refcount_get_entry(s, blk, i);
+            if (v == 0)
                 note_freed(s, rt_idx * s->rb_entries + i);
+            else if (s->n_freed && delta > 0 && v == (uint64_t)delta)
+                discard_cancel(s, rt_idx * s->rb_entries + i);
+        }
         first += now;
         count -= now;
     }
@@ -296,6 +349,8 @@ static int refblock_create(struct qimg_node *n, uint64_t rt_idx, uint64_t ci, bo
         return ret;
     if (self)
         refcount_set_entry(s, blk, ci % s->rb_entries, 1);
+    if (s->n_freed)
+        discard_cancel(s, ci);
     qimg_debug_event(n->file, QIMG_DBG_REFBLOCK_ALLOC_WRITE);
     ret = qcow2_meta_write(n, off, blk, s->cluster_size);
     if (ret < 0) {

@@ -460,6 +460,7 @@ int qcow2_snapshot_create(struct qimg_node *n, const struct qimg_snapshot_info *
     if (s->read_only)
         return qimg_error_set(err, -EACCES, "%s", strerror(EACCES));
     pthread_mutex_lock(&n->lock);
+    qcow2_discard_freed_begin(s);
     int ret = 0;
     struct qcow2_snapshot sn = {0};
     uint64_t l1_bytes = (uint64_t)s->l1_size * 8;
@@ -527,6 +528,7 @@ int qcow2_snapshot_create(struct qimg_node *n, const struct qimg_snapshot_info *
     memset(&sn, 0, sizeof(sn));
 out:
     sn_free(&sn);
+    qcow2_discard_freed_end(n); /* advisory */
     pthread_mutex_unlock(&n->lock);
     return ret;
 }
@@ -539,6 +541,7 @@ int qcow2_snapshot_goto(struct qimg_node *n, const char *id_or_name, struct qimg
     if (s->read_only)
         return qimg_error_set(err, -EACCES, "%s", strerror(EACCES));
     pthread_mutex_lock(&n->lock);
+    qcow2_discard_freed_begin(s);
     uint64_t *sn_l1 = NULL, *old = NULL;
     long idx = find_snapshot(s, id_or_name, NULL);
     if (idx < 0)
@@ -611,6 +614,7 @@ int qcow2_snapshot_goto(struct qimg_node *n, const char *id_or_name, struct qimg
 out:
     free(sn_l1);
     free(old);
+    qcow2_discard_freed_end(n); /* advisory */
     pthread_mutex_unlock(&n->lock);
     return ret;
 }
@@ -622,6 +626,7 @@ int qcow2_snapshot_delete(struct qimg_node *n, const char *id, const char *name,
     if (s->read_only)
         return qimg_error_set(err, -EACCES, "%s", strerror(EACCES));
     pthread_mutex_lock(&n->lock);
+    qcow2_discard_freed_begin(s);
     uint64_t *sn_l1 = NULL;
     struct qcow2_snapshot *tab = NULL;
     long idx = find_snapshot(s, id, name);
@@ -660,6 +665,7 @@ int qcow2_snapshot_delete(struct qimg_node *n, const char *id, const char *name,
 out:
     free(tab);
     free(sn_l1);
+    qcow2_discard_freed_end(n); /* advisory */
     pthread_mutex_unlock(&n->lock);
     return ret;
 }
