@@ -92,6 +92,23 @@ def allocated_bytes(path):
     return os.stat(path).st_blocks * 512
 
 
+def data_runs(path):
+    """(start, end) of a file's data runs (SEEK_DATA/SEEK_HOLE): what is allocated, whatever
+    the filesystem's block layout (st_blocks also counts extent-tree blocks, which depend on
+    the order of writes)."""
+    runs = []
+    with open(path, "rb") as f:
+        fd, end, pos = f.fileno(), os.fstat(f.fileno()).st_size, 0
+        while pos < end:
+            try:
+                start = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError:
+                break
+            pos = os.lseek(fd, start, os.SEEK_HOLE)
+            runs.append((start, pos))
+    return runs
+
+
 def strip_child(text):
     """qemu-img 9.1's human info adds "Child node '/file':" sections that 7.2 lacks: drop
     them (and their indented lines) so our output compares with the 7.2 oracle's."""

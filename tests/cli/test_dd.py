@@ -1,11 +1,10 @@
 # SPDX-License-Identifier: MIT
 """qemu-img dd on raw images: output files and messages against the oracle."""
-import os
 import random
 
 import pytest
 
-from conftest import write_pattern
+from conftest import data_runs, write_pattern
 
 MiB = 1 << 20
 
@@ -173,20 +172,5 @@ def test_dd_output_fully_allocated_like_oracle(ours, oracle, tmp_path, fmt, src_
     ma = oracle.img("map", "--output=json", "-f", fmt, "a.img").out
     mb = oracle.img("map", "--output=json", "-f", fmt, "b.img").out
     assert ma == mb
-    assert data_extents(tmp_path / "a.img") == data_extents(tmp_path / "b.img")
+    assert data_runs(tmp_path / "a.img") == data_runs(tmp_path / "b.img")
 
-
-def data_extents(path):
-    """The file's data runs (SEEK_DATA/SEEK_HOLE): what is allocated, whatever the filesystem's
-    block layout (st_blocks also counts extent-tree blocks, which depend on write order)."""
-    runs = []
-    with open(path, "rb") as f:
-        fd, end, pos = f.fileno(), os.fstat(f.fileno()).st_size, 0
-        while pos < end:
-            try:
-                start = os.lseek(fd, pos, os.SEEK_DATA)
-            except OSError:
-                break
-            pos = os.lseek(fd, start, os.SEEK_HOLE)
-            runs.append((start, pos))
-    return runs

@@ -7,9 +7,10 @@ samples-qemu-img-9.1.md), 7.2 wrote only its entries (196624 bytes). So our
 image must equal the oracle's over the oracle's length, with only zeroes after.
 """
 import json
-import os
 
 import pytest
+
+from conftest import data_runs
 
 CREATE_CASES = [
     ("default", [], "1G"),
@@ -75,31 +76,13 @@ def _run_both(ours, oracle, tmp_path, args, size):
     return a, b, tmp_path / "o" / "t.qcow2", tmp_path / "m" / "t.qcow2"
 
 
-def _data_extents(path):
-    """(start, end) of the data regions of a sparse file."""
-    out = []
-    with open(path, "rb") as f:
-        fd = f.fileno()
-        size = os.fstat(fd).st_size
-        pos = 0
-        while pos < size:
-            try:
-                start = os.lseek(fd, pos, os.SEEK_DATA)
-            except OSError:
-                break
-            end = os.lseek(fd, start, os.SEEK_HOLE)
-            out.append((start, end))
-            pos = end
-    return out
-
-
 def _same_image(ref, mine):
     """Byte-equal over the oracle's length (holes skipped), only zeroes after it."""
     rlen, mlen = ref.stat().st_size, mine.stat().st_size
     # 9.1 pads the L1 table to 512 bytes; nothing else may grow.
     assert rlen <= mlen < rlen + 512
     with open(ref, "rb") as fr, open(mine, "rb") as fm:
-        for start, end in sorted(_data_extents(ref) + _data_extents(mine)):
+        for start, end in sorted(data_runs(ref) + data_runs(mine)):
             for off in range(start, end, 1 << 22):
                 n = min(1 << 22, end - off)
                 fr.seek(off)
