@@ -518,6 +518,12 @@ int qcow2_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const void *bu
                  unsigned flags)
 {
     qcow2_bitmaps_mark_dirty(n, off, len); /* bitmap.c: enabled bitmaps see every change */
+    return qcow2_pwrite_unmarked(n, off, len, buf, flags);
+}
+
+int qcow2_pwrite_unmarked(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf,
+                          unsigned flags)
+{
     struct qcow2_state *s = n->opaque;
     const uint8_t *src = buf;
     uint64_t l2_span = s->l2_entries * s->cluster_size;
@@ -677,6 +683,21 @@ static int zero_meta(struct qimg_node *n, uint64_t off, uint64_t end, bool unmap
     for (size_t i = 0; ret == 0 && i < nrel; i++)
         ret = release_and_discard(n, &rel[i]);
     free(rel);
+    return ret;
+}
+
+int qcow2_zeroize_locked(struct qimg_node *n, uint64_t off, uint64_t end, bool unmap)
+{
+    struct qcow2_state *s = n->opaque;
+    uint64_t l2_span = s->l2_entries * s->cluster_size;
+    int ret = 0;
+    for (uint64_t a = off; ret == 0 && a < end;) {
+        uint64_t b = (a / l2_span + 1) * l2_span;
+        if (b > end)
+            b = end;
+        ret = zero_meta(n, a, b, unmap, off, end);
+        a = b;
+    }
     return ret;
 }
 
