@@ -108,3 +108,22 @@ def test_regrow_past_backing_end_is_left_alone(ours, oracle, tmp_path):
     steps = [("img", "resize", "t.qcow2", "2M"), ("img", "resize", "--shrink", "t.qcow2", "100k"),
              ("img", "resize", "t.qcow2", "1M")]
     differential(ours, oracle, tmp_path, setup, steps)
+
+
+# -- item 2: discard on v2 with a backing file keeps the guest view ----------------------------
+
+@pytest.mark.parametrize("io", [
+    ["discard 0 256k", "discard 300k 100k"],
+    ["discard 0 1000k"],
+    ["write -z -u 256k 128k", "discard 64k 64k", "write -z 0 64k"],
+    ["discard 448k 552k"],  # up to the end of the image (its last cluster partial)
+])
+def test_v2_discard_over_backing_keeps_data(ours, oracle, tmp_path, io):
+    """compat=0.10 has no zero flag: a discarded cluster would read from the backing file, so
+    qemu leaves the mapping alone (the data stays). Ours unmapped it and showed 0xaa."""
+    setup = backing_setup("0.10", size="1000k") + [
+        ("io", "-c", "write -P 0x11 0 800k", "t.qcow2")]
+    args = []
+    for c in io:
+        args += ["-c", c]
+    differential(ours, oracle, tmp_path, setup, [("io", *args, "t.qcow2")])

@@ -866,8 +866,14 @@ int qcow2_pwrite_zeroes(struct qimg_node *n, uint64_t off, uint64_t len, unsigne
 
 int qcow2_pdiscard(struct qimg_node *n, uint64_t off, uint64_t len)
 {
-    qcow2_bitmaps_mark_dirty(n, off, len); /* bitmap.c: enabled bitmaps see every change */
     struct qcow2_state *s = n->opaque;
+    /*
+     * v2 has no zero flag: a discarded cluster would show the backing file's
+     * data, so with a backing file qemu-img leaves the image as it is.
+     */
+    if (s->version < 3 && n->backing)
+        return 0;
+    qcow2_bitmaps_mark_dirty(n, off, len); /* bitmap.c: enabled bitmaps see every change */
     if (qcow2_data_file_raw_zero(n, off, len) < 0) /* datafile.c */
         return -EIO;
     uint64_t cs = s->cluster_size;
