@@ -235,9 +235,13 @@ int qcow2_l1_grow(struct qimg_node *n, uint64_t min_size)
     memset(buf, 0, clusters * cs);
     for (uint64_t i = 0; i < s->l1_size; i++)
         qcow2_put64(buf + i * 8, s->l1[i]);
-    /* qemu-img 9.1 writes the table padded to 512 bytes (7.2 wrote just the entries). */
+    /*
+     * Just the entries, as qemu-img writes them: a file that ends with the
+     * table is exactly as long as qemu's (9.1's info rounds the "file length"
+     * it prints up to 512 bytes; the file itself is not padded).
+     */
     qimg_debug_event(n->file, QIMG_DBG_L1_GROW_WRITE_TABLE);
-    ret = qimg_node_pwrite(n->file, (uint64_t)nw, qcow2_align_up(min_size * 8, 512), buf, 0);
+    ret = qimg_node_pwrite(n->file, (uint64_t)nw, min_size * 8, buf, 0);
     free(buf);
     if (ret < 0)
         return ret;
