@@ -524,6 +524,13 @@ static int write_alloc(struct qimg_node *n, uint64_t off, uint64_t end, const ui
     free(buf);
 written:
     if (ret < 0) {
+        /*
+         * Nothing references the new clusters yet (the L2 entries come after
+         * the data): free them, as QEMU does when a write fails (a convert
+         * that runs out of space leaves no leaks).
+         */
+        if (!reuse && !n->data_file)
+            (void)qcow2_update_refcounts(n, host / cs, k, -1); /* failing: they leak */
         free(old);
         return ret;
     }

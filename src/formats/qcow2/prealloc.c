@@ -149,7 +149,8 @@ static int prealloc_full(struct qimg_node *n, uint64_t old, uint64_t size,
         ret = qimg_node_pwrite(n->file, data * cs, old - start, head, 0);
     free(head);
     if (ret < 0)
-        return terr.msg[0] ? qimg_error_set(err, ret, "%s", terr.msg)
+        return terr.msg[0] ? qimg_error_set(err, ret, "Failed to resize underlying file: %s",
+                                            terr.msg)
                            : qimg_error_errno(err, ret, "Could not preallocate the partial cluster");
     pthread_mutex_lock(&n->lock);
     s->free_cluster_index = 0;
