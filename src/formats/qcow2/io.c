@@ -751,7 +751,11 @@ int qcow2_zeroize_locked(struct qimg_node *n, uint64_t off, uint64_t end, bool u
 {
     struct qcow2_state *s = n->opaque;
     uint64_t l2_span = s->l2_entries * s->cluster_size;
-    int ret = 0;
+    /* Subclusters of a compressed cluster cannot be zeroed: qemu-img refuses (-ENOTSUP). */
+    struct qcow2_entry e;
+    int ret = off % s->cluster_size ? qcow2_lookup(n, off, &e) : 0;
+    if (ret == 0 && off % s->cluster_size && (e.l2e & QCOW2_OFLAG_COMPRESSED))
+        ret = -ENOTSUP;
     for (uint64_t a = off; ret == 0 && a < end;) {
         uint64_t b = (a / l2_span + 1) * l2_span;
         if (b > end)
