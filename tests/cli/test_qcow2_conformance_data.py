@@ -94,6 +94,17 @@ def test_regrow_over_backing_reads_zeroes(ours, oracle, tmp_path, compat, extra,
     steps = [("img", "resize", "--shrink", "t.qcow2", "300544"),
              ("img", "resize", f"--preallocation={prealloc}", "t.qcow2", "1M"),
              ("io", "-c", "read -P 0 300544 748032", "t.qcow2")]
+    if extra == "extended_l2=on" and prealloc == "metadata" and "-c" in writes[0]:
+        # qemu-img turns the compressed cluster into a plain one but leaves its subclusters
+        # before the old end unallocated: the backing file shows through (data lost).
+        # Deliberately not matched (prealloc.c): ours keeps the data.
+        d = tmp_path / "ours"
+        r = steps_on(ours, oracle, d, setup, steps)
+        assert [x[0] for x in r] == [0, 0, 0] and "verification failed" not in r[2][1], r
+        r = oracle.io("-c", "read -P 0x11 256k 38400", "t.qcow2", cwd=d)
+        assert "verification failed" not in r.out, r
+        assert oracle.img("check", "t.qcow2", cwd=d).rc == 0
+        return
     da, _ = differential(ours, oracle, tmp_path, setup, steps)
     r = oracle.io("-c", "read -P 0 300544 748032", "t.qcow2", cwd=da)
     if compat == "0.10":
