@@ -237,6 +237,13 @@ L2_CASES = [
                                    "write -z 118784 38400", "write -z 83968 55296",
                                    "write -P 104 38912 215040", "write -P 131 9728 215040",
                                    "write -P 29 47616 111104", "write -z -u 221696 34816"]),
+    # freed clusters are discarded in the file as merged ranges, as qemu queues them: with
+    # 512-byte clusters on 4 KiB file system blocks only that punches the blocks (map shows
+    # the holes); ours discarded cluster by cluster
+    ("cluster_size=512,preallocation=metadata", False, [
+        "discard 27136 12288", "discard 43008 512", "write -z -u 16384 20992",
+        "write -z -u 8704 4096", "write -z 9728 35328", "write -z 21504 29184",
+        "write -P 122 19968 16896", "discard 9216 27136"]),
     ("preallocation=metadata", False, ["write -z 126976 116736", "write -P 246 180736 10240",
                                        "write -P 176 167424 23552", "write -z -u 24576 5632",
                                        "write -z -u 219136 7680", "discard 31744 159744"]),
@@ -245,7 +252,8 @@ L2_CASES = [
 
 @pytest.mark.parametrize("opts,backing,script", L2_CASES)
 def test_l2_layout_matches_qemu(ours, oracle, tmp_path, opts, backing, script):
-    l2_differential(ours, oracle, tmp_path, opts, backing, script)
+    size = 100 * 512 if "cluster_size=512" in opts else 4 * 65536
+    l2_differential(ours, oracle, tmp_path, opts, backing, script, size=size)
 
 
 # -- item 16: a convert that runs out of space frees what it allocated -------------------------

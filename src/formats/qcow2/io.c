@@ -655,11 +655,39 @@ static int reads_zero(struct qimg_node *n, uint64_t off, uint64_t len, bool *zer
 }
 
 /*
- * Drop a guest request's reference to a cluster and, once the host cluster is
- * free, pass the discard down to the file (QEMU's pass-discard-request), so
- * the file keeps no stale data. Lock held.
+ * Host ranges a request freed, passed down to the file as discards once the
+ * request's entries are released (QEMU's pass-discard-request), adjacent
+ * clusters merged into one range as QEMU queues them: on a file system with
+ * blocks larger than the clusters only a merged range frees whole blocks.
  */
-static int release_and_discard(struct qimg_node *n, const struct qcow2_entry *e)
+struct discards {
+    struct qimg_node *node; /* where the pending range lives */
+    uint64_t start, len;
+};
+
+static void discards_flush(struct discards *d)
+{
+    if (d->len)
+        (void)qimg_node_pdiscard(d->node, d->start, d->len); /* advisory */
+    d->len = 0;
+}
+
+static void discards_add(struct discards *d, struct qimg_node *node, uint64_t start, uint64_t len)
+{
+    if (d->len && d->node == node && d->start + d->len == start) {
+        d->len += len;
+        return;
+    }
+    discards_flush(d);
+    *d = (struct discards){.node = node, .start = start, .len = len};
+}
+
+/*
+ * Drop a guest request's reference to a cluster and, once the host cluster is
+ * free, queue its discard in d, so the file keeps no stale data. Lock held.
+ */
+static int release_and_discard(struct qimg_node *n, const struct qcow2_entry *e,
+                               struct discards *d)
 {
     struct qcow2_state *s = n->opaque;
     int ret = qcow2_entry_release(n, e);
@@ -667,11 +695,11 @@ static int release_and_discard(struct qimg_node *n, const struct qcow2_entry *e)
     uint64_t rc;
     if (n->data_file) { /* no refcounts there; a raw data file keeps its data */
         if (ret == 0 && host && !(s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW))
-            (void)qimg_node_pdiscard(n->data_file, host, s->cluster_size);
+            discards_add(d, n->data_file, host, s->cluster_size);
         return ret;
     }
     if (ret == 0 && host && qcow2_get_refcount(n, host / s->cluster_size, &rc) == 0 && rc == 0)
-        (void)qimg_node_pdiscard(n->file, host, s->cluster_size); /* advisory */
+        discards_add(d, n->file, host, s->cluster_size);
     return ret;
 }
 
@@ -741,8 +769,10 @@ static int zero_meta(struct qimg_node *n, uint64_t off, uint64_t end, bool unmap
                            count * s->l2_entry_bytes);
     if (ret < 0)
         qcow2_cache_drop(&s->l2_cache, l2_off); /* the cached table must say what the disk says */
+    struct discards d = {0};
     for (size_t i = 0; ret == 0 && i < nrel; i++)
-        ret = release_and_discard(n, &rel[i]);
+        ret = release_and_discard(n, &rel[i], &d);
+    discards_flush(&d);
     free(rel);
     return ret;
 }
@@ -988,8 +1018,10 @@ int qcow2_pdiscard(struct qimg_node *n, uint64_t off, uint64_t len)
                                l2 + first * s->l2_entry_bytes, count * s->l2_entry_bytes);
         if (ret < 0)
             qcow2_cache_drop(&s->l2_cache, l2_off); /* cached table = disk */
+        struct discards d = {0};
         for (uint64_t i = 0; ret == 0 && i < count; i++)
-            ret = release_and_discard(n, &rel[i]);
+            ret = release_and_discard(n, &rel[i], &d);
+        discards_flush(&d);
         free(rel);
         a = end;
     }
