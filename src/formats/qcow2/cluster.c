@@ -107,6 +107,17 @@ static int free_reported(struct qimg_node *n, int ret)
     return 0;
 }
 
+/*
+ * A new L2 table that could not be written (ENOSPC, EIO) is referenced by
+ * nothing yet: free its cluster, as QEMU does, instead of leaking it.
+ */
+static int unalloc_table(struct qimg_node *n, uint64_t offset, int err)
+{
+    struct qcow2_state *s = n->opaque;
+    free_reported(n, qcow2_update_refcounts(n, offset / s->cluster_size, 1, -1));
+    return err;
+}
+
 int qcow2_get_l2(struct qimg_node *n, uint64_t guest_off, bool alloc, uint8_t **l2,
                  uint64_t *l2_offset)
 {
@@ -144,13 +155,13 @@ int qcow2_get_l2(struct qimg_node *n, uint64_t guest_off, bool alloc, uint8_t **
      */
     int ret = qcow2_refcount_writeback(n);
     if (ret < 0)
-        return ret;
+        return unalloc_table(n, (uint64_t)nw, ret);
     if (off) {
         uint8_t *old;
         qimg_debug_event(n->file, QIMG_DBG_L2_ALLOC_COW_READ);
         ret = qcow2_cache_get(n, &s->l2_cache, off, false, &old);
         if (ret < 0)
-            return ret;
+            return unalloc_table(n, (uint64_t)nw, ret);
         copy = xmalloc(s->cluster_size);
         memcpy(copy, old, s->cluster_size);
     }
@@ -158,7 +169,7 @@ int qcow2_get_l2(struct qimg_node *n, uint64_t guest_off, bool alloc, uint8_t **
     ret = qcow2_cache_get(n, &s->l2_cache, (uint64_t)nw, true, &tbl);
     if (ret < 0) {
         free(copy);
-        return ret;
+        return unalloc_table(n, (uint64_t)nw, ret);
     }
     if (copy)
         memcpy(tbl, copy, s->cluster_size);
@@ -167,7 +178,7 @@ int qcow2_get_l2(struct qimg_node *n, uint64_t guest_off, bool alloc, uint8_t **
     ret = qcow2_meta_write(n, (uint64_t)nw, tbl, s->cluster_size);
     if (ret < 0) {
         qcow2_cache_drop(&s->l2_cache, (uint64_t)nw);
-        return ret;
+        return unalloc_table(n, (uint64_t)nw, ret);
     }
     qcow2_meta_add(s, (uint64_t)nw);
     uint64_t old_l1e = s->l1[l1_idx];
@@ -235,9 +246,13 @@ int qcow2_l1_grow(struct qimg_node *n, uint64_t min_size)
     memset(buf, 0, clusters * cs);
     for (uint64_t i = 0; i < s->l1_size; i++)
         qcow2_put64(buf + i * 8, s->l1[i]);
-    /* qemu-img 9.1 writes the table padded to 512 bytes (7.2 wrote just the entries). */
+    /*
+     * Just the entries, as qemu-img writes them: a file that ends with the
+     * table is exactly as long as qemu's (9.1's info rounds the "file length"
+     * it prints up to 512 bytes; the file itself is not padded).
+     */
     qimg_debug_event(n->file, QIMG_DBG_L1_GROW_WRITE_TABLE);
-    ret = qimg_node_pwrite(n->file, (uint64_t)nw, qcow2_align_up(min_size * 8, 512), buf, 0);
+    ret = qimg_node_pwrite(n->file, (uint64_t)nw, min_size * 8, buf, 0);
     free(buf);
     if (ret < 0)
         return ret;

@@ -284,8 +284,9 @@ int qcow2_create(const char *filename, struct qimg_opts *opts, struct qimg_error
     struct qimg_opts *oo = qimg_opts_new();
     ret = qimg_qcow2_driver.open(n, oo, err);
     qimg_opts_free(oo);
-    if (ret == 0)
-        ret = qcow2_grow_to(n, p.size, mode, err);
+    /* qemu-img words every failure of this first resize so. */
+    if (ret == 0 && (ret = qcow2_grow_to(n, p.size, mode, err)) < 0)
+        qimg_error_prefix(err, "Could not resize image: ");
     if (ret == 0 && (ret = qimg_node_flush(n)) < 0)
         qimg_error_errno(err, ret, "Could not flush the new image");
     qimg_node_unref(n);

@@ -251,16 +251,22 @@ static bool in_place(const struct qcow2_state *s, const struct qcow2_entry *e, u
     return true;
 }
 
-/* An existing exclusively owned cluster keeps its host offset (extended L2 bitmap changes). */
+/*
+ * An existing exclusively owned cluster keeps its host offset: extended L2
+ * bitmap changes, and (as QEMU writes into a preallocated zero cluster) a
+ * zero cluster with its own host cluster, its other bytes written as zeroes.
+ */
 static bool reuse_host(const struct qcow2_state *s, const struct qcow2_entry *e)
 {
-    return s->extended_l2 && (e->l2e & QCOW2_OFLAG_COPIED) &&
-           !(e->l2e & QCOW2_OFLAG_COMPRESSED) && qcow2_entry_host(s, e);
+    if (!(e->l2e & QCOW2_OFLAG_COPIED) || (e->l2e & QCOW2_OFLAG_COMPRESSED) ||
+        !qcow2_entry_host(s, e))
+        return false;
+    return s->extended_l2 || (s->version >= 3 && (e->l2e & QCOW2_OFLAG_ZERO));
 }
 
 /* In-place overwrite of a run of COPIED clusters: map under the lock, write without it. */
 static int write_in_place(struct qimg_node *n, uint8_t *l2, uint64_t off, uint64_t end,
-                          const uint8_t *src, uint64_t *done)
+                          const uint8_t *src, uint64_t *done, uint64_t *hint)
 {
     struct qcow2_state *s = n->opaque;
     uint64_t cs = s->cluster_size;
@@ -280,6 +286,7 @@ static int write_in_place(struct qimg_node *n, uint8_t *l2, uint64_t off, uint64
         pos = cstart + b;
     }
     *done = pos - off;
+    *hint = qcow2_align_up(host0 + *done, cs);
     int ret = check_overlap(n, host0, *done);
     pthread_mutex_unlock(&n->lock);
     if (ret == 0)
@@ -294,23 +301,25 @@ static int write_in_place(struct qimg_node *n, uint8_t *l2, uint64_t off, uint64
  * writable in place). Lock held throughout.
  */
 /*
- * Whether the COW head [ws, off) and tail [wend, we) of a new allocation read
- * as zeroes: no backing file and the old clusters unallocated or zero without
- * a host cluster (standard L2 entries only; extended L2 keeps its bitmaps).
+ * Whether the COW head [ws, off) and tail [wend, we) of an allocation read
+ * as zeroes: the old clusters are zero clusters (v3 zero flag, with or
+ * without a host cluster: a preallocated one is written in place), or
+ * unallocated with no backing file (standard L2 entries only; extended L2
+ * keeps its bitmaps).
  */
 static bool zero_cow(struct qimg_node *n, const struct qcow2_entry *old, uint64_t k, uint64_t ws,
                      uint64_t off, uint64_t wend, uint64_t we)
 {
     const struct qcow2_state *s = n->opaque;
-    if (s->extended_l2 || n->backing || (n->backing_file && n->backing_file[0]))
+    if (s->extended_l2)
         return false;
+    bool backing = n->backing || (n->backing_file && n->backing_file[0]);
     const struct qcow2_entry *e[2] = {off > ws ? &old[0] : NULL, we > wend ? &old[k - 1] : NULL};
     for (int i = 0; i < 2; i++) {
-        if (!e[i])
+        if (!e[i] || (s->version >= 3 && (e[i]->l2e & QCOW2_OFLAG_ZERO) &&
+                      !(e[i]->l2e & QCOW2_OFLAG_COMPRESSED)))
             continue;
-        if (qcow2_entry_host(s, e[i]) || (e[i]->l2e & QCOW2_OFLAG_COMPRESSED))
-            return false;
-        if (e[i]->l2e && !(e[i]->l2e & QCOW2_OFLAG_ZERO))
+        if (e[i]->l2e || backing)
             return false;
     }
     return true;
@@ -339,8 +348,44 @@ static int write_with_zero_cow(struct qimg_node *n, uint64_t hs, uint64_t hlen, 
     return qimg_node_pwrite(data, hdata, len, src, 0);
 }
 
+/*
+ * QEMU keeps the clusters of one write request host-contiguous where it can:
+ * new clusters go right after the previous piece's host clusters (hint) when
+ * those are free, as many as are free there; otherwise wherever the first
+ * free run is. *count: how many of the wanted clusters are free at hint (0:
+ * none, allocate as usual). Lock held.
+ */
+static int free_at_hint(struct qimg_node *n, uint64_t hint, uint64_t want, uint64_t *count)
+{
+    struct qcow2_state *s = n->opaque;
+    *count = 0;
+    if (!hint || n->data_file)
+        return 0;
+    for (uint64_t i = 0; i < want; i++) {
+        uint64_t rc;
+        int ret = qcow2_get_refcount(n, hint / s->cluster_size + i, &rc);
+        if (ret < 0)
+            return ret;
+        if (rc)
+            break;
+        *count = i + 1;
+    }
+    return 0;
+}
+
+static int64_t alloc_at_hint(struct qimg_node *n, uint64_t hint, uint64_t count)
+{
+    struct qcow2_state *s = n->opaque;
+    uint64_t saved = s->free_cluster_index;
+    s->free_cluster_index = hint / s->cluster_size; /* the run there is free: found first */
+    int64_t h = qcow2_alloc_clusters(n, count);
+    if (saved < s->free_cluster_index)
+        s->free_cluster_index = saved;
+    return h;
+}
+
 static int write_alloc(struct qimg_node *n, uint64_t off, uint64_t end, const uint8_t *src,
-                       uint64_t *done)
+                       uint64_t *done, uint64_t *hint)
 {
     struct qcow2_state *s = n->opaque;
     uint64_t cs = s->cluster_size, sc = s->subcluster_size;
@@ -368,6 +413,11 @@ static int write_alloc(struct qimg_node *n, uint64_t off, uint64_t end, const ui
             break;
         k++;
     }
+    uint64_t at_hint = 0;
+    if (!reuse && (ret = free_at_hint(n, *hint, k, &at_hint)) < 0)
+        return ret;
+    if (at_hint)
+        k = at_hint;
     uint64_t wend = c0 + k * cs < end ? c0 + k * cs : end; /* guest bytes written now */
     struct qcow2_entry *old = xcalloc(k, sizeof(*old));
     for (uint64_t i = 0; i < k; i++)
@@ -426,7 +476,9 @@ static int write_alloc(struct qimg_node *n, uint64_t off, uint64_t end, const ui
         host = qcow2_entry_host(s, &old[0]);
     } else {
         /* External data file: the host offset is the guest offset. */
-        int64_t h = n->data_file ? (int64_t)c0 : qcow2_alloc_clusters(n, k);
+        int64_t h = n->data_file ? (int64_t)c0
+                    : at_hint    ? alloc_at_hint(n, *hint, k)
+                                 : qcow2_alloc_clusters(n, k);
         if (h < 0) {
             free(old);
             return (int)h;
@@ -472,6 +524,13 @@ static int write_alloc(struct qimg_node *n, uint64_t off, uint64_t end, const ui
     free(buf);
 written:
     if (ret < 0) {
+        /*
+         * Nothing references the new clusters yet (the L2 entries come after
+         * the data): free them, as QEMU does when a write fails (a convert
+         * that runs out of space leaves no leaks).
+         */
+        if (!reuse && !n->data_file)
+            (void)qcow2_update_refcounts(n, host / cs, k, -1); /* failing: they leak */
         free(old);
         return ret;
     }
@@ -511,6 +570,7 @@ written:
         ret = qcow2_entry_release(n, &old[i]);
     free(old);
     *done = wend - off;
+    *hint = n->data_file ? 0 : host + k * cs;
     return ret;
 }
 
@@ -518,9 +578,16 @@ int qcow2_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const void *bu
                  unsigned flags)
 {
     qcow2_bitmaps_mark_dirty(n, off, len); /* bitmap.c: enabled bitmaps see every change */
+    return qcow2_pwrite_unmarked(n, off, len, buf, flags);
+}
+
+int qcow2_pwrite_unmarked(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf,
+                          unsigned flags)
+{
     struct qcow2_state *s = n->opaque;
     const uint8_t *src = buf;
     uint64_t l2_span = s->l2_entries * s->cluster_size;
+    uint64_t hint = 0; /* host offset after the previous piece (write_alloc) */
     while (len) {
         uint64_t end = (off / l2_span + 1) * l2_span;
         if (end > off + len)
@@ -540,13 +607,13 @@ int qcow2_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const void *bu
             qcow2_l2_get_entry(s, l2, (off / cs) & (s->l2_entries - 1), &e);
             uint64_t b = end - cstart < cs ? end - cstart : cs;
             if (qcow2_entry_valid(s, &e) && in_place(s, &e, off - cstart, b)) {
-                ret = write_in_place(n, l2, off, end, src, &done); /* unlocks */
+                ret = write_in_place(n, l2, off, end, src, &done, &hint); /* unlocks */
                 placed = true;
             }
         }
         if (!placed) {
             if (ret == 0)
-                ret = write_alloc(n, off, end, src, &done);
+                ret = write_alloc(n, off, end, src, &done, &hint);
             pthread_mutex_unlock(&n->lock);
         }
         if (ret < 0)
@@ -588,11 +655,39 @@ static int reads_zero(struct qimg_node *n, uint64_t off, uint64_t len, bool *zer
 }
 
 /*
- * Drop a guest request's reference to a cluster and, once the host cluster is
- * free, pass the discard down to the file (QEMU's pass-discard-request), so
- * the file keeps no stale data. Lock held.
+ * Host ranges a request freed, passed down to the file as discards once the
+ * request's entries are released (QEMU's pass-discard-request), adjacent
+ * clusters merged into one range as QEMU queues them: on a file system with
+ * blocks larger than the clusters only a merged range frees whole blocks.
  */
-static int release_and_discard(struct qimg_node *n, const struct qcow2_entry *e)
+struct discards {
+    struct qimg_node *node; /* where the pending range lives */
+    uint64_t start, len;
+};
+
+static void discards_flush(struct discards *d)
+{
+    if (d->len)
+        (void)qimg_node_pdiscard(d->node, d->start, d->len); /* advisory */
+    d->len = 0;
+}
+
+static void discards_add(struct discards *d, struct qimg_node *node, uint64_t start, uint64_t len)
+{
+    if (d->len && d->node == node && d->start + d->len == start) {
+        d->len += len;
+        return;
+    }
+    discards_flush(d);
+    *d = (struct discards){.node = node, .start = start, .len = len};
+}
+
+/*
+ * Drop a guest request's reference to a cluster and, once the host cluster is
+ * free, queue its discard in d, so the file keeps no stale data. Lock held.
+ */
+static int release_and_discard(struct qimg_node *n, const struct qcow2_entry *e,
+                               struct discards *d)
 {
     struct qcow2_state *s = n->opaque;
     int ret = qcow2_entry_release(n, e);
@@ -600,11 +695,11 @@ static int release_and_discard(struct qimg_node *n, const struct qcow2_entry *e)
     uint64_t rc;
     if (n->data_file) { /* no refcounts there; a raw data file keeps its data */
         if (ret == 0 && host && !(s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW))
-            (void)qimg_node_pdiscard(n->data_file, host, s->cluster_size);
+            discards_add(d, n->data_file, host, s->cluster_size);
         return ret;
     }
     if (ret == 0 && host && qcow2_get_refcount(n, host / s->cluster_size, &rc) == 0 && rc == 0)
-        (void)qimg_node_pdiscard(n->file, host, s->cluster_size); /* advisory */
+        discards_add(d, n->file, host, s->cluster_size);
     return ret;
 }
 
@@ -674,9 +769,30 @@ static int zero_meta(struct qimg_node *n, uint64_t off, uint64_t end, bool unmap
                            count * s->l2_entry_bytes);
     if (ret < 0)
         qcow2_cache_drop(&s->l2_cache, l2_off); /* the cached table must say what the disk says */
+    struct discards d = {0};
     for (size_t i = 0; ret == 0 && i < nrel; i++)
-        ret = release_and_discard(n, &rel[i]);
+        ret = release_and_discard(n, &rel[i], &d);
+    discards_flush(&d);
     free(rel);
+    return ret;
+}
+
+int qcow2_zeroize_locked(struct qimg_node *n, uint64_t off, uint64_t end, bool unmap)
+{
+    struct qcow2_state *s = n->opaque;
+    uint64_t l2_span = s->l2_entries * s->cluster_size;
+    /* Subclusters of a compressed cluster cannot be zeroed: qemu-img refuses (-ENOTSUP). */
+    struct qcow2_entry e;
+    int ret = off % s->cluster_size ? qcow2_lookup(n, off, &e) : 0;
+    if (ret == 0 && off % s->cluster_size && (e.l2e & QCOW2_OFLAG_COMPRESSED))
+        ret = -ENOTSUP;
+    for (uint64_t a = off; ret == 0 && a < end;) {
+        uint64_t b = (a / l2_span + 1) * l2_span;
+        if (b > end)
+            b = end;
+        ret = zero_meta(n, a, b, unmap, off, end);
+        a = b;
+    }
     return ret;
 }
 
@@ -845,8 +961,14 @@ int qcow2_pwrite_zeroes(struct qimg_node *n, uint64_t off, uint64_t len, unsigne
 
 int qcow2_pdiscard(struct qimg_node *n, uint64_t off, uint64_t len)
 {
-    qcow2_bitmaps_mark_dirty(n, off, len); /* bitmap.c: enabled bitmaps see every change */
     struct qcow2_state *s = n->opaque;
+    /*
+     * v2 has no zero flag: a discarded cluster would show the backing file's
+     * data, so with a backing file qemu-img leaves the image as it is.
+     */
+    if (s->version < 3 && n->backing)
+        return 0;
+    qcow2_bitmaps_mark_dirty(n, off, len); /* bitmap.c: enabled bitmaps see every change */
     if (qcow2_data_file_raw_zero(n, off, len) < 0) /* datafile.c */
         return -EIO;
     uint64_t cs = s->cluster_size;
@@ -863,13 +985,10 @@ int qcow2_pdiscard(struct qimg_node *n, uint64_t off, uint64_t len)
             end = e;
         uint8_t *l2;
         uint64_t l2_off;
-        ret = qcow2_get_l2(n, a, false, &l2, &l2_off);
-        if (ret == 0 && l2 && !(s->l1[a / l2_span] & QCOW2_OFLAG_COPIED))
-            ret = qcow2_get_l2(n, a, true, &l2, &l2_off);
-        if (ret < 0 || !l2) {
-            a = end;
-            continue;
-        }
+        /* Like QEMU, even an unallocated table is allocated (and then maybe left empty). */
+        ret = qcow2_get_l2(n, a, true, &l2, &l2_off);
+        if (ret < 0)
+            break;
         uint64_t first = (a / cs) & (s->l2_entries - 1), count = (end - a) / cs;
         struct qcow2_entry *rel = xcalloc(count, sizeof(*rel));
         for (uint64_t i = 0; i < count; i++) {
@@ -899,8 +1018,10 @@ int qcow2_pdiscard(struct qimg_node *n, uint64_t off, uint64_t len)
                                l2 + first * s->l2_entry_bytes, count * s->l2_entry_bytes);
         if (ret < 0)
             qcow2_cache_drop(&s->l2_cache, l2_off); /* cached table = disk */
+        struct discards d = {0};
         for (uint64_t i = 0; ret == 0 && i < count; i++)
-            ret = release_and_discard(n, &rel[i]);
+            ret = release_and_discard(n, &rel[i], &d);
+        discards_flush(&d);
         free(rel);
         a = end;
     }

@@ -149,7 +149,8 @@ static int prealloc_full(struct qimg_node *n, uint64_t old, uint64_t size,
         ret = qimg_node_pwrite(n->file, data * cs, old - start, head, 0);
     free(head);
     if (ret < 0)
-        return terr.msg[0] ? qimg_error_set(err, ret, "%s", terr.msg)
+        return terr.msg[0] ? qimg_error_set(err, ret, "Failed to resize underlying file: %s",
+                                            terr.msg)
                            : qimg_error_errno(err, ret, "Could not preallocate the partial cluster");
     pthread_mutex_lock(&n->lock);
     s->free_cluster_index = 0;
@@ -164,12 +165,19 @@ static int prealloc_full(struct qimg_node *n, uint64_t old, uint64_t size,
         struct qcow2_entry replaced = {0};
         for (uint64_t i = 0; i < cnt; i++) {
             struct qcow2_entry e = {.l2e = ((data + c + i) * cs) | QCOW2_OFLAG_COPIED};
+            /*
+             * Extended L2 over a backing file: every subcluster allocated (the
+             * fresh area reads as zeroes, the backing file must not show through),
+             * the moved partial cluster included, as qemu-img maps them.
+             */
             if (c + i == 0) {
                 /* The moved partial cluster keeps its subclusters' states (extended L2). */
                 qcow2_l2_get_entry(s, l2, first + i, &replaced);
                 if (!(replaced.l2e & QCOW2_OFLAG_COMPRESSED))
                     e.bitmap = replaced.bitmap;
             }
+            if (s->extended_l2 && n->backing)
+                e.bitmap = 0xffffffffull;
             qcow2_l2_set_entry(s, l2, first + i, &e);
         }
         ret = qcow2_meta_write(n, l2_off + first * s->l2_entry_bytes,
@@ -434,7 +442,54 @@ static int prealloc_metadata(struct qimg_node *n, uint64_t old, uint64_t size)
     return ret;
 }
 
-/* Grow an open image to size: L1 table, preallocation, then the header's size. */
+/*
+ * A grown image whose backing file reaches past the old end would show the
+ * backing file's data in the new range (what a shrink cut off must not come
+ * back): as qemu-img does, the new range is zeroed, its whole (sub)clusters
+ * through zero flags (host clusters kept), then the partial granule at the
+ * old end as written zeroes. v2 has no zero flag: qemu-img fails ("Failed to
+ * zero out new clusters: Operation not supported") and keeps the old size.
+ */
+static int zero_new_range(struct qimg_node *n, uint64_t old, uint64_t size,
+                          struct qimg_error *err)
+{
+    struct qcow2_state *s = n->opaque;
+    if (!n->backing)
+        return 0;
+    int64_t blen = qimg_node_length(n->backing);
+    if (blen < 0)
+        return qimg_error_errno(err, (int)blen, "Could not get the backing file's length");
+    if ((uint64_t)blen <= old)
+        return 0;
+    uint64_t zs = qcow2_align_up(old, s->subcluster_size);
+    int ret = 0;
+    if (size > zs) {
+        if (s->version < 3) {
+            ret = -ENOTSUP;
+        } else {
+            pthread_mutex_lock(&n->lock);
+            ret = qcow2_zeroize_locked(n, zs, qcow2_align_up(size, s->cluster_size), false);
+            pthread_mutex_unlock(&n->lock);
+        }
+        if (ret < 0)
+            return qimg_error_errno(err, ret, "Failed to zero out new clusters");
+    }
+    if (zs > old) {
+        uint64_t len = (zs < size ? zs : size) - old;
+        uint8_t *z = qimg_alloc_aligned(len);
+        ret = z ? 0 : -ENOMEM;
+        if (z) {
+            memset(z, 0, len);
+            ret = qcow2_pwrite_unmarked(n, old, len, z, 0);
+        }
+        free(z);
+        if (ret < 0)
+            return qimg_error_errno(err, ret, "Failed to zero out the new area");
+    }
+    return 0;
+}
+
+/* Grow an open image to size: L1 table, preallocation, zeroes over a backing file, the size. */
 int qcow2_grow_to(struct qimg_node *n, uint64_t size, enum qimg_prealloc mode,
                   struct qimg_error *err)
 {
@@ -458,12 +513,21 @@ int qcow2_grow_to(struct qimg_node *n, uint64_t size, enum qimg_prealloc mode,
                 return ret;
         }
     }
+    s->size = size; /* the zeroing below writes past the old end */
+    /* falloc/full mapped the new range onto fresh clusters that read as zeroes already. */
+    if (mode != QIMG_PREALLOC_FALLOC && mode != QIMG_PREALLOC_FULL)
+        ret = zero_new_range(n, old, size, err);
+    if (ret < 0) {
+        s->size = old;
+        return ret;
+    }
     uint8_t be[8];
     qcow2_put64(be, size);
     ret = qcow2_header_update_fields(n, 24, be, 8);
-    if (ret < 0)
+    if (ret < 0) {
+        s->size = old;
         return qimg_error_errno(err, ret, "Could not update the image size");
-    s->size = size;
+    }
     return 0;
 }
 

@@ -357,7 +357,16 @@ int qcow2_decompress(int type, uint8_t *out, size_t out_len, const uint8_t *in, 
 int qcow2_pread(struct qimg_node *n, uint64_t off, uint64_t len, void *buf, unsigned flags);
 int qcow2_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf,
                  unsigned flags);
+/* A guest write that leaves persistent bitmaps alone (resize's own writes). */
+int qcow2_pwrite_unmarked(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf,
+                          unsigned flags);
 int qcow2_pwrite_zeroes(struct qimg_node *n, uint64_t off, uint64_t len, unsigned flags);
+/*
+ * Zero [off, end) through metadata only, (sub)cluster aligned (end may be
+ * the image's cluster-aligned end), as QEMU's zeroize: zero flags, host
+ * clusters kept unless unmap. v3 only. Lock held.
+ */
+int qcow2_zeroize_locked(struct qimg_node *n, uint64_t off, uint64_t end, bool unmap);
 int qcow2_pwrite_compressed(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf);
 long qcow2_compress_cluster(struct qimg_node *n, const void *buf, uint64_t len, void *out,
                             size_t cap);
