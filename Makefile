@@ -17,13 +17,14 @@ $(BUILD)/build.ninja:
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
-# Install under PREFIX (default /usr/local; the build dir is reconfigured when it differs),
+# Install under PREFIX (default /usr/local; the build dir is reconfigured when it differs,
+# and meson install rebuilds what that changes),
 # staged under DESTDIR when set: make install PREFIX=/usr DESTDIR=/tmp/stage
 PREFIX ?= /usr/local
 install: build
 	@[ "$$(meson introspect --buildoptions $(BUILD) | /usr/bin/python3 -c 'import json,sys; print([o["value"] for o in json.load(sys.stdin) if o["name"] == "prefix"][0])')" = "$(abspath $(PREFIX))" ] || \
 	  meson configure $(BUILD) -Dprefix=$(abspath $(PREFIX)) >/dev/null
-	meson install -C $(BUILD) --no-rebuild $(if $(DESTDIR),--destdir $(abspath $(DESTDIR)))
+	meson install -C $(BUILD) $(if $(DESTDIR),--destdir $(abspath $(DESTDIR)))
 
 demo: build
 	@./scripts/demo.sh $(BUILD)

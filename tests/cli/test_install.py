@@ -364,3 +364,14 @@ def test_meson_test_knows_the_suite():
     modules = {p.stem for p in (ROOT / "tests" / "cli").glob("test_*.py")}
     units = {p.stem for p in (ROOT / "tests" / "unit").glob("test-*.c")}
     assert modules <= names and units <= names
+
+
+def test_make_install_honours_destdir(tmp_path):
+    """make install PREFIX=... DESTDIR=... (PREFIX the build's own, so the build
+    under test is not reconfigured)."""
+    prefix = build_options(BUILD)["prefix"]
+    stage = tmp_path / "stage"
+    sh(["make", "-C", ROOT, "install", f"BUILD={BUILD}", f"PREFIX={prefix}", f"DESTDIR={stage}"])
+    staged = Install(stage, build_options(BUILD))
+    assert os.access(staged.path("bindir", "qimg"), os.X_OK)
+    assert staged.path("includedir", "qimg", "qimg.h").is_file()
