@@ -4,7 +4,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 PYTEST ?= /usr/bin/python3 -m pytest
 
-.PHONY: all deps build demo check unit-test cli-test asan fuzz bench clean
+.PHONY: all deps build demo check unit-test cli-test asan fuzz bench clean install
 
 all: build
 
@@ -16,6 +16,15 @@ $(BUILD)/build.ninja:
 
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
+
+# Install under PREFIX (default /usr/local; the build dir is reconfigured when it differs,
+# and meson install rebuilds what that changes),
+# staged under DESTDIR when set: make install PREFIX=/usr DESTDIR=/tmp/stage
+PREFIX ?= /usr/local
+install: build
+	@[ "$$(meson introspect --buildoptions $(BUILD) | /usr/bin/python3 -c 'import json,sys; print([o["value"] for o in json.load(sys.stdin) if o["name"] == "prefix"][0])')" = "$(abspath $(PREFIX))" ] || \
+	  meson configure $(BUILD) -Dprefix=$(abspath $(PREFIX)) >/dev/null
+	meson install -C $(BUILD) $(if $(DESTDIR),--destdir $(abspath $(DESTDIR)))
 
 demo: build
 	@./scripts/demo.sh $(BUILD)

@@ -2,8 +2,11 @@
 # Install the Debian 12 packages qimg needs to build and test, only when some are missing.
 # Run as root on a fresh machine (make demo / make check call it).
 set -e
+# scdoc builds the man pages; g++, man-db and groff-base serve the install test
+# (the C++ example, man -l).
 PKGS="meson ninja-build pkg-config gcc make zlib1g-dev libzstd-dev nettle-dev libjansson-dev \
-      qemu-utils python3-pytest e2fsprogs strace"
+      qemu-utils python3-pytest e2fsprogs strace \
+      scdoc g++ man-db groff-base"
 # make asan: gcc's sanitizer runtimes (gcc already pulls them in; listed so a missing one is installed)
 [ "${QIMG_SETUP_EXTRA:-}" = asan ] && PKGS="$PKGS libasan8 libubsan1"
 # make fuzz: clang with libFuzzer and its sanitizer runtimes

@@ -6,6 +6,10 @@
 #include <stdarg.h>
 #include <stdbool.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define QIMG_ERROR_MAX 2048
 
 /*
@@ -45,5 +49,9 @@ static inline bool qimg_error_is_set(const struct qimg_error *err)
 {
     return err && err->msg[0] != '\0';
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

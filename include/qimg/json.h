@@ -15,6 +15,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum qimg_json_type {
     QIMG_JSON_NULL,
     QIMG_JSON_BOOL,
@@ -69,5 +73,9 @@ size_t *qimg_json_output_order(const struct qimg_json *obj);
 void qimg_json_print_human(FILE *f, const struct qimg_json *j, int indent_level);
 /* Write a JSON string literal with qemu's escaping. */
 void qimg_json_print_string(FILE *f, const char *s);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

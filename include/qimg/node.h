@@ -15,6 +15,10 @@
 #include "qimg/json.h"
 #include "qimg/opts.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 struct qimg_node;
 struct qimg_driver;
 
@@ -281,5 +285,9 @@ int qimg_debug_breakpoint(struct qimg_node *n, const char *event, const char *ta
 int qimg_debug_remove_breakpoint(struct qimg_node *n, const char *tag);
 int qimg_debug_resume(struct qimg_node *n, const char *tag);
 bool qimg_debug_is_suspended(struct qimg_node *n, const char *tag);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

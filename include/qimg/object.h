@@ -14,6 +14,10 @@
 
 #include "qimg/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Create the object spec describes; ids are unique across all objects. */
 int qimg_object_add(const char *spec, struct qimg_error *err);
 /*
@@ -23,5 +27,9 @@ int qimg_object_add(const char *spec, struct qimg_error *err);
 bool qimg_object_help(const char *spec, FILE *f);
 /* Forget every object and secret. */
 void qimg_object_clear_all(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -15,6 +15,10 @@
 
 #include "qimg/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum qimg_opt_type { QIMG_OPT_STRING, QIMG_OPT_BOOL, QIMG_OPT_NUMBER, QIMG_OPT_SIZE };
 
 /* One entry of a driver's create or open option table. Tables end with {NULL}. */
@@ -89,5 +93,9 @@ const struct qimg_opt_desc *qimg_opt_desc_find(const struct qimg_opt_desc *desc,
                                                const char *name);
 /* Does a parsed "-o" list ask for help ("help" or "?")? */
 bool qimg_opts_wants_help(const struct qimg_opts *o);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -15,6 +15,10 @@
 #include "qimg/error.h"
 #include "qimg/opts.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Store a copy of data under id; an id already present is refused. */
 int qimg_secret_add(const char *id, const void *data, size_t len, struct qimg_error *err);
 /*
@@ -33,5 +37,9 @@ void qimg_secret_clear_all(void);
  */
 int qimg_secret_create(const char *id, const char *type, struct qimg_opts *props,
                        struct qimg_error *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

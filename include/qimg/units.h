@@ -6,6 +6,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define QIMG_KiB (1ULL << 10)
 #define QIMG_MiB (1ULL << 20)
 #define QIMG_GiB (1ULL << 30)
@@ -25,5 +29,9 @@ int qimg_parse_uint(const char *str, uint64_t *out);
 void qimg_size_to_str(uint64_t bytes, char *buf, size_t len);
 /* qemu-io's cvtstr: "512 bytes", "1.500 KiB", "2 MiB" (three decimals, ".000" dropped). */
 void qimg_cvtstr(double value, char *buf, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

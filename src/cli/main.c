@@ -20,11 +20,20 @@ static const struct {
     {"snapshot", cmd_snapshot}, {"rebase", cmd_rebase},   {"resize", cmd_resize},
 };
 
+/*
+ * "qemu-img version 9.1.0 (qimg 0.2.0)": the qemu-img release implemented,
+ * then qimg's own version in the place where distributions put their package
+ * version ("qemu-img version 7.2.22 (Debian 1:7.2+dfsg-7)"), so scripts that
+ * parse qemu-img's version read 9.1.0 under either name. The copyright line
+ * is qimg's: it is not QEMU's code (doc/versioning.md).
+ */
+#define VERSION_LINES \
+    "%s version " QIMG_QEMU_VERSION " (qimg " QIMG_VERSION ")\n" \
+    "Copyright (c) the qimg authors; a reimplementation of qemu-img from the QEMU Project\n"
+
 static void print_version(void)
 {
-    printf("%s version %s (qimg)\n"
-           "Copyright (c) 2003-2024 Fabrice Bellard and the QEMU Project developers\n",
-           cli_prog, QIMG_VERSION);
+    printf(VERSION_LINES, cli_prog);
 }
 
 static void print_format_name(const struct qimg_driver *drv, void *ctx)
@@ -135,8 +144,7 @@ static const char help_params[] =
 
 static void print_help(void)
 {
-    printf("%s version %s (qimg)\n"
-           "Copyright (c) 2003-2024 Fabrice Bellard and the QEMU Project developers\n"
+    printf(VERSION_LINES
            "usage: %s [standard options] command [command options]\n"
            "QEMU disk image utility\n"
            "\n"
@@ -145,13 +153,14 @@ static void print_help(void)
            "    '-T', '--trace'      [[enable=]<pattern>][,events=<file>][,file=<file>]\n"
            "                         specify tracing options\n"
            "\n",
-           cli_prog, QIMG_VERSION, cli_prog);
+           cli_prog, cli_prog);
     fputs(help_syntax, stdout);
     fputs("\n", stdout);
     fputs(help_params, stdout);
     printf("\nSupported formats:");
     qimg_driver_foreach(print_format_name, NULL);
-    printf("\n\nSee <https://qemu.org/contribute/report-a-bug> for how to report bugs.\n"
+    /* Bugs in qimg are not QEMU's: the reports go to this project. */
+    printf("\n\nReport bugs in qimg to the qimg project, not to QEMU: see BUGS in qimg(1).\n"
            "More information on the QEMU project at <https://qemu.org>.\n");
 }
 

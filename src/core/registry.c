@@ -1,5 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* The driver registry: the only global mutable state, written once by qimg_init. */
+/*
+ * The driver registry: the only global mutable state, written once when the
+ * built-in drivers register. That happens on the first lookup (or qimg_init),
+ * so a library user needs no init call (issue 21).
+ */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +16,12 @@
 
 static const struct qimg_driver *drivers[MAX_DRIVERS];
 static size_t n_drivers;
+static pthread_once_t builtin_once = PTHREAD_ONCE_INIT;
+
+static void ensure_builtin_drivers(void)
+{
+    pthread_once(&builtin_once, qimg_register_builtin_drivers);
+}
 
 void qimg_driver_register(const struct qimg_driver *drv)
 {
@@ -23,6 +34,7 @@ void qimg_driver_register(const struct qimg_driver *drv)
 
 const struct qimg_driver *qimg_driver_find(const char *name)
 {
+    ensure_builtin_drivers();
     for (size_t i = 0; name && i < n_drivers; i++)
         if (strcmp(drivers[i]->name, name) == 0)
             return drivers[i];
@@ -38,6 +50,7 @@ size_t qimg_protocol_prefix_len(const char *filename)
 
 const struct qimg_driver *qimg_driver_find_protocol(const char *filename)
 {
+    ensure_builtin_drivers();
     const char *colon = strchr(filename, ':');
     if (!colon)
         return NULL;
@@ -62,6 +75,7 @@ static int driver_cmp(const void *a, const void *b)
 
 void qimg_driver_foreach(void (*fn)(const struct qimg_driver *drv, void *ctx), void *ctx)
 {
+    ensure_builtin_drivers();
     const struct qimg_driver *sorted[MAX_DRIVERS];
     memcpy(sorted, drivers, n_drivers * sizeof(*sorted));
     qsort(sorted, n_drivers, sizeof(*sorted), driver_cmp);
@@ -71,5 +85,5 @@ void qimg_driver_foreach(void (*fn)(const struct qimg_driver *drv, void *ctx), v
 
 void qimg_init(void)
 {
-    qimg_register_builtin_drivers();
+    ensure_builtin_drivers();
 }

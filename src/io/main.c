@@ -218,8 +218,8 @@ int main(int argc, char **argv)
             flags |= QIMG_O_FORCE_SHARE;
             break;
         case 'V':
-            printf("%s version " QIMG_VERSION "\n"
-                   "Copyright (c) 2003-2024 Fabrice Bellard and the QEMU Project developers\n",
+            printf("%s version " QIMG_QEMU_VERSION " (qimg " QIMG_VERSION ")\n"
+                   "Copyright (c) the qimg authors; a reimplementation of qemu-io from the QEMU Project\n",
                    io_prog);
             ret = 0;
             goto out;
