@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "qimg/driver.h"
 
 /* snapshot.c: "Snapshot list:", the header and one row per SnapshotInfo. */
 void cli_print_snapshot_table(const struct qimg_json *snapshots);
@@ -91,7 +92,10 @@ static void print_with_children(const struct qimg_json *info, int indent, bool p
         char child_path[512];
         snprintf(child_path, sizeof(child_path), "%s/%s", path, name);
         printf("%*sChild node '%s':\n", indent * 4, "", child_path);
-        print_with_children(qimg_json_get(c, "info"), indent + 1, true, child_path);
+        /* A child is shown as a protocol unless it is a format (raw over qcow2). */
+        const struct qimg_json *ci = qimg_json_get(c, "info");
+        const struct qimg_driver *drv = qimg_driver_find(json_str(qimg_json_get(ci, "format")));
+        print_with_children(ci, indent + 1, !drv || drv->is_protocol, child_path);
     }
 }
 

@@ -29,11 +29,9 @@ static struct qimg_json *child_info(const char *name, struct qimg_node *child,
  */
 static bool answers_get_info(const struct qimg_node *n)
 {
-    if (n->drv->get_info || !strcmp(n->drv->name, "file"))
-        return true;
     if (!strcmp(n->drv->name, "raw") || n->drv->is_filter)
         return n->file && answers_get_info(n->file);
-    return false;
+    return n->drv->get_info || !strcmp(n->drv->name, "file");
 }
 
 static struct qimg_json *node_info(struct qimg_node *n, struct qimg_error *err)

@@ -123,10 +123,14 @@ int qimg_open_protocol(struct qimg_node **out, const char *filename, struct qimg
             goto out;
         }
     }
-    if (!drv)
-        drv = qimg_driver_find("file");
     if (!filename)
         filename = qimg_opts_peek(local, "filename");
+    if (!drv && !filename) { /* nothing names the protocol */
+        ret = qimg_error_set(err, -EINVAL, "Must specify either driver or file");
+        goto out;
+    }
+    if (!drv)
+        drv = qimg_driver_find("file");
 
     struct qimg_node *n = qimg_node_alloc(drv, filename, flags);
     if (filename && !qimg_opts_has(local, "filename"))
@@ -324,6 +328,24 @@ static int open_backing(struct qimg_node *n, struct qimg_opts *bopts, unsigned f
     return ret;
 }
 
+/*
+ * The "file" child of a format. As in QEMU, an explicit driver decides what
+ * it is: a format there (raw over qcow2, qcow2 over raw) is a whole image
+ * opened from the child's options; otherwise its name picks a protocol.
+ */
+static int open_file_child(struct qimg_node **out, const char *filename, struct qimg_opts *opts,
+                           unsigned flags, int depth, struct qimg_error *err)
+{
+    const char *drvname = qimg_opts_peek(opts, "driver");
+    const struct qimg_driver *drv = drvname ? qimg_driver_find(drvname) : NULL;
+    if (!drv || drv->is_protocol)
+        return qimg_open_protocol(out, filename, opts, flags, err);
+    if (depth >= MAX_BACKING_DEPTH)
+        return qimg_error_set(err, -ELOOP, "Backing chain too deep (more than %d images)",
+                              MAX_BACKING_DEPTH);
+    return qimg_open_depth(out, filename, NULL, opts, flags, depth + 1, err);
+}
+
 int qimg_open_depth(struct qimg_node **out, const char *filename, const char *format,
                     struct qimg_opts *opts, unsigned flags, int depth, struct qimg_error *err)
 {
@@ -342,8 +364,6 @@ int qimg_open_depth(struct qimg_node **out, const char *filename, const char *fo
     const char *drvname = qimg_opts_take(o, "driver");
     if (!format)
         format = drvname;
-    if (!filename)
-        filename = qimg_opts_take(o, "filename");
     qimg_opts_extract_prefix(o, "file.", file_opts);
     const char *file_ref = qimg_opts_take(o, "file");
     if (file_ref) {
@@ -352,8 +372,6 @@ int qimg_open_depth(struct qimg_node **out, const char *filename, const char *fo
                              file_ref, file_ref);
         goto out;
     }
-    if (!filename)
-        filename = qimg_opts_peek(file_opts, "filename");
     const struct qimg_driver *fmt_drv = NULL;
     if (format) {
         fmt_drv = qimg_driver_find(format);
@@ -364,6 +382,8 @@ int qimg_open_depth(struct qimg_node **out, const char *filename, const char *fo
     }
     if (fmt_drv && fmt_drv->is_protocol) {
         /* -f file (or a protocol named as format): the protocol is the image. */
+        if (!filename)
+            filename = qimg_opts_take(o, "filename");
         if (filename && !qimg_opts_has(o, "filename"))
             qimg_opts_set(o, "filename", filename);
         qimg_opts_set(o, "driver", fmt_drv->name);
@@ -379,17 +399,23 @@ int qimg_open_depth(struct qimg_node **out, const char *filename, const char *fo
         proto = NULL;
         goto out;
     }
-    if (!filename && !qimg_opts_has(file_opts, "driver")) {
+    /*
+     * A format node's own "filename" option names nothing (QEMU leaves it
+     * unused): its image is the positional name or the file.* options.
+     */
+    if (!filename && !file_opts->n) {
         if (fmt_drv) /* a format with nothing under it */
             ret = qimg_error_set(err, -EINVAL, "A block device must be specified for \"file\"");
         else
-            ret = qimg_error_set(err, -EINVAL, "The 'file' block driver requires a file name");
+            ret = qimg_error_set(err, -EINVAL, "Must specify either driver or file");
         goto out;
     }
 
-    ret = qimg_open_protocol(&proto, filename, file_opts, flags, err);
+    ret = open_file_child(&proto, filename, file_opts, flags, depth, err);
     if (ret < 0)
         goto out;
+    if (!filename)
+        filename = proto->filename;
     bool probed = false;
     if (!fmt_drv) {
         fmt_drv = probe_format(proto, err);

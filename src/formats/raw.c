@@ -11,6 +11,7 @@
 
 #include "core/builtin.h"
 #include "qimg/driver.h"
+#include "qimg/json.h"
 #include "util/mem.h"
 
 #define RAW_SECTOR 512
@@ -180,6 +181,24 @@ static int raw_copy_range(struct qimg_node *src, uint64_t src_off, struct qimg_n
     return qimg_node_copy_range(src, src_off, dst->file, dst_off + s->offset, len);
 }
 
+/*
+ * What the file below says of its geometry (cluster size, VM state offset,
+ * dirty), as QEMU's raw forwards it: matters when raw sits on another format.
+ * Its format-specific data and snapshots stay the child's.
+ */
+static int raw_get_info(struct qimg_node *n, struct qimg_driver_info *info,
+                        struct qimg_error *err)
+{
+    if (!n->file->drv->get_info)
+        return 0;
+    int ret = n->file->drv->get_info(n->file, info, err);
+    qimg_json_free(info->format_specific);
+    qimg_json_free(info->snapshots);
+    info->format_specific = NULL;
+    info->snapshots = NULL;
+    return ret;
+}
+
 static bool raw_has_zero_init(struct qimg_node *n)
 {
     return qimg_node_has_zero_init(n->file);
@@ -227,6 +246,7 @@ const struct qimg_driver qimg_raw_driver = {
     .truncate = raw_truncate,
     .block_status = raw_block_status,
     .has_zero_init = raw_has_zero_init,
+    .get_info = raw_get_info,
     .copy_range = raw_copy_range,
     .measure = raw_measure,
 };
