@@ -8,42 +8,17 @@
  * names it "json:{...}": the driver, those options with the types they were
  * given in, and the child's description, members in QDict order.
  */
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/node-internal.h"
 #include "qimg/json.h"
+#include "util/json-parse.h"
 #include "util/mem.h"
 
 static bool is_json_name(const char *name)
 {
     return name && strncmp(name, "json:", 5) == 0;
-}
-
-static struct qimg_json *from_jansson(json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: {
-        struct qimg_json *o = qimg_json_object();
-        const char *key;
-        json_t *child;
-        json_object_foreach(v, key, child) qimg_json_add(o, key, from_jansson(child));
-        return o;
-    }
-    case JSON_ARRAY: {
-        struct qimg_json *a = qimg_json_array();
-        size_t i;
-        json_t *child;
-        json_array_foreach(v, i, child) qimg_json_append(a, from_jansson(child));
-        return a;
-    }
-    case JSON_INTEGER: return qimg_json_int(json_integer_value(v));
-    case JSON_TRUE: return qimg_json_bool(true);
-    case JSON_FALSE: return qimg_json_bool(false);
-    case JSON_STRING: return qimg_json_string(json_string_value(v));
-    default: return qimg_json_string(""); /* reals and null do not occur in names we build */
-    }
 }
 
 static struct qimg_json *typed_value(const char *value, enum qimg_opt_value_type type)
@@ -91,12 +66,11 @@ static struct qimg_json *full_dict(const struct qimg_node *n, size_t *strong)
 static struct qimg_json *describe(const struct qimg_node *n)
 {
     if (is_json_name(n->filename)) {
-        json_t *root = json_loads(n->filename + 5, 0, NULL);
-        if (root) {
-            struct qimg_json *j = from_jansson(root);
-            json_decref(root);
+        struct qimg_json *j = NULL;
+        char *msg = NULL;
+        if (qimg_json_parse(n->filename + 5, &j, &msg) == 0 && j)
             return j;
-        }
+        free(msg);
     }
     if (n->drv->is_protocol && !n->file) {
         struct qimg_json *d = qimg_json_object();

@@ -10,6 +10,7 @@ against Debian's qemu-utils 7.2; where 9.1 differs from 7.2 the test follows 9.1
 """
 import json
 import re
+import subprocess
 
 import pytest
 
@@ -118,3 +119,93 @@ def test_raw_on_qcow2_writes_guest_data(ours, oracle, images):
     assert r.rc == 0 and "failed" not in r.out and r.err == "", r
     r = oracle.img("check", "a.qcow2")
     assert r.rc == 0, r.out
+
+
+# ---- item 5: json: filenames as QEMU's JSON parser reads them -----------------------------
+
+JSON_NAMES = [
+    # single-quoted strings, with \' and \" in either kind of string
+    "{'driver':'raw','file':{'driver':'file','filename':'r.raw'}}",
+    "{'driver':'raw','file':{'driver':'file','filename':'r\\'.raw'}}",
+    '{"driver":"raw","file":{"driver":"file","filename":"r\\\'.raw"}}',
+    "{'driver':'raw','file':{'driver':\"file\",'filename':'r\\\".raw'}}",
+    "{'driver':'raw','file':{'driver':'file','filename':'r.\\u0072aw'}}",
+    "{'driver':'raw','file':{'driver':'file','filename':'r.raw\\/'}}",
+    "{'driver':'raw','file':{'driver':'file','filename':'\\u00e9'}}",
+    "{'driver':'raw','file':{'driver':'file','filename':'\\ud83d\\ude00'}}",
+    "{'driver':'raw','file':{'driver':'file','filename':'r.raw'},'offset':512}",
+    "{'driver':'raw','file':{'driver':'file','filename':'r.raw'},'offset':'512'}",
+    "{'driver':'raw','file':{'driver':'file','filename':'r.raw'},'offset':5e2}",
+    "{'driver':'raw','size':1e3,'file':{'driver':'file','filename':'r.raw'}}",
+    "{'driver':'raw','size':1.5,'file':{'driver':'file','filename':'r.raw'}}",
+    "{'driver':'raw','size':18446744073709551616,'file':{'driver':'file','filename':'r.raw'}}",
+    "{'driver' : 'raw' ,\t'file':\n{'driver':'file','filename':'r.raw'}\r} ",
+    # the parser's messages
+    "", " ", "1", "'x'", "[1]", "{}",
+    "{'driver':'raw','file':{'driver':'file','filename':'r.raw'}} x",
+    "{'driver':'raw','file':{'driver':'file','filename':'r.raw'}} {}",
+    "{'a':1}}", "{'a':1}]", "{'a':1} +", "{'a':1} 'x",
+    "{'driver':'raw','driver':'raw','file':{'driver':'file','filename':'r.raw'}}",
+    "{'driver':'raw','file':{'driver':'file','filename':'r.raw'},}",
+    "{'driver':raw}", "{'a':TRUE}", "{'a':true1}", "{'a':nul}",
+    "{'a':01024}", "{'a':-}", "{'a':-", "{'a':1.}", "{'a':+1}", "{'a':1.5e}", "{'a':-0}",
+    "{'a':123456789012345678901234}", "{'a':9223372036854775808}",
+    "{'driver':'raw','file':{'driver':'file','filename':'r.raw'}",
+    "{'a':'raw' 'file':{}}", "{'a' 'raw'}", "{'a'}", "{'a':}", "{'a':1,'a':}",
+    "{1:2}", "{:1}", "{,}", "{'a':1,,}",
+    "{'a':[1 2]}", "{'a':[1,]}", "{'a':[,1]}", "{'a':[1 2]",
+    "{'a':[1 2], 'b':+}", "{'a':[1 2], 'b':'x",
+    "{'a':'abc", "{'a':'ab\tc'}", "{'a':'\\", "{'a':'\\\t'}", "{'a':'r\\x61w'}",
+    "{'a':'\\u0000'}", "{'a':'\\ud83d'}", "{'a':'\\ud83dx'}", "{'a':'\\ud83d\\u0041'}",
+    "{'a':'\\ude00'}", "{'a':'\\uZZZZ'}", "{'a':'\\u12'}",
+    "{'a':'\xc3\xa9'}", "{'a':'x\x7f'}",
+    "{'a':%d}", "{'a':null}", "{'a':{}}", "{'a':[]}",
+]
+
+
+@pytest.mark.parametrize("name", JSON_NAMES)
+def test_json_filename_parsed_like_qemu(ours, oracle, tmp_path, name):
+    (tmp_path / "r.raw").write_bytes(b"\0" * (1 << 20))
+    r1 = ours.img("info", "json:" + name)
+    r2 = oracle.img("info", "json:" + name)
+    r1.out = strip_child(r1.out)  # 9.1's child sections, absent from 7.2
+    assert (r1.rc, r1.out, r1.err) == (r2.rc, r2.out, r2.err)
+
+
+def _run_bytes(tool, *args):
+    proc = subprocess.run([str(tool.img_path), *args], cwd=tool.cwd, capture_output=True)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.mark.parametrize("name", [b"{'a':'\xff'}", b"{'a':'\xc3'}", b"{'a':'\xed\xa0\x80'}",
+                                  b"{'a':'\xf4\x90\x80\x80'}", b"{'a':'\xc0\x80'}",
+                                  b"{'a':'\x01'}", b"{'a':'x'\xc3\xa9}", b"{'a':'\xe2\x82'}"])
+def test_json_filename_raw_bytes_like_qemu(ours, oracle, name):
+    """Bytes that are not UTF-8 (or that QEMU's lexer refuses) in and around a string."""
+    assert _run_bytes(ours, b"json:" + name) == _run_bytes(oracle, b"json:" + name)
+
+
+def test_json_nesting_limit_like_qemu(ours, oracle):
+    name = "json:{'a':" + "[" * 1025 + "]" * 1025 + "}"
+    r1, r2 = ours.img("info", name), oracle.img("info", name)
+    # the message quotes the whole name; ours is cut at 2 KiB (struct qimg_error)
+    assert r1.rc == r2.rc == 1
+    assert r1.err.endswith("Could not parse the JSON options: JSON nesting depth limit "
+                           "exceeded\n")
+    assert r2.err.endswith("': Could not parse the JSON options: JSON nesting depth limit "
+                           "exceeded\n")
+    name = "json:{'driver':'raw','x':" + "[" * 1022 + "]" * 1022 + "}"
+    r1, r2 = ours.img("info", name), oracle.img("info", name)  # 1024 deep: parsed
+    assert r1.rc == r2.rc == 1
+    for r in (r1, r2):
+        assert r.err.endswith('A block device must be specified for "file"\n')
+
+
+def test_json_uint64_size_as_9_1(ours, tmp_path):
+    """A size of 2^64-1 given as a JSON number: 9.1 reads it as 0 in raw's check (7.2 named
+    18446744073709551615); we keep 7.2's wording, which names what was given. Not compared:
+    documented here as a known difference."""
+    (tmp_path / "r.raw").write_bytes(b"\0" * 4096)
+    r = ours.img("info", "json:{'driver':'raw','size':18446744073709551615,"
+                         "'file':{'driver':'file','filename':'r.raw'}}")
+    assert r.rc == 1 and "has to be smaller or equal" in r.err
