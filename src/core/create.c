@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/builtin.h"
 #include "core/create.h"
+#include "core/node-internal.h"
 #include "qimg/driver.h"
 #include "qimg/units.h"
 #include "util/mem.h"
@@ -133,8 +135,14 @@ int qimg_create(const char *filename, const char *format, struct qimg_opts *opts
 int qimg_create_protocol(const char *filename, struct qimg_opts *opts, struct qimg_error *err)
 {
     const struct qimg_driver *proto = qimg_create_protocol_driver(filename);
+    size_t plen = qimg_protocol_prefix_len(filename);
+    if (plen && !qimg_driver_find_protocol(filename))
+        return qimg_error_set(err, -EINVAL, "Unknown protocol '%.*s'", (int)plen, filename);
     if (!proto || !proto->create)
         return qimg_error_set(err, -ENOTSUP, "Protocol driver '%s' does not support image creation",
                               proto ? proto->name : "?");
-    return proto->create(filename, opts, err);
+    char *path = proto == &qimg_file_driver ? qimg_parse_file_prefix(filename) : NULL;
+    int ret = proto->create(path ? path : filename, opts, err);
+    free(path);
+    return ret;
 }

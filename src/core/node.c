@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/builtin.h"
 #include "core/node-internal.h"
 #include "qimg/driver.h"
 #include "qimg/json.h"
@@ -101,6 +102,20 @@ static int check_unused(const struct qimg_node *n, struct qimg_opts *opts, struc
                           n->drv->name, key);
 }
 
+/*
+ * A name given as a filename (not as the "filename" option) drops the file
+ * protocol's "file:" prefix, as QEMU's file driver parses it; what remains is
+ * a path even if it has a colon, so it is spelled "./a:b" when it would
+ * otherwise read as a protocol. NULL when the name has no such prefix.
+ */
+char *qimg_parse_file_prefix(const char *filename)
+{
+    if (!filename || strncmp(filename, "file:", 5) != 0)
+        return NULL;
+    const char *path = filename + 5;
+    return qimg_protocol_prefix_len(path) ? xasprintf("./%s", path) : xstrdup(path);
+}
+
 int qimg_open_protocol(struct qimg_node **out, const char *filename, struct qimg_opts *opts,
                        unsigned flags, struct qimg_error *err)
 {
@@ -132,9 +147,15 @@ int qimg_open_protocol(struct qimg_node **out, const char *filename, struct qimg
     if (!drv)
         drv = qimg_driver_find("file");
 
-    struct qimg_node *n = qimg_node_alloc(drv, filename, flags);
-    if (filename && !qimg_opts_has(local, "filename"))
+    char *path = NULL;
+    if (filename && !qimg_opts_has(local, "filename")) {
+        path = drv == &qimg_file_driver ? qimg_parse_file_prefix(filename) : NULL;
+        if (path)
+            filename = path;
         qimg_opts_set(local, "filename", filename);
+    }
+    struct qimg_node *n = qimg_node_alloc(drv, filename, flags);
+    free(path);
     ret = drv->open(n, local, err);
     if (ret == 0)
         ret = check_unused(n, local, err);
@@ -237,7 +258,8 @@ int qimg_node_set_perm(struct qimg_node *n, unsigned perm, unsigned shared, stru
 /* The backing file name resolved the way QEMU does: relative to the overlay's directory. */
 char *qimg_resolve_backing_path(const char *overlay, const char *backing)
 {
-    if (backing[0] == '/' || qimg_driver_find_protocol(backing) || !strncmp(backing, "json:", 5))
+    /* "proto:..." stays as it is even if no driver has that protocol (QEMU's rule) */
+    if (backing[0] == '/' || qimg_protocol_prefix_len(backing) || !strncmp(backing, "json:", 5))
         return xstrdup(backing);
     const char *slash = strrchr(overlay, '/');
     if (!slash)
@@ -382,12 +404,8 @@ int qimg_open_depth(struct qimg_node **out, const char *filename, const char *fo
     }
     if (fmt_drv && fmt_drv->is_protocol) {
         /* -f file (or a protocol named as format): the protocol is the image. */
-        if (!filename)
-            filename = qimg_opts_take(o, "filename");
-        if (filename && !qimg_opts_has(o, "filename"))
-            qimg_opts_set(o, "filename", filename);
         qimg_opts_set(o, "driver", fmt_drv->name);
-        ret = qimg_open_protocol(&proto, NULL, o, flags, err);
+        ret = qimg_open_protocol(&proto, filename, o, flags, err);
         if (ret < 0)
             goto out;
         unsigned perm = QIMG_PERM_CONSISTENT_READ | ((flags & QIMG_O_RDWR) ? QIMG_PERM_WRITE : 0) |
@@ -414,7 +432,7 @@ int qimg_open_depth(struct qimg_node **out, const char *filename, const char *fo
     ret = open_file_child(&proto, filename, file_opts, flags, depth, err);
     if (ret < 0)
         goto out;
-    if (!filename)
+    if (!filename || !strncmp(filename, "file:", 5)) /* named as its file ("./a:b") */
         filename = proto->filename;
     bool probed = false;
     if (!fmt_drv) {

@@ -628,6 +628,7 @@ out:
 const struct qimg_driver qimg_file_driver = {
     .name = "file",
     .is_protocol = true,
+    .protocol_prefix = "file",
     .create_opts = file_create_opts,
     .open_opts = file_open_opts,
     .open = file_open,
