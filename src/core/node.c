@@ -351,6 +351,27 @@ static int open_backing(struct qimg_node *n, struct qimg_opts *bopts, unsigned f
 }
 
 /*
+ * QEMU's generic cache options on a format node: they hold for it and, unless
+ * a child says otherwise (file.cache.direct), for the nodes below it.
+ */
+static int take_cache_flags(struct qimg_opts *o, unsigned *flags, struct qimg_error *err)
+{
+    static const struct {
+        const char *key;
+        unsigned flag;
+    } keys[] = {{"cache.direct", QIMG_O_NOCACHE}, {"cache.no-flush", QIMG_O_NO_FLUSH}};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        bool b;
+        int ret = qimg_opts_take_bool(o, keys[i].key, &b, err);
+        if (ret < 0)
+            return ret;
+        if (ret > 0)
+            *flags = b ? (*flags | keys[i].flag) : (*flags & ~keys[i].flag);
+    }
+    return 0;
+}
+
+/*
  * The "file" child of a format. As in QEMU, an explicit driver decides what
  * it is: a format there (raw over qcow2, qcow2 over raw) is a whole image
  * opened from the child's options; otherwise its name picks a protocol.
@@ -417,6 +438,9 @@ int qimg_open_depth(struct qimg_node **out, const char *filename, const char *fo
         proto = NULL;
         goto out;
     }
+    ret = take_cache_flags(o, &flags, err);
+    if (ret < 0)
+        goto out;
     /*
      * A format node's own "filename" option names nothing (QEMU leaves it
      * unused): its image is the positional name or the file.* options.

@@ -388,3 +388,47 @@ def test_qcow2_open_options_kept_until_reopen(ours, oracle, tmp_path):
             "-c", "reopen -o l2-cache-size=512k,refcount-cache-size=512k",
             "-c", "reopen -o l2-cache-size=2M", "-c", "read 0 512"]
     _same(ours.io(*args), oracle.io(*args))
+
+
+# ---- item 8: cache.* options on a format node ---------------------------------------------
+
+CACHE_SPECS = [
+    "driver=raw,file.filename=r.raw,cache.direct=on",
+    "driver=raw,file.filename=r.raw,cache.direct=off",
+    "driver=raw,file.filename=r.raw,cache.no-flush=on",
+    "driver=raw,file.filename=r.raw,cache.direct=on,cache.no-flush=on",
+    "driver=raw,file.filename=r.raw,file.cache.direct=on",
+    "driver=file,filename=r.raw,cache.direct=on",
+    "driver=qcow2,file.filename=c.qcow2,cache.direct=on",
+    "driver=qcow2,file.filename=c.qcow2,cache.no-flush=on",
+    "driver=qcow2,file.filename=c.qcow2,cache.direct=on,file.cache.direct=off",
+    "driver=qcow2,file.driver=file,file.filename=c.qcow2,file.cache.no-flush=on",
+    "driver=raw,file.filename=r.raw,cache.direct=x",
+    "driver=raw,file.filename=r.raw,cache.writeback=off",
+    "driver=raw,file.filename=r.raw,cache.bogus=on",
+]
+
+
+@pytest.mark.parametrize("spec", CACHE_SPECS)
+def test_cache_options_on_formats_like_qemu(ours, oracle, images, spec):
+    assert oracle.img("create", "-q", "-f", "qcow2", "c.qcow2", "64M").rc == 0
+    for cmd in (["info"], ["check"], ["map"], ["compare", "--image-opts", spec]):
+        args = [cmd[0], "--image-opts", spec] + cmd[1:]
+        r1, r2 = ours.img(*args), oracle.img(*args)
+        r1.out = strip_child(r1.out)
+        assert (r1.rc, r1.out, r1.err) == (r2.rc, r2.out, r2.err), args
+    args = ["convert", "-O", "qcow2", "--image-opts", spec, "out.qcow2"]
+    r1 = ours.img(*args)
+    r2 = oracle.img(*args[:-1], "out2.qcow2")
+    assert (r1.rc, r1.out, r1.err) == (r2.rc, r2.out, r2.err)
+    if r1.rc == 0:
+        assert oracle.img("compare", "out.qcow2", "out2.qcow2").rc == 0
+
+
+def test_cache_direct_opens_o_direct(ours, images, tmp_path):
+    """cache.direct=on on the format reaches the file (O_DIRECT): writes through raw work and
+    land in the file."""
+    r = ours.io("--image-opts", "driver=raw,file.filename=r.raw,cache.direct=on",
+                "-c", "write -P 0x66 4096 4096", "-c", "read -P 0x66 4096 4096")
+    assert r.rc == 0 and r.err == "" and "failed" not in r.out, r
+    assert (tmp_path / "r.raw").read_bytes()[4096:8192] == b"\x66" * 4096
