@@ -26,6 +26,8 @@ static size_t desc_count(const struct qimg_opt_desc *d)
 const struct qimg_driver *qimg_create_protocol_driver(const char *filename)
 {
     const struct qimg_driver *p = filename ? qimg_driver_find_protocol(filename) : NULL;
+    if (!p && filename && !qimg_protocol_prefix_len(filename))
+        p = qimg_file_probe_protocol(filename); /* host_device for a device */
     return p ? p : qimg_driver_find("file");
 }
 
@@ -141,7 +143,7 @@ int qimg_create_protocol(const char *filename, struct qimg_opts *opts, struct qi
     if (!proto || !proto->create)
         return qimg_error_set(err, -ENOTSUP, "Protocol driver '%s' does not support image creation",
                               proto ? proto->name : "?");
-    char *path = proto == &qimg_file_driver ? qimg_parse_file_prefix(filename) : NULL;
+    char *path = qimg_parse_file_prefix(proto, filename);
     int ret = proto->create(path ? path : filename, opts, err);
     free(path);
     return ret;

@@ -103,16 +103,21 @@ static int check_unused(const struct qimg_node *n, struct qimg_opts *opts, struc
 }
 
 /*
- * A name given as a filename (not as the "filename" option) drops the file
- * protocol's "file:" prefix, as QEMU's file driver parses it; what remains is
- * a path even if it has a colon, so it is spelled "./a:b" when it would
- * otherwise read as a protocol. NULL when the name has no such prefix.
+ * A name given as a filename (not as the "filename" option) drops the prefix
+ * of QEMU's file-posix protocols ("file:", "host_device:", "host_cdrom:") as
+ * their drivers parse it; what remains is a path even if it has a colon, so it
+ * is spelled "./a:b" when it would otherwise read as a protocol. NULL when the
+ * name has no such prefix.
  */
-char *qimg_parse_file_prefix(const char *filename)
+char *qimg_parse_file_prefix(const struct qimg_driver *drv, const char *filename)
 {
-    if (!filename || strncmp(filename, "file:", 5) != 0)
+    if (drv != &qimg_file_driver && drv != &qimg_host_device_driver &&
+        drv != &qimg_host_cdrom_driver)
         return NULL;
-    const char *path = filename + 5;
+    size_t plen = strlen(drv->protocol_prefix);
+    if (!filename || strncmp(filename, drv->protocol_prefix, plen) || filename[plen] != ':')
+        return NULL;
+    const char *path = filename + plen + 1;
     return qimg_protocol_prefix_len(path) ? xasprintf("./%s", path) : xstrdup(path);
 }
 
@@ -144,12 +149,12 @@ int qimg_open_protocol(struct qimg_node **out, const char *filename, struct qimg
         ret = qimg_error_set(err, -EINVAL, "Must specify either driver or file");
         goto out;
     }
-    if (!drv)
-        drv = qimg_driver_find("file");
+    if (!drv) /* a device is a host_device, as QEMU probes it */
+        drv = qimg_file_probe_protocol(filename);
 
     char *path = NULL;
     if (filename && !qimg_opts_has(local, "filename")) {
-        path = drv == &qimg_file_driver ? qimg_parse_file_prefix(filename) : NULL;
+        path = qimg_parse_file_prefix(drv, filename);
         if (path)
             filename = path;
         qimg_opts_set(local, "filename", filename);
@@ -456,8 +461,10 @@ int qimg_open_depth(struct qimg_node **out, const char *filename, const char *fo
     ret = open_file_child(&proto, filename, file_opts, flags, depth, err);
     if (ret < 0)
         goto out;
-    if (!filename || !strncmp(filename, "file:", 5)) /* named as its file ("./a:b") */
+    char *stripped = filename ? qimg_parse_file_prefix(proto->drv, filename) : NULL;
+    if (!filename || stripped) /* named as its file ("./a:b" for "file:a:b") */
         filename = proto->filename;
+    free(stripped);
     bool probed = false;
     if (!fmt_drv) {
         fmt_drv = probe_format(proto, err);

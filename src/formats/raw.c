@@ -152,7 +152,10 @@ static int raw_truncate(struct qimg_node *n, uint64_t size, bool exact,
         return qimg_error_set(err, -ENOTSUP, "Cannot resize fixed-size raw disks");
     if (size > INT64_MAX - s->offset)
         return qimg_error_set(err, -EFBIG, "File too large");
-    return qimg_node_truncate(n->file, size + s->offset, exact, prealloc, err);
+    /* raw asks its file for the exact size: a device refuses any change ("Cannot resize
+     * device files", qemu-img 9.1), a regular file takes it either way. */
+    (void)exact;
+    return qimg_node_truncate(n->file, size + s->offset, true, prealloc, err);
 }
 
 static int raw_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
