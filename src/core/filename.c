@@ -87,8 +87,12 @@ void qimg_node_refresh_filename(struct qimg_node *n)
 {
     size_t strong = 0;
     struct qimg_json *d = full_dict(n, &strong);
-    /* Only a protocol child's name can stand for its parent: raw over qcow2 is JSON. */
-    bool plain_child = !n->file || (n->file->drv->is_protocol && !is_json_name(n->file->filename));
+    /*
+     * Only a protocol child's name can stand for its parent (raw over qcow2 is
+     * JSON), unless the driver names itself (blkdebug:CONFIG:IMAGE).
+     */
+    bool plain_child = !n->file || (!is_json_name(n->file->filename) &&
+                                    (n->file->drv->is_protocol || n->drv->plain_filename));
     if (strong || !plain_child) {
         char *body = qimg_json_compact(d);
         free(n->filename);

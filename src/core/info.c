@@ -44,7 +44,8 @@ static bool answers_get_info(const struct qimg_node *n)
 static struct qimg_json *node_info(struct qimg_node *n, struct qimg_error *err)
 {
     struct qimg_driver_info di = {0};
-    if (n->drv->get_info && n->drv->get_info(n, &di, err) < 0)
+    int ret = n->drv->get_info ? n->drv->get_info(n, &di, err) : 0;
+    if (ret < 0 && !(ret == -ENOTSUP && !err->msg[0])) /* unanswered: no geometry */
         return NULL;
     int64_t vsize = qimg_node_length(n);
     if (vsize < 0) {

@@ -185,16 +185,22 @@ static int raw_copy_range(struct qimg_node *src, uint64_t src_off, struct qimg_n
 }
 
 /*
- * What the file below says of its geometry (cluster size, VM state offset,
- * dirty), as QEMU's raw forwards it: matters when raw sits on another format.
- * Its format-specific data and snapshots stay the child's.
+ * What the image below says of its geometry (cluster size, VM state offset,
+ * dirty), as QEMU's raw forwards it: matters when raw sits on another format,
+ * possibly through a filter. Its format-specific data and snapshots stay the
+ * child's. -ENOTSUP (no message) where nothing below answers (null-co).
  */
 static int raw_get_info(struct qimg_node *n, struct qimg_driver_info *info,
                         struct qimg_error *err)
 {
-    if (!n->file->drv->get_info)
-        return 0;
-    int ret = n->file->drv->get_info(n->file, info, err);
+    struct qimg_node *src = n->file;
+    while (!src->drv->get_info && src->drv->is_filter && src->file)
+        src = src->file;
+    if (!src->drv->get_info) {
+        const char *name = src->drv->name;
+        return !strcmp(name, "file") || !strcmp(name, "host_device") ? 0 : -ENOTSUP;
+    }
+    int ret = src->drv->get_info(src, info, err);
     qimg_json_free(info->format_specific);
     qimg_json_free(info->snapshots);
     info->format_specific = NULL;

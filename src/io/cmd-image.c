@@ -137,7 +137,10 @@ int io_cmd_info(int argc, char **argv)
     const char *name = src->drv->name;
     if (!src->drv->get_info && strcmp(name, "file") && strcmp(name, "host_device"))
         return 0;
-    if (src->drv->get_info && src->drv->get_info(src, &di, &err) < 0) {
+    int ret = src->drv->get_info ? src->drv->get_info(src, &di, &err) : 0;
+    if (ret == -ENOTSUP && !err.msg[0])
+        return 0; /* nothing below answers (raw over null-co) */
+    if (ret < 0) {
         io_error("%s", err.msg);
         return -EIO;
     }
