@@ -31,7 +31,7 @@ static void print_node(const struct qimg_json *info, int indent, bool protocol)
 {
     char vsize[32], dsize[32];
     const char *ind = "";
-    char indbuf[64];
+    char indbuf[4200]; /* nested nodes go 1024 deep (the JSON nesting limit) */
     snprintf(indbuf, sizeof(indbuf), "%*s", indent * 4, "");
     ind = indbuf;
     int64_t vs = json_int(qimg_json_get(info, "virtual-size"));
@@ -89,7 +89,7 @@ static void print_with_children(const struct qimg_json *info, int indent, bool p
     for (size_t i = 0; children && i < children->n; i++) {
         const struct qimg_json *c = children->items[i];
         const char *name = json_str(qimg_json_get(c, "name"));
-        char child_path[512];
+        char child_path[8192];
         snprintf(child_path, sizeof(child_path), "%s/%s", path, name);
         printf("%*sChild node '%s':\n", indent * 4, "", child_path);
         /* A child is shown as a protocol unless it is a format (raw over qcow2). */

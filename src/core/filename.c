@@ -16,6 +16,8 @@
 #include "util/json-parse.h"
 #include "util/mem.h"
 
+#define QEMU_FILENAME_MAX 4095 /* BlockDriverState.filename holds PATH_MAX bytes */
+
 static bool is_json_name(const char *name)
 {
     return name && strncmp(name, "json:", 5) == 0;
@@ -98,6 +100,9 @@ void qimg_node_refresh_filename(struct qimg_node *n)
         free(n->filename);
         n->filename = xasprintf("json:%s", body);
         free(body);
+        /* QEMU keeps names in 4 KiB: a longer one ends in "..." at 4095 characters. */
+        if (strlen(n->filename) > QEMU_FILENAME_MAX)
+            strcpy(n->filename + QEMU_FILENAME_MAX - 3, "...");
     } else if (n->drv->plain_filename) {
         char *plain = n->drv->plain_filename(n);
         if (plain) {

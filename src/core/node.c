@@ -388,10 +388,12 @@ static int open_file_child(struct qimg_node **out, const char *filename, struct 
     const struct qimg_driver *drv = drvname ? qimg_driver_find(drvname) : NULL;
     if (!drv || drv->is_protocol)
         return qimg_open_protocol(out, filename, opts, flags, err);
-    if (depth >= MAX_BACKING_DEPTH)
-        return qimg_error_set(err, -ELOOP, "Backing chain too deep (more than %d images)",
-                              MAX_BACKING_DEPTH);
-    return qimg_open_depth(out, filename, NULL, opts, flags, depth + 1, err);
+    /*
+     * Same depth: nesting is bounded by the options themselves (as in QEMU, no
+     * limit), and the child's backing is opened before this node's (so the
+     * loop check's slot for this depth is free then).
+     */
+    return qimg_open_depth(out, filename, NULL, opts, flags, depth, err);
 }
 
 int qimg_open_depth(struct qimg_node **out, const char *filename, const char *format,

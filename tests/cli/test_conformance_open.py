@@ -439,3 +439,20 @@ def test_cache_direct_opens_o_direct(ours, images, tmp_path):
                 "-c", "write -P 0x66 4096 4096", "-c", "read -P 0x66 4096 4096")
     assert r.rc == 0 and r.err == "" and "failed" not in r.out, r
     assert (tmp_path / "r.raw").read_bytes()[4096:8192] == b"\x66" * 4096
+
+
+def test_deeply_nested_formats_like_qemu(ours, oracle, images):
+    """300 raw nodes on one another open (QEMU sets no limit there) and the name, longer than
+    QEMU's 4 KiB, ends in "..." as QEMU cuts it."""
+    d = {"driver": "file", "filename": "r.raw"}
+    for _ in range(300):
+        d = {"driver": "raw", "file": d}
+    name = "json:" + json.dumps(d, separators=(",", ":"))
+    r1, r2 = ours.img("info", "--output=json", name), oracle.img("info", "--output=json", name)
+    assert r1.rc == r2.rc == 0, r1
+    j1, j2 = json.loads(r1.out), json.loads(r2.out)
+    j1.pop("children", None)  # 9.1 only
+    assert j1 == j2
+    assert len(j1["filename"]) == 4095 and j1["filename"].endswith("...")
+    r = ours.io("-c", "open " + name, "-c", "read -P 0x33 0 4k")
+    assert r.rc == 0 and "failed" not in r.out and r.err == "", r
