@@ -49,6 +49,7 @@ struct qimg_json *qimg_json_string(const char *s);
 struct qimg_json *qimg_json_int(int64_t v);
 struct qimg_json *qimg_json_uint(uint64_t v);
 struct qimg_json *qimg_json_bool(bool v);
+struct qimg_json *qimg_json_null(void);
 void qimg_json_free(struct qimg_json *j);
 
 /* Object members (insertion order is remembered; a value is owned by its parent). */

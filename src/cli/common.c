@@ -154,7 +154,7 @@ struct qimg_node *cli_open_image(const struct cli_open *o)
                 "         Automatically detecting the format is dangerous for raw images, "
                 "write operations on block 0 will be restricted.\n"
                 "         Specify the 'raw' format explicitly to remove the restrictions.\n",
-                o->filename);
+                qimg_node_filename(n)); /* the node's name, as QEMU's: "./a:b", "r.raw" */
     }
     return n;
 }

@@ -260,6 +260,11 @@ static int prepare_create(const struct convert_opts *o, const char *out_filename
         cli_error("Format driver '%s' does not support image creation", o->out_fmt);
         return -1;
     }
+    size_t plen = qimg_protocol_prefix_len(out_filename); /* "a:b" without "file:" */
+    if (plen && !qimg_driver_find_protocol(out_filename)) {
+        cli_error("Unknown protocol '%.*s'", (int)plen, out_filename);
+        return -1;
+    }
     if (cli_option_list_parse(&o->optlist, opts, &err) < 0) {
         cli_error_obj(&err, NULL);
         return -1;

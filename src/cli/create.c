@@ -120,6 +120,11 @@ int cmd_create(int argc, char **argv)
         cli_error("%s: Unknown file format '%s'", filename, fmt);
         goto out;
     }
+    size_t plen = qimg_protocol_prefix_len(filename); /* "a:b" without "file:" */
+    if (plen && !qimg_driver_find_protocol(filename)) {
+        cli_error("%s: Unknown protocol '%.*s'", filename, (int)plen, filename);
+        goto out;
+    }
     struct qimg_error err = {0};
     struct qimg_opts *opts = qimg_opts_new();
     if (cli_option_list_parse(&optlist, opts, &err) < 0) {

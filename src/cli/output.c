@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "qimg/driver.h"
 
 /* snapshot.c: "Snapshot list:", the header and one row per SnapshotInfo. */
 void cli_print_snapshot_table(const struct qimg_json *snapshots);
@@ -30,7 +31,7 @@ static void print_node(const struct qimg_json *info, int indent, bool protocol)
 {
     char vsize[32], dsize[32];
     const char *ind = "";
-    char indbuf[64];
+    char indbuf[4200]; /* nested nodes go 1024 deep (the JSON nesting limit) */
     snprintf(indbuf, sizeof(indbuf), "%*s", indent * 4, "");
     ind = indbuf;
     int64_t vs = json_int(qimg_json_get(info, "virtual-size"));
@@ -88,10 +89,13 @@ static void print_with_children(const struct qimg_json *info, int indent, bool p
     for (size_t i = 0; children && i < children->n; i++) {
         const struct qimg_json *c = children->items[i];
         const char *name = json_str(qimg_json_get(c, "name"));
-        char child_path[512];
+        char child_path[8192];
         snprintf(child_path, sizeof(child_path), "%s/%s", path, name);
         printf("%*sChild node '%s':\n", indent * 4, "", child_path);
-        print_with_children(qimg_json_get(c, "info"), indent + 1, true, child_path);
+        /* A child is shown as a protocol unless it is a format (raw over qcow2). */
+        const struct qimg_json *ci = qimg_json_get(c, "info");
+        const struct qimg_driver *drv = qimg_driver_find(json_str(qimg_json_get(ci, "format")));
+        print_with_children(ci, indent + 1, !drv || drv->is_protocol, child_path);
     }
 }
 

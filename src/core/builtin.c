@@ -4,6 +4,8 @@
 void qimg_register_builtin_drivers(void)
 {
     qimg_driver_register(&qimg_file_driver);
+    qimg_driver_register(&qimg_host_device_driver);
+    qimg_driver_register(&qimg_host_cdrom_driver);
     qimg_driver_register(&qimg_raw_driver);
     qimg_driver_register(&qimg_blkdebug_driver);
     qimg_driver_register(&qimg_null_co_driver);

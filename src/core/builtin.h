@@ -6,6 +6,10 @@
 #include "qimg/driver.h"
 
 extern const struct qimg_driver qimg_file_driver;
+extern const struct qimg_driver qimg_host_device_driver;
+extern const struct qimg_driver qimg_host_cdrom_driver;
+/* file.c: the protocol a plain name gets (host_device for a device, else file). */
+const struct qimg_driver *qimg_file_probe_protocol(const char *filename);
 extern const struct qimg_driver qimg_raw_driver;
 extern const struct qimg_driver qimg_blkdebug_driver;
 extern const struct qimg_driver qimg_null_co_driver;

@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/builtin.h"
 #include "core/create.h"
+#include "core/node-internal.h"
 #include "qimg/driver.h"
 #include "qimg/units.h"
 #include "util/mem.h"
@@ -24,6 +26,8 @@ static size_t desc_count(const struct qimg_opt_desc *d)
 const struct qimg_driver *qimg_create_protocol_driver(const char *filename)
 {
     const struct qimg_driver *p = filename ? qimg_driver_find_protocol(filename) : NULL;
+    if (!p && filename && !qimg_protocol_prefix_len(filename))
+        p = qimg_file_probe_protocol(filename); /* host_device for a device */
     return p ? p : qimg_driver_find("file");
 }
 
@@ -133,8 +137,14 @@ int qimg_create(const char *filename, const char *format, struct qimg_opts *opts
 int qimg_create_protocol(const char *filename, struct qimg_opts *opts, struct qimg_error *err)
 {
     const struct qimg_driver *proto = qimg_create_protocol_driver(filename);
+    size_t plen = qimg_protocol_prefix_len(filename);
+    if (plen && !qimg_driver_find_protocol(filename))
+        return qimg_error_set(err, -EINVAL, "Unknown protocol '%.*s'", (int)plen, filename);
     if (!proto || !proto->create)
         return qimg_error_set(err, -ENOTSUP, "Protocol driver '%s' does not support image creation",
                               proto ? proto->name : "?");
-    return proto->create(filename, opts, err);
+    char *path = qimg_parse_file_prefix(proto, filename);
+    int ret = proto->create(path ? path : filename, opts, err);
+    free(path);
+    return ret;
 }

@@ -8,42 +8,19 @@
  * names it "json:{...}": the driver, those options with the types they were
  * given in, and the child's description, members in QDict order.
  */
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/node-internal.h"
 #include "qimg/json.h"
+#include "util/json-parse.h"
 #include "util/mem.h"
+
+#define QEMU_FILENAME_MAX 4095 /* BlockDriverState.filename holds PATH_MAX bytes */
 
 static bool is_json_name(const char *name)
 {
     return name && strncmp(name, "json:", 5) == 0;
-}
-
-static struct qimg_json *from_jansson(json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: {
-        struct qimg_json *o = qimg_json_object();
-        const char *key;
-        json_t *child;
-        json_object_foreach(v, key, child) qimg_json_add(o, key, from_jansson(child));
-        return o;
-    }
-    case JSON_ARRAY: {
-        struct qimg_json *a = qimg_json_array();
-        size_t i;
-        json_t *child;
-        json_array_foreach(v, i, child) qimg_json_append(a, from_jansson(child));
-        return a;
-    }
-    case JSON_INTEGER: return qimg_json_int(json_integer_value(v));
-    case JSON_TRUE: return qimg_json_bool(true);
-    case JSON_FALSE: return qimg_json_bool(false);
-    case JSON_STRING: return qimg_json_string(json_string_value(v));
-    default: return qimg_json_string(""); /* reals and null do not occur in names we build */
-    }
 }
 
 static struct qimg_json *typed_value(const char *value, enum qimg_opt_value_type type)
@@ -91,12 +68,11 @@ static struct qimg_json *full_dict(const struct qimg_node *n, size_t *strong)
 static struct qimg_json *describe(const struct qimg_node *n)
 {
     if (is_json_name(n->filename)) {
-        json_t *root = json_loads(n->filename + 5, 0, NULL);
-        if (root) {
-            struct qimg_json *j = from_jansson(root);
-            json_decref(root);
+        struct qimg_json *j = NULL;
+        char *msg = NULL;
+        if (qimg_json_parse(n->filename + 5, &j, &msg) == 0 && j)
             return j;
-        }
+        free(msg);
     }
     if (n->drv->is_protocol && !n->file) {
         struct qimg_json *d = qimg_json_object();
@@ -113,11 +89,20 @@ void qimg_node_refresh_filename(struct qimg_node *n)
 {
     size_t strong = 0;
     struct qimg_json *d = full_dict(n, &strong);
-    if (strong || (n->file && is_json_name(n->file->filename))) {
+    /*
+     * Only a protocol child's name can stand for its parent (raw over qcow2 is
+     * JSON), unless the driver names itself (blkdebug:CONFIG:IMAGE).
+     */
+    bool plain_child = !n->file || (!is_json_name(n->file->filename) &&
+                                    (n->file->drv->is_protocol || n->drv->plain_filename));
+    if (strong || !plain_child) {
         char *body = qimg_json_compact(d);
         free(n->filename);
         n->filename = xasprintf("json:%s", body);
         free(body);
+        /* QEMU keeps names in 4 KiB: a longer one ends in "..." at 4095 characters. */
+        if (strlen(n->filename) > QEMU_FILENAME_MAX)
+            strcpy(n->filename + QEMU_FILENAME_MAX - 3, "...");
     } else if (n->drv->plain_filename) {
         char *plain = n->drv->plain_filename(n);
         if (plain) {

@@ -27,19 +27,25 @@ static struct qimg_json *child_info(const char *name, struct qimg_node *child,
  * with metadata, the file protocol, and raw and filters whose file does;
  * null-co does not.
  */
+/* file, host_device and host_cdrom: QEMU's file-posix drivers, which share their info. */
+static bool is_posix_file(const struct qimg_driver *drv)
+{
+    return !strcmp(drv->name, "file") || !strcmp(drv->name, "host_device") ||
+           !strcmp(drv->name, "host_cdrom");
+}
+
 static bool answers_get_info(const struct qimg_node *n)
 {
-    if (n->drv->get_info || !strcmp(n->drv->name, "file"))
-        return true;
     if (!strcmp(n->drv->name, "raw") || n->drv->is_filter)
         return n->file && answers_get_info(n->file);
-    return false;
+    return n->drv->get_info || is_posix_file(n->drv);
 }
 
 static struct qimg_json *node_info(struct qimg_node *n, struct qimg_error *err)
 {
     struct qimg_driver_info di = {0};
-    if (n->drv->get_info && n->drv->get_info(n, &di, err) < 0)
+    int ret = n->drv->get_info ? n->drv->get_info(n, &di, err) : 0;
+    if (ret < 0 && !(ret == -ENOTSUP && !err->msg[0])) /* unanswered: no geometry */
         return NULL;
     int64_t vsize = qimg_node_length(n);
     if (vsize < 0) {
@@ -71,9 +77,9 @@ static struct qimg_json *node_info(struct qimg_node *n, struct qimg_error *err)
         qimg_json_add(j, "snapshots", di.snapshots);
     if (di.format_specific) {
         qimg_json_add(j, "format-specific", di.format_specific);
-    } else if (!strcmp(n->drv->name, "file")) { /* 9.1: ImageInfoSpecificFile */
+    } else if (is_posix_file(n->drv)) { /* 9.1: ImageInfoSpecificFile */
         struct qimg_json *fs = qimg_json_object();
-        qimg_json_add_str(fs, "type", n->drv->name);
+        qimg_json_add_str(fs, "type", "file");
         qimg_json_add(fs, "data", qimg_json_object());
         qimg_json_add(j, "format-specific", fs);
     }

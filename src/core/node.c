@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/builtin.h"
 #include "core/node-internal.h"
 #include "qimg/driver.h"
 #include "qimg/json.h"
@@ -101,6 +102,25 @@ static int check_unused(const struct qimg_node *n, struct qimg_opts *opts, struc
                           n->drv->name, key);
 }
 
+/*
+ * A name given as a filename (not as the "filename" option) drops the prefix
+ * of QEMU's file-posix protocols ("file:", "host_device:", "host_cdrom:") as
+ * their drivers parse it; what remains is a path even if it has a colon, so it
+ * is spelled "./a:b" when it would otherwise read as a protocol. NULL when the
+ * name has no such prefix.
+ */
+char *qimg_parse_file_prefix(const struct qimg_driver *drv, const char *filename)
+{
+    if (drv != &qimg_file_driver && drv != &qimg_host_device_driver &&
+        drv != &qimg_host_cdrom_driver)
+        return NULL;
+    size_t plen = strlen(drv->protocol_prefix);
+    if (!filename || strncmp(filename, drv->protocol_prefix, plen) || filename[plen] != ':')
+        return NULL;
+    const char *path = filename + plen + 1;
+    return qimg_protocol_prefix_len(path) ? xasprintf("./%s", path) : xstrdup(path);
+}
+
 int qimg_open_protocol(struct qimg_node **out, const char *filename, struct qimg_opts *opts,
                        unsigned flags, struct qimg_error *err)
 {
@@ -123,14 +143,24 @@ int qimg_open_protocol(struct qimg_node **out, const char *filename, struct qimg
             goto out;
         }
     }
-    if (!drv)
-        drv = qimg_driver_find("file");
     if (!filename)
         filename = qimg_opts_peek(local, "filename");
+    if (!drv && !filename) { /* nothing names the protocol */
+        ret = qimg_error_set(err, -EINVAL, "Must specify either driver or file");
+        goto out;
+    }
+    if (!drv) /* a device is a host_device, as QEMU probes it */
+        drv = qimg_file_probe_protocol(filename);
 
-    struct qimg_node *n = qimg_node_alloc(drv, filename, flags);
-    if (filename && !qimg_opts_has(local, "filename"))
+    char *path = NULL;
+    if (filename && !qimg_opts_has(local, "filename")) {
+        path = qimg_parse_file_prefix(drv, filename);
+        if (path)
+            filename = path;
         qimg_opts_set(local, "filename", filename);
+    }
+    struct qimg_node *n = qimg_node_alloc(drv, filename, flags);
+    free(path);
     ret = drv->open(n, local, err);
     if (ret == 0)
         ret = check_unused(n, local, err);
@@ -233,7 +263,8 @@ int qimg_node_set_perm(struct qimg_node *n, unsigned perm, unsigned shared, stru
 /* The backing file name resolved the way QEMU does: relative to the overlay's directory. */
 char *qimg_resolve_backing_path(const char *overlay, const char *backing)
 {
-    if (backing[0] == '/' || qimg_driver_find_protocol(backing) || !strncmp(backing, "json:", 5))
+    /* "proto:..." stays as it is even if no driver has that protocol (QEMU's rule) */
+    if (backing[0] == '/' || qimg_protocol_prefix_len(backing) || !strncmp(backing, "json:", 5))
         return xstrdup(backing);
     const char *slash = strrchr(overlay, '/');
     if (!slash)
@@ -324,6 +355,47 @@ static int open_backing(struct qimg_node *n, struct qimg_opts *bopts, unsigned f
     return ret;
 }
 
+/*
+ * QEMU's generic cache options on a format node: they hold for it and, unless
+ * a child says otherwise (file.cache.direct), for the nodes below it.
+ */
+static int take_cache_flags(struct qimg_opts *o, unsigned *flags, struct qimg_error *err)
+{
+    static const struct {
+        const char *key;
+        unsigned flag;
+    } keys[] = {{"cache.direct", QIMG_O_NOCACHE}, {"cache.no-flush", QIMG_O_NO_FLUSH}};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        bool b;
+        int ret = qimg_opts_take_bool(o, keys[i].key, &b, err);
+        if (ret < 0)
+            return ret;
+        if (ret > 0)
+            *flags = b ? (*flags | keys[i].flag) : (*flags & ~keys[i].flag);
+    }
+    return 0;
+}
+
+/*
+ * The "file" child of a format. As in QEMU, an explicit driver decides what
+ * it is: a format there (raw over qcow2, qcow2 over raw) is a whole image
+ * opened from the child's options; otherwise its name picks a protocol.
+ */
+static int open_file_child(struct qimg_node **out, const char *filename, struct qimg_opts *opts,
+                           unsigned flags, int depth, struct qimg_error *err)
+{
+    const char *drvname = qimg_opts_peek(opts, "driver");
+    const struct qimg_driver *drv = drvname ? qimg_driver_find(drvname) : NULL;
+    if (!drv || drv->is_protocol)
+        return qimg_open_protocol(out, filename, opts, flags, err);
+    /*
+     * Same depth: nesting is bounded by the options themselves (as in QEMU, no
+     * limit), and the child's backing is opened before this node's (so the
+     * loop check's slot for this depth is free then).
+     */
+    return qimg_open_depth(out, filename, NULL, opts, flags, depth, err);
+}
+
 int qimg_open_depth(struct qimg_node **out, const char *filename, const char *format,
                     struct qimg_opts *opts, unsigned flags, int depth, struct qimg_error *err)
 {
@@ -342,8 +414,6 @@ int qimg_open_depth(struct qimg_node **out, const char *filename, const char *fo
     const char *drvname = qimg_opts_take(o, "driver");
     if (!format)
         format = drvname;
-    if (!filename)
-        filename = qimg_opts_take(o, "filename");
     qimg_opts_extract_prefix(o, "file.", file_opts);
     const char *file_ref = qimg_opts_take(o, "file");
     if (file_ref) {
@@ -352,8 +422,6 @@ int qimg_open_depth(struct qimg_node **out, const char *filename, const char *fo
                              file_ref, file_ref);
         goto out;
     }
-    if (!filename)
-        filename = qimg_opts_peek(file_opts, "filename");
     const struct qimg_driver *fmt_drv = NULL;
     if (format) {
         fmt_drv = qimg_driver_find(format);
@@ -364,10 +432,8 @@ int qimg_open_depth(struct qimg_node **out, const char *filename, const char *fo
     }
     if (fmt_drv && fmt_drv->is_protocol) {
         /* -f file (or a protocol named as format): the protocol is the image. */
-        if (filename && !qimg_opts_has(o, "filename"))
-            qimg_opts_set(o, "filename", filename);
         qimg_opts_set(o, "driver", fmt_drv->name);
-        ret = qimg_open_protocol(&proto, NULL, o, flags, err);
+        ret = qimg_open_protocol(&proto, filename, o, flags, err);
         if (ret < 0)
             goto out;
         unsigned perm = QIMG_PERM_CONSISTENT_READ | ((flags & QIMG_O_RDWR) ? QIMG_PERM_WRITE : 0) |
@@ -379,17 +445,28 @@ int qimg_open_depth(struct qimg_node **out, const char *filename, const char *fo
         proto = NULL;
         goto out;
     }
-    if (!filename && !qimg_opts_has(file_opts, "driver")) {
+    ret = take_cache_flags(o, &flags, err);
+    if (ret < 0)
+        goto out;
+    /*
+     * A format node's own "filename" option names nothing (QEMU leaves it
+     * unused): its image is the positional name or the file.* options.
+     */
+    if (!filename && !file_opts->n) {
         if (fmt_drv) /* a format with nothing under it */
             ret = qimg_error_set(err, -EINVAL, "A block device must be specified for \"file\"");
         else
-            ret = qimg_error_set(err, -EINVAL, "The 'file' block driver requires a file name");
+            ret = qimg_error_set(err, -EINVAL, "Must specify either driver or file");
         goto out;
     }
 
-    ret = qimg_open_protocol(&proto, filename, file_opts, flags, err);
+    ret = open_file_child(&proto, filename, file_opts, flags, depth, err);
     if (ret < 0)
         goto out;
+    char *stripped = filename ? qimg_parse_file_prefix(proto->drv, filename) : NULL;
+    if (!filename || stripped) /* named as its file ("./a:b" for "file:a:b") */
+        filename = proto->filename;
+    free(stripped);
     bool probed = false;
     if (!fmt_drv) {
         fmt_drv = probe_format(proto, err);

@@ -11,6 +11,7 @@
 
 #include "core/builtin.h"
 #include "qimg/driver.h"
+#include "qimg/json.h"
 #include "util/mem.h"
 
 #define RAW_SECTOR 512
@@ -151,7 +152,10 @@ static int raw_truncate(struct qimg_node *n, uint64_t size, bool exact,
         return qimg_error_set(err, -ENOTSUP, "Cannot resize fixed-size raw disks");
     if (size > INT64_MAX - s->offset)
         return qimg_error_set(err, -EFBIG, "File too large");
-    return qimg_node_truncate(n->file, size + s->offset, exact, prealloc, err);
+    /* raw asks its file for the exact size: a device refuses any change ("Cannot resize
+     * device files", qemu-img 9.1), a regular file takes it either way. */
+    (void)exact;
+    return qimg_node_truncate(n->file, size + s->offset, true, prealloc, err);
 }
 
 static int raw_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
@@ -178,6 +182,30 @@ static int raw_copy_range(struct qimg_node *src, uint64_t src_off, struct qimg_n
     if (dst->probed_raw && dst_off < RAW_SECTOR)
         return -ENOTSUP;
     return qimg_node_copy_range(src, src_off, dst->file, dst_off + s->offset, len);
+}
+
+/*
+ * What the image below says of its geometry (cluster size, VM state offset,
+ * dirty), as QEMU's raw forwards it: matters when raw sits on another format,
+ * possibly through a filter. Its format-specific data and snapshots stay the
+ * child's. -ENOTSUP (no message) where nothing below answers (null-co).
+ */
+static int raw_get_info(struct qimg_node *n, struct qimg_driver_info *info,
+                        struct qimg_error *err)
+{
+    struct qimg_node *src = n->file;
+    while (!src->drv->get_info && src->drv->is_filter && src->file)
+        src = src->file;
+    if (!src->drv->get_info) {
+        const char *name = src->drv->name;
+        return !strcmp(name, "file") || !strcmp(name, "host_device") ? 0 : -ENOTSUP;
+    }
+    int ret = src->drv->get_info(src, info, err);
+    qimg_json_free(info->format_specific);
+    qimg_json_free(info->snapshots);
+    info->format_specific = NULL;
+    info->snapshots = NULL;
+    return ret;
 }
 
 static bool raw_has_zero_init(struct qimg_node *n)
@@ -227,6 +255,7 @@ const struct qimg_driver qimg_raw_driver = {
     .truncate = raw_truncate,
     .block_status = raw_block_status,
     .has_zero_init = raw_has_zero_init,
+    .get_info = raw_get_info,
     .copy_range = raw_copy_range,
     .measure = raw_measure,
 };

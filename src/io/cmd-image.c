@@ -125,15 +125,34 @@ int io_cmd_info(int argc, char **argv)
     }
     struct qimg_driver_info di = {0};
     struct qimg_error err = {0};
-    if (n->drv->get_info && n->drv->get_info(n, &di, &err) < 0) {
+    /* qemu-io names a protocol twice (as format, then as protocol) */
+    printf("format name: %s\n", qimg_node_format(n));
+    if (n->drv->is_protocol)
+        printf("format name: %s\n", qimg_node_format(n));
+    /* The node that answers: a filter (blkdebug) asks its child; file and host_device answer
+     * with nothing; the rest (null-co, host_cdrom) have no answer and qemu-io stops. */
+    struct qimg_node *src = n;
+    while (!src->drv->get_info && src->drv->is_filter && src->file)
+        src = src->file;
+    const char *name = src->drv->name;
+    if (!src->drv->get_info && strcmp(name, "file") && strcmp(name, "host_device"))
+        return 0;
+    int ret = src->drv->get_info ? src->drv->get_info(src, &di, &err) : 0;
+    if (ret == -ENOTSUP && !err.msg[0])
+        return 0; /* nothing below answers (raw over null-co) */
+    if (ret < 0) {
         io_error("%s", err.msg);
         return -EIO;
+    }
+    if (src != n) { /* what the child has to say of itself is not the filter's */
+        qimg_json_free(di.format_specific);
+        qimg_json_free(di.snapshots);
+        di.format_specific = di.snapshots = NULL;
     }
     char cs[64], vm[64];
     io_cvtstr((double)di.cluster_size, cs, sizeof(cs));
     io_cvtstr((double)di.vm_state_offset, vm, sizeof(vm));
-    printf("format name: %s\ncluster size: %s\nvm state offset: %s\n", qimg_node_format(n), cs,
-           vm);
+    printf("cluster size: %s\nvm state offset: %s\n", cs, vm);
     const struct qimg_json *data =
         di.format_specific ? qimg_json_get(di.format_specific, "data") : NULL;
     if (data && data->n > 0) {

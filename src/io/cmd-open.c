@@ -94,7 +94,7 @@ int io_open_image(const char *filename, const char *format, struct qimg_opts *op
                 "         Automatically detecting the format is dangerous for raw images, "
                 "write operations on block 0 will be restricted.\n"
                 "         Specify the 'raw' format explicitly to remove the restrictions.\n",
-                filename);
+                qimg_node_filename(n)); /* the node's name, as QEMU's: "./a:b", "r.raw" */
     }
     io_img.image = n;
     io_img.node = n;
@@ -203,30 +203,64 @@ out:
     return ret;
 }
 
-/* Options reopen can change; anything else stays as the image was opened. */
-static int reopen_take_opts(struct qimg_opts *o, unsigned *flags)
+/*
+ * Options reopen can change: a format's own runtime options (its open_opts,
+ * such as qcow2's lazy-refcounts or cache-size); they replace the old values
+ * and are checked as at open. Anything else must keep its value: QEMU names
+ * the option as its node knows it ("file.filename" is 'filename').
+ */
+static struct qimg_opts *reopen_take_opts(struct qimg_opts *o, unsigned *flags)
 {
     struct qimg_error err = {0};
     if (take_cache_opts(o, flags, &err) < 0) {
         io_error("%s", err.msg);
-        return -1;
+        return NULL;
+    }
+    const struct qimg_driver *drv = io_img.image ? qimg_node_driver(io_img.image) : NULL;
+    bool format = drv && !drv->is_protocol;
+    struct qimg_opts *next = io_img.opts ? qimg_opts_clone(io_img.opts) : qimg_opts_new();
+    /* New cache sizes replace the old ones as a set (qemu-io 9.1: no conflict with them). */
+    static const char *const cache_sizes[] = {"cache-size", "l2-cache-size",
+                                              "refcount-cache-size"};
+    for (size_t i = 0; format && i < 3; i++) {
+        if (!qimg_opts_has(o, cache_sizes[i]))
+            continue;
+        for (size_t k = 0; k < 3; k++)
+            qimg_opts_del(next, cache_sizes[k]);
     }
     for (size_t i = 0; i < o->n; i++) {
-        const char *old = io_img.opts ? qimg_opts_peek(io_img.opts, o->v[i].key) : NULL;
-        if (!old || strcmp(old, o->v[i].value ? o->v[i].value : "")) {
-            io_error("Cannot change the option '%s'", o->v[i].key);
-            return -1;
+        const char *key = o->v[i].key, *value = o->v[i].value ? o->v[i].value : "";
+        if (format && qimg_opt_desc_find(drv->open_opts, key)) {
+            qimg_opts_set_typed(next, key, value, o->v[i].type);
+            continue;
+        }
+        const char *old = io_img.opts ? qimg_opts_peek(io_img.opts, key) : NULL;
+        /* named as the child knows it: one "file." less */
+        const char *shown = !strncmp(key, "file.", 5) ? key + 5 : key;
+        struct qimg_node *node = io_img.image;
+        while (!strncmp(key, "file.", 5)) {
+            key += 5;
+            node = node ? qimg_node_file(node) : NULL;
+        }
+        if (!old && node && !strcmp(key, "driver")) /* the node's driver, unchanged */
+            old = qimg_node_format(node);
+        if (!old || strcmp(old, value)) {
+            io_error("Cannot change the option '%s'", shown);
+            qimg_opts_free(next);
+            return NULL;
         }
     }
-    return 0;
+    return next;
 }
 
-static int reopen_with(unsigned flags)
+/* Reopen with these options (taken), falling back to the old ones if that fails. */
+static int reopen_with(unsigned flags, struct qimg_opts *opts)
 {
     if (io_img.snapshot) {
         /* Only the overlay is writable; the image underneath stays read-only. */
         io_img.node->flags = (io_img.node->flags & ~QIMG_O_RDWR) | (flags & QIMG_O_RDWR);
         io_img.flags = flags;
+        qimg_opts_free(opts);
         return 0;
     }
     struct qimg_error err = {0};
@@ -235,10 +269,10 @@ static int reopen_with(unsigned flags)
     /* Drop the old node first: its locks would conflict with the new one's. */
     qimg_node_unref(io_img.image);
     io_img.image = io_img.node = NULL;
-    int ret = open_node(&n, io_img.filename, io_img.format, io_img.opts, io_img.image_opts, flags,
-                        &err);
+    int ret = open_node(&n, io_img.filename, io_img.format, opts, io_img.image_opts, flags, &err);
     if (ret < 0) {
         io_error("%s", err.msg);
+        qimg_opts_free(opts);
         flags = old_flags;
         qimg_error_clear(&err);
         if (open_node(&n, io_img.filename, io_img.format, io_img.opts, io_img.image_opts,
@@ -247,6 +281,9 @@ static int reopen_with(unsigned flags)
             io_close_image();
             return -1;
         }
+    } else {
+        qimg_opts_free(io_img.opts);
+        io_img.opts = opts;
     }
     io_img.image = io_img.node = n;
     io_img.flags = flags;
@@ -293,9 +330,10 @@ int io_cmd_reopen(int argc, char **argv)
         io_usage(io_find_command("reopen"));
         goto out;
     }
-    if (reopen_take_opts(opts, &flags) < 0)
+    struct qimg_opts *next = reopen_take_opts(opts, &flags);
+    if (!next)
         goto out;
-    ret = reopen_with(flags);
+    ret = reopen_with(flags, next);
 out:
     qimg_opts_free(opts);
     return ret;

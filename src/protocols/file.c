@@ -5,7 +5,10 @@
  * image locks from file-lock.c.
  */
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <fcntl.h>
+#include <linux/cdrom.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <stdint.h>
@@ -161,9 +164,14 @@ static int file_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_er
     struct stat st;
     if (fstat(fd, &st) < 0)
         return qimg_error_errno(err, -errno, "Could not stat '%s'", filename);
-    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode) && !S_ISCHR(st.st_mode))
+    /* "file" is for regular files; host_device and host_cdrom for devices (QEMU's split). */
+    bool device = S_ISBLK(st.st_mode) || S_ISCHR(st.st_mode);
+    if (n->drv == &qimg_file_driver && !S_ISREG(st.st_mode))
         return qimg_error_set(err, -EINVAL, "'file' driver requires '%s' to be a regular file",
                               filename);
+    if (n->drv != &qimg_file_driver && !device)
+        return qimg_error_set(err, -EINVAL, "'%s' driver requires '%s' to be either a character "
+                                            "or block device", n->drv->name, filename);
     s->is_block = S_ISBLK(st.st_mode);
     /* Files whose end cannot be found (/proc/self/mem) are refused as QEMU refuses them. */
     if (S_ISREG(st.st_mode) && lseek(fd, 0, SEEK_END) < 0)
@@ -488,19 +496,23 @@ static int file_truncate(struct qimg_node *n, uint64_t size, bool exact,
 {
     struct file_state *s = n->opaque;
     int64_t cur = file_get_length(n);
-    (void)exact;
     if (cur < 0)
         return qimg_error_errno(err, (int)cur, "Could not get the file size");
+    if (s->is_block) { /* QEMU's rules for devices, checked before anything else */
+        if (prealloc != QIMG_PREALLOC_OFF)
+            return qimg_error_set(err, -ENOTSUP, "Preallocation mode '%s' unsupported for this "
+                                                 "non-regular file", qimg_prealloc_name(prealloc));
+        if (exact && size != (uint64_t)cur)
+            return qimg_error_set(err, -ENOTSUP, "Cannot resize device files");
+        if (size > (uint64_t)cur)
+            return qimg_error_set(err, -EINVAL, "Cannot grow device files");
+        return 0;
+    }
     if (prealloc == QIMG_PREALLOC_METADATA)
         return qimg_error_set(err, -ENOTSUP, "Unsupported preallocation mode: %s",
                               qimg_prealloc_name(prealloc));
     if (prealloc != QIMG_PREALLOC_OFF && size < (uint64_t)cur)
         return qimg_error_set(err, -ENOTSUP, "Preallocation can only be used for growing images");
-    if (s->is_block) {
-        if (size > (uint64_t)cur)
-            return qimg_error_set(err, -EINVAL, "Cannot grow device files");
-        return 0;
-    }
     if (size > INT64_MAX)
         return qimg_error_set(err, -EFBIG, "Image size too large");
     if (ftruncate(s->fd, (off_t)size) < 0)
@@ -625,24 +637,123 @@ out:
     return ret;
 }
 
+/* ---- host_device, host_cdrom: the same I/O on a device node ---- */
+
+static const struct qimg_opt_desc hdev_create_opts[] = {
+    {"size", QIMG_OPT_SIZE, "Virtual disk size", NULL},
+    {"preallocation", QIMG_OPT_STRING, "Preallocation mode (allowed values: off)", NULL},
+    {0},
+};
+
+/*
+ * A device cannot be created, only reused (QEMU's simple create): it must
+ * exist and be large enough; its first sector is zeroed so that nothing old
+ * is probed there.
+ */
+static int hdev_cannot_create(struct qimg_error *err, int code, const char *drvname,
+                              const char *why)
+{
+    return qimg_error_set(err, code, "Protocol driver '%s' does not support creating new images, "
+                                     "so an existing image must be selected as the target; "
+                                     "however, opening the given target as an existing image "
+                                     "failed: %s", drvname, why);
+}
+
+static int hdev_create_as(const char *drvname, const char *filename, struct qimg_opts *opts,
+                          struct qimg_error *err)
+{
+    uint64_t size = 0;
+    if (qimg_opts_take_size(opts, "size", &size, err) < 0)
+        return err->code;
+    const char *pa = qimg_opts_take(opts, "preallocation");
+    if (pa && strcmp(pa, "off"))
+        return qimg_error_set(err, -ENOTSUP, "Unsupported preallocation mode '%s'", pa);
+    char why[PATH_MAX + 128];
+    int fd = open(filename, O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        snprintf(why, sizeof(why), "Could not open '%s': %s", filename, strerror(e));
+        return hdev_cannot_create(err, -e, drvname, why);
+    }
+    struct stat st;
+    int ret = 0;
+    uint64_t have = 0;
+    if (fstat(fd, &st) < 0 || !(S_ISBLK(st.st_mode) || S_ISCHR(st.st_mode))) {
+        snprintf(why, sizeof(why), "'%s' driver requires '%s' to be either a character or block "
+                 "device", drvname, filename);
+        ret = hdev_cannot_create(err, -EINVAL, drvname, why);
+        goto out;
+    }
+    if (S_ISBLK(st.st_mode) && ioctl(fd, BLKGETSIZE64, &have) < 0)
+        have = 0;
+    if (size > have) {
+        ret = qimg_error_set(err, -EINVAL, "Cannot grow device files");
+        goto out;
+    }
+    static const uint8_t zero[512];
+    size_t first = size < sizeof(zero) ? (size_t)size : sizeof(zero);
+    if (first && pwrite(fd, zero, first, 0) != (ssize_t)first)
+        ret = qimg_error_errno(err, -errno, "Could not write to the new file");
+out:
+    close(fd);
+    return ret;
+}
+
+static int hdev_create(const char *filename, struct qimg_opts *opts, struct qimg_error *err)
+{
+    return hdev_create_as("host_device", filename, opts, err);
+}
+
+static int cdrom_create(const char *filename, struct qimg_opts *opts, struct qimg_error *err)
+{
+    return hdev_create_as("host_cdrom", filename, opts, err);
+}
+
+/*
+ * Which driver a plain name gets, as QEMU probes protocols: a character or
+ * block device is a host_device, a CD-ROM drive (it answers the drive status
+ * ioctl) a host_cdrom; anything else is a file.
+ */
+const struct qimg_driver *qimg_file_probe_protocol(const char *filename)
+{
+    struct stat st;
+    if (stat(filename, &st) < 0 || !(S_ISBLK(st.st_mode) || S_ISCHR(st.st_mode)))
+        return &qimg_file_driver;
+    int fd = open(filename, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    bool cdrom = fd >= 0 && ioctl(fd, CDROM_DRIVE_STATUS, CDSL_CURRENT) >= 0;
+    if (fd >= 0)
+        close(fd);
+    return cdrom ? &qimg_host_cdrom_driver : &qimg_host_device_driver;
+}
+
+#define POSIX_FILE_IO                                                                          \
+    .is_protocol = true, .open_opts = file_open_opts, .open = file_open, .close = file_close,  \
+    .set_perm = file_set_perm, .get_length = file_get_length,                                  \
+    .get_allocated_size = file_get_allocated_size, .pread = file_pread, .pwrite = file_pwrite, \
+    .pwrite_zeroes = file_pwrite_zeroes, .pdiscard = file_pdiscard, .flush = file_flush,       \
+    .truncate = file_truncate, .block_status = file_block_status,                              \
+    .has_zero_init = file_has_zero_init, .copy_range = file_copy_range
+
 const struct qimg_driver qimg_file_driver = {
     .name = "file",
-    .is_protocol = true,
+    .protocol_prefix = "file",
     .create_opts = file_create_opts,
-    .open_opts = file_open_opts,
-    .open = file_open,
-    .close = file_close,
     .create = file_create,
-    .set_perm = file_set_perm,
-    .get_length = file_get_length,
-    .get_allocated_size = file_get_allocated_size,
-    .pread = file_pread,
-    .pwrite = file_pwrite,
-    .pwrite_zeroes = file_pwrite_zeroes,
-    .pdiscard = file_pdiscard,
-    .flush = file_flush,
-    .truncate = file_truncate,
-    .block_status = file_block_status,
-    .has_zero_init = file_has_zero_init,
-    .copy_range = file_copy_range,
+    POSIX_FILE_IO,
+};
+
+const struct qimg_driver qimg_host_device_driver = {
+    .name = "host_device",
+    .protocol_prefix = "host_device",
+    .create_opts = hdev_create_opts,
+    .create = hdev_create,
+    POSIX_FILE_IO,
+};
+
+const struct qimg_driver qimg_host_cdrom_driver = {
+    .name = "host_cdrom",
+    .protocol_prefix = "host_cdrom",
+    .create_opts = hdev_create_opts,
+    .create = cdrom_create,
+    POSIX_FILE_IO,
 };

@@ -23,6 +23,7 @@ static struct qimg_json *json_new(enum qimg_json_type t)
 
 struct qimg_json *qimg_json_object(void) { return json_new(QIMG_JSON_OBJECT); }
 struct qimg_json *qimg_json_array(void) { return json_new(QIMG_JSON_ARRAY); }
+struct qimg_json *qimg_json_null(void) { return json_new(QIMG_JSON_NULL); }
 
 struct qimg_json *qimg_json_string(const char *s)
 {

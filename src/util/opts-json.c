@@ -2,83 +2,66 @@
 /* json:{...} filenames flattened into dotted option keys, as QEMU's block layer does. */
 #include <errno.h>
 #include <inttypes.h>
-#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "qimg/json.h"
 #include "qimg/opts.h"
+#include "util/json-parse.h"
 #include "util/mem.h"
 
-static int flatten(struct qimg_opts *o, const char *prefix, json_t *v, struct qimg_error *err)
+static void flatten(struct qimg_opts *o, const char *prefix, const struct qimg_json *v)
 {
     char buf[64];
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: {
-        const char *key;
-        json_t *child;
-        json_object_foreach(v, key, child) {
-            char *name = prefix ? xasprintf("%s.%s", prefix, key) : xstrdup(key);
-            int ret = flatten(o, name, child, err);
+    switch (v->type) {
+    case QIMG_JSON_OBJECT:
+    case QIMG_JSON_ARRAY:
+        for (size_t i = 0; i < v->n; i++) {
+            char *name = v->type == QIMG_JSON_OBJECT
+                             ? (prefix ? xasprintf("%s.%s", prefix, v->keys[i]) : xstrdup(v->keys[i]))
+                             : xasprintf("%s.%zu", prefix ? prefix : "", i);
+            flatten(o, name, v->items[i]);
             free(name);
-            if (ret < 0)
-                return ret;
         }
-        return 0;
-    }
-    case JSON_ARRAY: {
-        size_t i;
-        json_t *child;
-        json_array_foreach(v, i, child) {
-            char *name = xasprintf("%s.%zu", prefix ? prefix : "", i);
-            int ret = flatten(o, name, child, err);
-            free(name);
-            if (ret < 0)
-                return ret;
-        }
-        return 0;
-    }
-    case JSON_STRING:
-        qimg_opts_set(o, prefix, json_string_value(v));
-        return 0;
-    case JSON_INTEGER:
-        snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return;
+    case QIMG_JSON_STRING:
+        qimg_opts_set(o, prefix, v->s);
+        return;
+    case QIMG_JSON_INT:
+        snprintf(buf, sizeof(buf), "%" PRId64, v->i);
         qimg_opts_set_typed(o, prefix, buf, QIMG_OPTV_NUMBER);
-        return 0;
-    case JSON_REAL:
-        snprintf(buf, sizeof(buf), "%g", json_real_value(v));
+        return;
+    case QIMG_JSON_UINT:
+        snprintf(buf, sizeof(buf), "%" PRIu64, v->u);
         qimg_opts_set_typed(o, prefix, buf, QIMG_OPTV_NUMBER);
-        return 0;
-    case JSON_TRUE:
-        qimg_opts_set_typed(o, prefix, "on", QIMG_OPTV_BOOL);
-        return 0;
-    case JSON_FALSE:
-        qimg_opts_set_typed(o, prefix, "off", QIMG_OPTV_BOOL);
-        return 0;
-    case JSON_NULL: /* "backing": null; an empty string to readers that ignore the type */
+        return;
+    case QIMG_JSON_BOOL:
+        qimg_opts_set_typed(o, prefix, v->b ? "on" : "off", QIMG_OPTV_BOOL);
+        return;
+    case QIMG_JSON_NULL: /* "backing": null; an empty string to readers that ignore the type */
         qimg_opts_set_typed(o, prefix, "", QIMG_OPTV_NULL);
-        return 0;
-    default:
-        return qimg_error_set(err, -EINVAL, "Invalid JSON value for option '%s'",
-                              prefix ? prefix : "");
+        return;
     }
 }
 
 int qimg_opts_parse_json(struct qimg_opts *o, const char *json, struct qimg_error *err)
 {
-    json_error_t jerr;
-    json_t *root = json_loads(json, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        /* QEMU's parser words an input that stops mid-value this way. */
-        if ((size_t)jerr.position >= strlen(json))
-            return qimg_error_set(err, -EINVAL,
-                                  "Could not parse the JSON options: JSON parse error, premature EOI");
-        return qimg_error_set(err, -EINVAL, "Could not parse the JSON options: %s", jerr.text);
+    struct qimg_json *root;
+    char *msg;
+    if (qimg_json_parse(json, &root, &msg) < 0) {
+        qimg_error_set(err, -EINVAL, "Could not parse the JSON options: %s", msg);
+        free(msg);
+        return -EINVAL;
     }
-    if (!json_is_object(root)) {
-        json_decref(root);
+    if (!root)
+        return qimg_error_set(err, -EINVAL, "Could not parse the JSON options: "
+                                            "Expecting a JSON value");
+    if (root->type != QIMG_JSON_OBJECT) {
+        qimg_json_free(root);
         return qimg_error_set(err, -EINVAL, "Invalid JSON object given");
     }
-    int ret = flatten(o, NULL, root, err);
-    json_decref(root);
-    return ret;
+    flatten(o, NULL, root);
+    qimg_json_free(root);
+    return 0;
 }

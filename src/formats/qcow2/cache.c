@@ -69,7 +69,7 @@ int qcow2_refcount_writeback(struct qimg_node *n)
 int qcow2_refcount_settle(struct qimg_node *n)
 {
     struct qcow2_state *s = n->opaque;
-    if (!(s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS) && !s->lazy_dirty)
+    if (!qcow2_uses_lazy_refcounts(s) && !s->lazy_dirty)
         return 0; /* nothing is ever deferred: skip the lock on every request */
     pthread_mutex_lock(&n->lock);
     int ret = qcow2_lazy_dirty(s) ? 0 : qcow2_refcount_writeback(n);

@@ -80,11 +80,21 @@ static int qcow2_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_e
         ret = qcow2_refcount_load(n, err);
     if (ret == 0)
         ret = qcow2_snapshots_load(n, err);
+    if (ret == 0)
+        ret = qcow2_parse_runtime_opts(n, opts, &s->runtime, err); /* options.c */
     if (ret < 0)
         return ret;
-    qcow2_cache_init(&s->l2_cache, cache_entries(L2_CACHE_BYTES, s->cluster_size, 16, 1024),
+    /* Sizes given as options bound the caches; ours hold whole tables, at least 2 and 4. */
+    const struct qcow2_runtime_opts *r = &s->runtime;
+    qcow2_cache_init(&s->l2_cache,
+                     r->cache_sizes_given
+                         ? cache_entries(r->l2_cache_bytes, s->cluster_size, 2, 1u << 20)
+                         : cache_entries(L2_CACHE_BYTES, s->cluster_size, 16, 1024),
                      s->cluster_size);
-    qcow2_cache_init(&s->rb_cache, cache_entries(RB_CACHE_BYTES, s->cluster_size, 8, 256),
+    qcow2_cache_init(&s->rb_cache,
+                     r->cache_sizes_given
+                         ? cache_entries(r->rb_cache_bytes, s->cluster_size, 4, 1u << 20)
+                         : cache_entries(RB_CACHE_BYTES, s->cluster_size, 8, 256),
                      s->cluster_size);
     uint32_t fa = n->file->request_alignment;
     n->request_alignment = fa > 512 ? fa : 512;
@@ -407,6 +417,7 @@ const struct qimg_driver qimg_qcow2_driver = {
     .name = "qcow2",
     .create_opts = qcow2_create_opts,
     .amend_opts = qcow2_amend_opts,
+    .open_opts = qcow2_open_opts,
     .probe = qcow2_probe,
     .open = qcow2_open,
     .close = qcow2_close,

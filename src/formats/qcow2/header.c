@@ -434,7 +434,7 @@ int qcow2_lazy_mark_dirty(struct qimg_node *n)
 {
     struct qcow2_state *s = n->opaque;
     if (qcow2_lazy_dirty(s) || s->read_only || s->version < 3 ||
-        !(s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS))
+        !qcow2_uses_lazy_refcounts(s)) /* the header bit or the lazy-refcounts option */
         return 0;
     if (!(s->incompat & QCOW2_INCOMPAT_DIRTY)) {
         int ret = qimg_node_flush(n->file);

@@ -107,6 +107,14 @@ enum qcow2_ctype {
     QCOW2_COMPRESSED,
 };
 
+/* Runtime options (options.c): what open and reopen were given. */
+struct qcow2_runtime_opts {
+    bool lazy_given, lazy_refcounts; /* lazy-refcounts, if given: overrides the header bit */
+    int overlap_mode;                /* none, constant, cached, all */
+    bool cache_sizes_given;
+    uint64_t l2_cache_bytes, rb_cache_bytes;
+};
+
 struct qcow2_state {
     /* Header fields. */
     uint32_t version;
@@ -164,6 +172,7 @@ struct qcow2_state {
     bool checking;      /* opened for qemu-img check: repairs are written through */
     /* qcow2.txt, lazy refcounts: this session set the dirty bit (qcow2_lazy_dirty). */
     bool lazy_dirty;
+    struct qcow2_runtime_opts runtime;
     bool read_only;
     /* refcount.c: clusters freed while collecting (qcow2_discard_freed_begin), to discard. */
     bool collect_discards;
@@ -408,6 +417,11 @@ static inline struct qimg_node *qcow2_data_node(struct qimg_node *n)
 
 /* datafile.c: open the external data file child ("data-file" option or the header's name). */
 int qcow2_data_file_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_error *err);
+/* options.c: the runtime options, validated as QEMU does; lazy refcounts in use. */
+extern const struct qimg_opt_desc qcow2_open_opts[];
+int qcow2_parse_runtime_opts(struct qimg_node *n, struct qimg_opts *o,
+                             struct qcow2_runtime_opts *r, struct qimg_error *err);
+bool qcow2_uses_lazy_refcounts(const struct qcow2_state *s);
 /* A raw data file (data_file_raw) must read as the guest does: zero [off, off+len) there. */
 int qcow2_data_file_raw_zero(struct qimg_node *n, uint64_t off, uint64_t len);
 
