@@ -1227,6 +1227,26 @@ static bool has_debug_filter(struct qimg_node *file)
     return false;
 }
 
+/*
+ * A corruption event on an image opened read-write is fatal in QEMU: the
+ * node loses its driver, so a second check (qemu-img's "Double checking")
+ * fails with ENOMEDIUM and the refcount updates still in its cache are never
+ * written (refcount.c keeps them in the cache from the event on).
+ */
+static bool check_node_lost(struct qimg_node *n)
+{
+    struct qcow2_state *s = n->opaque;
+    if (!s->corrupt_event || s->read_only)
+        return false;
+    for (size_t i = 0; i < s->rb_cache.n; i++) {
+        if (s->rb_cache.e[i].dirty) {
+            s->rb_cache.e[i].dirty = false;
+            s->rb_cache.e[i].offset = 0;
+        }
+    }
+    return true;
+}
+
 /* Check (and with fix, repair) the image. n->lock held. */
 int qcow2_check_locked(struct qimg_node *n, struct qimg_check_result *res, int fix,
                        struct qimg_error *err)
@@ -1234,6 +1254,8 @@ int qcow2_check_locked(struct qimg_node *n, struct qimg_check_result *res, int f
     struct qcow2_state *s = n->opaque;
     struct ck c = {.n = n, .s = s, .fast = !has_debug_filter(n->file)};
     memset(res, 0, sizeof(*res));
+    if (check_node_lost(n))
+        return -ENOMEDIUM;
     int ret = read_snapshots(&c, err);
     if (ret < 0) {
         res->check_errors++;
@@ -1250,6 +1272,7 @@ int qcow2_check_locked(struct qimg_node *n, struct qimg_check_result *res, int f
             s->corrupt_event = false;
     }
 out:
+    check_node_lost(n);
     free_snapshots(&c);
     free(c.rc);
     return ret;

@@ -151,12 +151,12 @@ static int check_table(uint64_t offset, uint64_t entries, uint64_t entry_len, ui
     return 0;
 }
 
-static int check_geometry(struct qcow2_state *s, uint64_t file_len, struct qimg_error *err)
+static int check_geometry(struct qcow2_state *s, bool checking, struct qimg_error *err)
 {
     uint64_t cs = s->cluster_size;
     int ret;
-    (void)file_len;
-    if (s->rt_clusters == 0)
+    /* qemu-img check opens it all the same: its repair rebuilds the refcount structure. */
+    if (s->rt_clusters == 0 && !checking)
         return qimg_error_set(err, -EINVAL, "Image does not contain a reference count table");
     ret = check_table(s->rt_offset, (uint64_t)s->rt_clusters * cs / 8, 8, QCOW2_MAX_REFTABLE_BYTES,
                       cs, "Reference count table too large", "Reference count table offset invalid",
@@ -295,7 +295,7 @@ int qcow2_header_read(struct qimg_node *n, struct qcow2_state *s, struct qimg_er
         ret = qimg_error_set(err, -EINVAL, "Unsupported encryption method %u", s->crypt_method);
         goto out;
     }
-    ret = check_geometry(s, (uint64_t)flen, err);
+    ret = check_geometry(s, n->flags & QIMG_O_CHECK, err);
     if (ret < 0)
         goto out;
 
