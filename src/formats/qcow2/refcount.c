@@ -303,6 +303,8 @@ static void note_freed(struct qcow2_state *s, uint64_t ci)
         s->free_byte_offset = 0;
 }
 
+static int refblock_ensure(struct qimg_node *n, uint64_t idx);
+
 int qcow2_update_refcounts(struct qimg_node *n, uint64_t first, uint64_t count, int64_t delta)
 {
     struct qcow2_state *s = n->opaque;
@@ -315,6 +317,15 @@ int qcow2_update_refcounts(struct qimg_node *n, uint64_t first, uint64_t count, 
         int ret = refblock_offset(n, rt_idx, &boff);
         if (ret < 0)
             return ret;
+        if (!boff && delta < 0 && s->checking) {
+            /*
+             * Freeing clusters no refcount block describes (a damaged table
+             * pointed there; check -r rewrites it): QEMU gives the range its
+             * refcount block first, then reports the changed metadata (EAGAIN).
+             */
+            ret = refblock_ensure(n, rt_idx);
+            return ret < 0 ? ret : -EAGAIN;
+        }
         if (!boff) {
             qcow2_mark_corrupt(n, "Preventing invalid refcount update (no refcount block)");
             return -EIO;
