@@ -206,6 +206,18 @@ static enum qcow2_ctype l2e_type(const struct qcow2_state *s, uint64_t l2e)
     return QCOW2_NORMAL;
 }
 
+/* QEMU's overlap check before a metadata write: a hit marks the image corrupt. */
+static bool overlap_refused(struct qimg_node *n, uint64_t off, uint64_t len)
+{
+    const char *what = qcow2_overlap(n->opaque, off, len);
+    if (!what)
+        return false;
+    char msg[160];
+    snprintf(msg, sizeof(msg), "Preventing invalid write on metadata (overlaps with %s)", what);
+    qcow2_mark_corrupt(n, msg);
+    return true;
+}
+
 /* -r all: turn an unaligned preallocated (zero) entry into a plain zero entry. */
 static int fix_l2_entry_by_zero(struct ck *c, struct qimg_check_result *res, uint64_t l2_off,
                                 uint8_t *l2, uint64_t idx, bool *overlap)
@@ -224,6 +236,7 @@ static int fix_l2_entry_by_zero(struct ck *c, struct qimg_check_result *res, uin
     const char *what = qcow2_overlap(s, at, s->l2_entry_bytes);
     /* The L2 table itself is active metadata we are allowed to write. */
     if (what && strcmp(what, "active L2 table") != 0) {
+        overlap_refused(c->n, at, s->l2_entry_bytes);
         *overlap = true;
         fprintf(stderr, "ERROR: Overlap check failed\n");
         res->check_errors++;
@@ -558,7 +571,18 @@ static int read_snapshots(struct ck *c, struct qimg_check_result *sres, int fix,
         sres->check_errors++;
         return prefix_error(err, ret, "ERROR failed to read the snapshot table: ");
     }
-    sres->corruptions += (int)(rep->overhang + rep->extra_dropped);
+    if (rep->overhang) {
+        /* QEMU writes the new count at once (the table itself stays where it is). */
+        uint8_t be[4];
+        qcow2_put32(be, s->nb_snapshots);
+        ret = qcow2_header_update_fields(c->n, 60, be, sizeof(be));
+        if (ret < 0) {
+            sres->check_errors++;
+            return qimg_error_errno(err, ret, "Could not update the snapshot count");
+        }
+        sres->corruptions_fixed += (int)rep->overhang;
+    }
+    sres->corruptions += (int)rep->extra_dropped;
     for (uint32_t i = 0; s->version >= 3 && i < s->nb_snapshots; i++) {
         if (s->snapshots[i].extra_size < 16) {
             sres->corruptions++;
@@ -574,7 +598,7 @@ static int read_snapshots(struct ck *c, struct qimg_check_result *sres, int fix,
 static int fix_snapshots(struct ck *c, struct qimg_check_result *sres, int fix,
                          const struct qcow2_sn_repair *rep)
 {
-    int n = (int)(rep->overhang + rep->extra_dropped + rep->incomplete);
+    int n = (int)(rep->extra_dropped + rep->incomplete);
     if (!(fix & QIMG_CHECK_FIX_ERRORS) || !n)
         return 0;
     int ret = qcow2_snapshots_rewrite(c->n);
@@ -890,18 +914,6 @@ static int64_t alloc_clusters_mem(struct ck *c, uint64_t count, uint64_t *first_
     return (int64_t)(cl * c->s->cluster_size);
 }
 
-/* QEMU's overlap check before a metadata write: a hit marks the image corrupt. */
-static bool overlap_refused(struct qimg_node *n, uint64_t off, uint64_t len)
-{
-    const char *what = qcow2_overlap(n->opaque, off, len);
-    if (!what)
-        return false;
-    char msg[160];
-    snprintf(msg, sizeof(msg), "Preventing invalid write on metadata (overlaps with %s)", what);
-    qcow2_mark_corrupt(n, msg);
-    return true;
-}
-
 /*
  * Write a refcount block (a slice of the array) for every block range of
  * [first, end) that holds a non-zero refcount, allocating the blocks in the
@@ -1110,6 +1122,7 @@ static int check_oflag_copied(struct ck *c, struct qimg_check_result *res, int f
         if (dirty) {
             const char *what = qcow2_overlap(s, l2_off, cs);
             if (what && strcmp(what, "active L2 table") != 0) {
+                overlap_refused(n, l2_off, cs);
                 fprintf(stderr, "ERROR: Could not write L2 table; metadata overlap check "
                                 "failed: %s\n",
                         strerror(EIO));

@@ -167,8 +167,10 @@ int qcow2_snapshots_read(struct qimg_node *n, struct qcow2_sn_repair *repair,
             qimg_error_errno(err, ret, "Failed to read snapshot table");
             break;
         }
+        uint64_t entry_start = off - SN_HEADER;
         off += (uint64_t)extra + id_len + name_len;
         if (off - s->snapshots_offset > SN_MAX_TABLE) {
+            off = entry_start; /* the table ends before the first snapshot dropped */
             uint32_t over = s->nb_snapshots - i;
             if (!repair) {
                 ret = qimg_error_set(err, -EFBIG,
