@@ -261,7 +261,8 @@ int qcow2_discard_freed_end(struct qimg_node *n)
     uint64_t cs = s->cluster_size;
     int ret = 0;
     s->collect_discards = false;
-    qsort(s->freed, s->n_freed, sizeof(*s->freed), cmp_u64);
+    if (s->n_freed) /* qsort wants a non-NULL array even for 0 elements */
+        qsort(s->freed, s->n_freed, sizeof(*s->freed), cmp_u64);
     for (size_t i = 0; i < s->n_freed;) {
         size_t j = i + 1;
         while (j < s->n_freed && s->freed[j] <= s->freed[j - 1] + 1)
