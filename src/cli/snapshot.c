@@ -41,7 +41,8 @@ void cli_print_snapshot_table(const struct qimg_json *snapshots)
     print_row("ID", "TAG", "VM_SIZE", "DATE", "VM_CLOCK", "ICOUNT");
     for (size_t i = 0; snapshots && i < snapshots->n; i++) {
         const struct qimg_json *sn = snapshots->items[i];
-        char size[32], date[64] = "", clock[64], icount[32] = "";
+        /* 9.1 prints "--" for a snapshot without an icount (7.2 left the column empty). */
+        char size[32], date[64] = "", clock[64], icount[32] = "--";
         qimg_size_to_str((uint64_t)json_num(sn, "vm-state-size", NULL), size, sizeof(size));
         time_t t = (time_t)json_num(sn, "date-sec", NULL);
         struct tm tm;
@@ -91,7 +92,8 @@ static int create_snapshot(struct qimg_node *n, const char *name)
     struct qimg_error err = {0};
     int ret = qimg_snapshot_create(n, &sn, &err);
     if (ret < 0) {
-        cli_error("Could not create snapshot '%s': %d (%s)", name, ret, strerror(-ret));
+        /* 9.1's wording; 7.2 printed the errno too: "-22 (Invalid argument)". */
+        cli_error("Could not create snapshot '%s': %s", name, strerror(-ret));
         return -1;
     }
     return 0;

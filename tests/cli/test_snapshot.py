@@ -21,6 +21,13 @@ ROW_72 = re.compile(r"^(\S+) +(\S*) +(\d+ \S+) (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) 
                     r"(\d\d:\d\d:\d\d\.\d{3}) +(\S*)$")
 
 
+def err_91(err):
+    """7.2's snapshot -c error with 9.1's wording: 9.1 prints "Invalid argument" where 7.2
+    printed "-22 (Invalid argument)"."""
+    return re.sub(r"(Could not create snapshot '[^']*': )-\d+ \((.*)\)$", r"\1\2", err,
+                  flags=re.M)
+
+
 def rows(out, pattern):
     lines = out.splitlines()
     assert lines[0] == "Snapshot list:"
@@ -89,7 +96,7 @@ def test_list_empty_and_raw(both):
     for args in (["-l"], ["-c", "s"], ["-a", "s"], ["-d", "s"]):
         a = ours.img("snapshot", *args, "r.raw")
         b = oracle.img("snapshot", *args, "r.raw")
-        assert (a.rc, a.out, a.err) == (b.rc, b.out, b.err)
+        assert (a.rc, a.out, a.err) == (b.rc, b.out, err_91(b.err))
 
 
 @pytest.mark.parametrize("args", [
@@ -276,7 +283,10 @@ def _set_header(path, off, fmt, *vals):
 
 
 @pytest.mark.parametrize("field", ["offset_past_eof", "extra_too_big", "l1_unaligned"])
-def test_hostile_snapshot_table(ours, field):
+def test_hostile_snapshot_table(both, field):
+    """A table past the end of the file reads as zeroes (QEMU lists 1000 empty snapshots);
+    too much extra data is refused with QEMU's two lines (the hint to check -r all)."""
+    ours, oracle = both
     make(ours, "a.qcow2", "1M")
     ours.img("snapshot", "-c", "s", "a.qcow2")
     p = ours.cwd / "a.qcow2"
@@ -295,7 +305,11 @@ def test_hostile_snapshot_table(ours, field):
         r = ours.img("snapshot", "-a", "s", "a.qcow2")
         assert r.rc == 1 and "Failed to load snapshot" in r.err
     else:
-        assert r.rc == 1 and r.err.count("\n") == 1 and "Could not open" in r.err, r
+        o = oracle.img("info", "a.qcow2")
+        assert (r.rc, r.err) == (o.rc, o.err)  # (7.2's info text has another layout)
+        assert r.rc == (0 if field == "offset_past_eof" else 1), r
+        if r.rc == 0:
+            assert r.out.count("  0000:00:00.000         --\n") == 1000
 
 
 def test_resize_with_snapshots(both):
@@ -345,7 +359,8 @@ def test_refcount_overflow_fails_cleanly(both):
         oracle.io("-c", "write -P 1 0 64k", name)
     a = ours.img("snapshot", "-c", "s", "o.qcow2")
     b = oracle.img("snapshot", "-c", "s", "q.qcow2")
-    assert (a.rc, a.out, a.err) == (b.rc, b.out, b.err)
+    assert a.err == "qemu-img: Could not create snapshot 's': Invalid argument\n"  # as 9.1
+    assert (a.rc, a.out, a.err) == (b.rc, b.out, err_91(b.err))
     a = oracle.img("check", "o.qcow2")
     b = oracle.img("check", "q.qcow2")
     assert (a.rc, a.out, a.err) == (b.rc, b.out, b.err)

@@ -29,14 +29,7 @@
 #define L1_RESERVED 0x7f000000000001ffull
 #define L1_OFFSET_MASK 0x00fffffffffffe00ull
 #define RT_OFFSET_MASK 0xfffffffffffffe00ull
-#define MAX_SNAPSHOT_TABLE (64u << 20)
 #define CHECK_FRAG_INFO 2
-
-struct snap {
-    uint64_t l1_offset;
-    uint32_t l1_size;
-    char *id, *name;
-};
 
 struct ck {
     struct qimg_node *n;
@@ -44,9 +37,6 @@ struct ck {
     uint8_t *rc;    /* in-memory refcounts, refcount block encoding */
     uint64_t nb;    /* entries in rc */
     uint64_t bytes; /* allocated bytes of rc: a multiple of the cluster size */
-    struct snap *snaps;
-    uint32_t n_snaps;
-    uint64_t snapshots_size;
     /*
      * The file's length, asked once and kept until the check itself writes
      * (only repairs do): one fstat per counted reference cost more than the
@@ -216,6 +206,18 @@ static enum qcow2_ctype l2e_type(const struct qcow2_state *s, uint64_t l2e)
     return QCOW2_NORMAL;
 }
 
+/* QEMU's overlap check before a metadata write: a hit marks the image corrupt. */
+static bool overlap_refused(struct qimg_node *n, uint64_t off, uint64_t len)
+{
+    const char *what = qcow2_overlap(n->opaque, off, len);
+    if (!what)
+        return false;
+    char msg[160];
+    snprintf(msg, sizeof(msg), "Preventing invalid write on metadata (overlaps with %s)", what);
+    qcow2_mark_corrupt(n, msg);
+    return true;
+}
+
 /* -r all: turn an unaligned preallocated (zero) entry into a plain zero entry. */
 static int fix_l2_entry_by_zero(struct ck *c, struct qimg_check_result *res, uint64_t l2_off,
                                 uint8_t *l2, uint64_t idx, bool *overlap)
@@ -234,6 +236,7 @@ static int fix_l2_entry_by_zero(struct ck *c, struct qimg_check_result *res, uin
     const char *what = qcow2_overlap(s, at, s->l2_entry_bytes);
     /* The L2 table itself is active metadata we are allowed to write. */
     if (what && strcmp(what, "active L2 table") != 0) {
+        overlap_refused(c->n, at, s->l2_entry_bytes);
         *overlap = true;
         fprintf(stderr, "ERROR: Overlap check failed\n");
         res->check_errors++;
@@ -523,49 +526,90 @@ static int check_refblocks(struct ck *c, struct qimg_check_result *res, int fix,
     return 0;
 }
 
-static void free_snapshots(struct ck *c)
+/*
+ * qemu-img check's view of the snapshot table (qcow2.txt: Snapshots): the
+ * table is validated and read here (the open left it alone), with repairs
+ * under -r all (too many snapshots, too much extra data, a table over its
+ * size limit); v3 entries without the 16 bytes of extra data that name the
+ * VM state size and disk size are incomplete. What this finds goes to sres,
+ * added to the result after the refcount check, as QEMU keeps them apart.
+ */
+/* Put prefix before the message err holds (qemu-img check's error_reportf_err). */
+static int prefix_error(struct qimg_error *err, int ret, const char *prefix)
 {
-    for (uint32_t i = 0; i < c->n_snaps; i++) {
-        free(c->snaps[i].id);
-        free(c->snaps[i].name);
-    }
-    free(c->snaps);
-    c->snaps = NULL;
-    c->n_snaps = 0;
+    char msg[QIMG_ERROR_MAX];
+    snprintf(msg, sizeof(msg), "%s", err->msg);
+    qimg_error_clear(err);
+    return qimg_error_set(err, ret, "%s%s", prefix, msg);
 }
 
-/* qcow2.txt: Snapshots. Only what the check needs: each snapshot's L1 table and the size. */
-static int read_snapshots(struct ck *c, struct qimg_error *err)
+static int read_snapshots(struct ck *c, struct qimg_check_result *sres, int fix,
+                          struct qcow2_sn_repair *rep, struct qimg_error *err)
 {
     struct qcow2_state *s = c->s;
-    uint64_t off = s->snapshots_offset;
-    if (!s->nb_snapshots)
-        return 0;
-    c->snaps = xcalloc(s->nb_snapshots, sizeof(*c->snaps));
-    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
-        uint8_t h[40];
-        if (off - s->snapshots_offset > MAX_SNAPSHOT_TABLE)
-            return qimg_error_set(err, -EFBIG, "Snapshot table too large");
-        int ret = read_padded(c, off, sizeof(h), h);
-        if (ret < 0)
-            return qimg_error_errno(err, ret, "Failed to read snapshot table");
-        struct snap *sn = &c->snaps[c->n_snaps++];
-        sn->l1_offset = qcow2_be64(h);
-        sn->l1_size = qcow2_be32(h + 8);
-        uint16_t id_len = qcow2_be16(h + 12), name_len = qcow2_be16(h + 14);
-        uint32_t extra = qcow2_be32(h + 36);
-        if (extra > 1024)
-            return qimg_error_set(err, -EFBIG, "Too much extra metadata in snapshot table "
-                                               "entry %u", i);
-        off += sizeof(h) + extra;
-        sn->id = xcalloc(1, id_len + 1u);
-        sn->name = xcalloc(1, name_len + 1u);
-        if ((ret = read_padded(c, off, id_len, sn->id)) < 0 ||
-            (ret = read_padded(c, off + id_len, name_len, sn->name)) < 0)
-            return qimg_error_errno(err, ret, "Failed to read snapshot table");
-        off = qcow2_align_up(off + id_len + name_len, 8);
+    bool repair = fix & QIMG_CHECK_FIX_ERRORS;
+    memset(rep, 0, sizeof(*rep));
+    if (s->nb_snapshots > QCOW2_MAX_SNAPSHOTS && repair) {
+        uint32_t over = s->nb_snapshots - QCOW2_MAX_SNAPSHOTS;
+        fprintf(stderr, "Discarding %u overhanging snapshots\n", over);
+        rep->overhang = over;
+        s->nb_snapshots = QCOW2_MAX_SNAPSHOTS;
     }
-    c->snapshots_size = off - s->snapshots_offset;
+    int ret = qcow2_snapshot_table_valid(s, "snapshot table", err);
+    if (ret < 0) {
+        sres->check_errors++;
+        if (ret != -EFBIG)
+            return prefix_error(err, ret, "ERROR ");
+        qimg_error_clear(err);
+        return qimg_error_set(err, ret,
+                              "ERROR snapshot table too large\nYou can force-remove all %u "
+                              "overhanging snapshots with qemu-img check -r all",
+                              s->nb_snapshots - QCOW2_MAX_SNAPSHOTS);
+    }
+    ret = qcow2_snapshots_read(c->n, repair ? rep : NULL, err);
+    if (ret < 0) {
+        sres->check_errors++;
+        return prefix_error(err, ret, "ERROR failed to read the snapshot table: ");
+    }
+    if (rep->overhang) {
+        /* QEMU writes the new count at once (the table itself stays where it is). */
+        uint8_t be[4];
+        qcow2_put32(be, s->nb_snapshots);
+        ret = qcow2_header_update_fields(c->n, 60, be, sizeof(be));
+        if (ret < 0) {
+            sres->check_errors++;
+            return qimg_error_errno(err, ret, "Could not update the snapshot count");
+        }
+        sres->corruptions_fixed += (int)rep->overhang;
+    }
+    sres->corruptions += (int)rep->extra_dropped;
+    for (uint32_t i = 0; s->version >= 3 && i < s->nb_snapshots; i++) {
+        if (s->snapshots[i].extra_size < 16) {
+            sres->corruptions++;
+            rep->incomplete++;
+            fprintf(stderr, "%s snapshot table entry %u is incomplete\n",
+                    repair ? "Repairing" : "ERROR", i);
+        }
+    }
+    return 0;
+}
+
+/* -r all: write the repaired table back; what it fixed moves to corruptions_fixed. */
+static int fix_snapshots(struct ck *c, struct qimg_check_result *sres, int fix,
+                         const struct qcow2_sn_repair *rep)
+{
+    int n = (int)(rep->extra_dropped + rep->incomplete);
+    if (!(fix & QIMG_CHECK_FIX_ERRORS) || !n)
+        return 0;
+    int ret = qcow2_snapshots_rewrite(c->n);
+    ck_file_changed(c);
+    if (ret < 0) {
+        sres->check_errors++;
+        fprintf(stderr, "ERROR failed to update snapshot table: %s\n", strerror(-ret));
+        return ret;
+    }
+    sres->corruptions -= n;
+    sres->corruptions_fixed += n;
     return 0;
 }
 
@@ -665,8 +709,8 @@ static int calculate_refcounts(struct ck *c, struct qimg_check_result *res, int 
     ret = check_l1(c, res, s->l1_offset, s->l1_size, CHECK_FRAG_INFO, fix);
     if (ret < 0)
         return ret;
-    for (uint32_t i = 0; i < c->n_snaps; i++) {
-        const struct snap *sn = &c->snaps[i];
+    for (uint32_t i = 0; s->snapshots && i < s->nb_snapshots; i++) {
+        const struct qcow2_snapshot *sn = &s->snapshots[i];
         if (sn->l1_offset % s->cluster_size) {
             fprintf(stderr,
                     "ERROR snapshot %s (%s) l1_offset=%#" PRIx64 ": L1 table is not cluster "
@@ -687,7 +731,7 @@ static int calculate_refcounts(struct ck *c, struct qimg_check_result *res, int 
         if (ret < 0)
             return ret;
     }
-    ret = inc_refcounts(c, res, s->snapshots_offset, c->snapshots_size);
+    ret = inc_refcounts(c, res, s->snapshots_offset, s->snapshots_size);
     if (ret < 0)
         return ret;
     ret = inc_refcounts(c, res, s->rt_offset, s->rt_size * 8);
@@ -868,18 +912,6 @@ static int64_t alloc_clusters_mem(struct ck *c, uint64_t count, uint64_t *first_
     for (uint64_t i = 0; i < count; i++)
         rc_set(c, cl + i, 1);
     return (int64_t)(cl * c->s->cluster_size);
-}
-
-/* QEMU's overlap check before a metadata write: a hit marks the image corrupt. */
-static bool overlap_refused(struct qimg_node *n, uint64_t off, uint64_t len)
-{
-    const char *what = qcow2_overlap(n->opaque, off, len);
-    if (!what)
-        return false;
-    char msg[160];
-    snprintf(msg, sizeof(msg), "Preventing invalid write on metadata (overlaps with %s)", what);
-    qcow2_mark_corrupt(n, msg);
-    return true;
 }
 
 /*
@@ -1090,6 +1122,7 @@ static int check_oflag_copied(struct ck *c, struct qimg_check_result *res, int f
         if (dirty) {
             const char *what = qcow2_overlap(s, l2_off, cs);
             if (what && strcmp(what, "active L2 table") != 0) {
+                overlap_refused(n, l2_off, cs);
                 fprintf(stderr, "ERROR: Could not write L2 table; metadata overlap check "
                                 "failed: %s\n",
                         strerror(EIO));
@@ -1227,19 +1260,63 @@ static bool has_debug_filter(struct qimg_node *file)
     return false;
 }
 
-/* Check (and with fix, repair) the image. n->lock held. */
+/*
+ * A corruption event on an image opened read-write is fatal in QEMU: the
+ * node loses its driver, so a second check (qemu-img's "Double checking")
+ * fails with ENOMEDIUM and the refcount updates still in its cache are never
+ * written (refcount.c keeps them in the cache from the event on).
+ */
+static bool check_node_lost(struct qimg_node *n)
+{
+    struct qcow2_state *s = n->opaque;
+    if (!s->corrupt_event || s->read_only)
+        return false;
+    for (size_t i = 0; i < s->rb_cache.n; i++) {
+        if (s->rb_cache.e[i].dirty) {
+            s->rb_cache.e[i].dirty = false;
+            s->rb_cache.e[i].offset = 0;
+        }
+    }
+    return true;
+}
+
+/* QEMU's sum of two partial check results (the allocation statistics stay res's). */
+static void add_result(struct qimg_check_result *res, const struct qimg_check_result *part)
+{
+    res->corruptions += part->corruptions;
+    res->leaks += part->leaks;
+    res->check_errors += part->check_errors;
+    res->corruptions_fixed += part->corruptions_fixed;
+    res->leaks_fixed += part->leaks_fixed;
+}
+
+/*
+ * Check (and with fix, repair) the image. n->lock held. As in QEMU: the
+ * snapshot table first (its findings apart), then the refcounts, then the
+ * snapshot table's repair.
+ */
 int qcow2_check_locked(struct qimg_node *n, struct qimg_check_result *res, int fix,
                        struct qimg_error *err)
 {
     struct qcow2_state *s = n->opaque;
     struct ck c = {.n = n, .s = s, .fast = !has_debug_filter(n->file)};
+    struct qimg_check_result sres = {0};
+    struct qcow2_sn_repair rep;
     memset(res, 0, sizeof(*res));
-    int ret = read_snapshots(&c, err);
+    if (check_node_lost(n))
+        return -ENOMEDIUM;
+    int ret = read_snapshots(&c, &sres, fix, &rep, err);
     if (ret < 0) {
-        res->check_errors++;
+        add_result(res, &sres);
         goto out;
     }
     ret = check_refcounts(&c, res, fix, err);
+    if (ret < 0) {
+        add_result(res, &sres);
+        goto out;
+    }
+    ret = fix_snapshots(&c, &sres, fix, &rep);
+    add_result(res, &sres);
     if (ret < 0)
         goto out;
     /* A successful repair makes the image clean and consistent again (qcow2.txt: bits 0, 1). */
@@ -1250,7 +1327,7 @@ int qcow2_check_locked(struct qimg_node *n, struct qimg_check_result *res, int f
             s->corrupt_event = false;
     }
 out:
-    free_snapshots(&c);
+    check_node_lost(n);
     free(c.rc);
     return ret;
 }

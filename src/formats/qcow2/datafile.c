@@ -36,6 +36,9 @@ int qcow2_data_file_open(struct qimg_node *n, struct qimg_opts *opts, struct qim
             ret = qimg_error_set(err, -EINVAL,
                                  "'data-file' can only be set for images with an external "
                                  "data file");
+        /* qcow2.txt, autoclear bit 1 only has a meaning with an external data file. */
+        else if ((s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW) && !(n->flags & QIMG_O_NO_IO))
+            ret = qimg_error_set(err, -EINVAL, "data-file-raw requires a data file");
         goto out;
     }
     if (s->version < 3) {

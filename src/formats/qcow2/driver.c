@@ -110,10 +110,13 @@ static int qcow2_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_e
     ret = qcow2_bitmaps_load(n, err); /* bitmap.c keeps them, in use while open */
     if (ret < 0)
         return ret;
-    /* qcow2.txt: autoclear bits we cannot maintain must be cleared before writing. */
-    uint64_t kept = QCOW2_AUTOCLEAR_DATA_FILE_RAW | (s->bitmaps ? QCOW2_AUTOCLEAR_BITMAPS : 0);
-    if (!s->read_only && s->version >= 3 && s->autoclear & ~kept &&
-        !(n->flags & QIMG_O_CHECK)) { /* check -r writes no guest data: bitmaps stay valid */
+    /*
+     * qcow2.txt: autoclear bits we cannot maintain must be cleared before
+     * writing; as QEMU, the unknown ones on every read-write open (check -r
+     * too), the known ones kept (bit 0 even without a bitmaps extension).
+     */
+    uint64_t kept = QCOW2_AUTOCLEAR_DATA_FILE_RAW | QCOW2_AUTOCLEAR_BITMAPS;
+    if (!s->read_only && s->version >= 3 && s->autoclear & ~kept) {
         uint8_t be[8];
         s->autoclear &= kept;
         qcow2_put64(be, s->autoclear);

@@ -151,24 +151,38 @@ static int check_table(uint64_t offset, uint64_t entries, uint64_t entry_len, ui
     return 0;
 }
 
-static int check_geometry(struct qcow2_state *s, uint64_t file_len, struct qimg_error *err)
+/*
+ * qcow2.txt, Snapshots: at most 65536 entries, at a cluster-aligned offset
+ * (QEMU validates the table as nb_snapshots 40-byte headers); name is how
+ * the message calls it ("Snapshot table" on open, "snapshot table" in check).
+ */
+int qcow2_snapshot_table_valid(const struct qcow2_state *s, const char *name,
+                               struct qimg_error *err)
+{
+    if (s->nb_snapshots > QCOW2_MAX_SNAPSHOTS)
+        return qimg_error_set(err, -EFBIG, "%s too large", name);
+    if (s->snapshots_offset % s->cluster_size ||
+        s->snapshots_offset > INT64_MAX - (uint64_t)s->nb_snapshots * 40)
+        return qimg_error_set(err, -EINVAL, "%s offset invalid", name);
+    return 0;
+}
+
+static int check_geometry(struct qcow2_state *s, bool checking, struct qimg_error *err)
 {
     uint64_t cs = s->cluster_size;
     int ret;
-    (void)file_len;
-    if (s->rt_clusters == 0)
+    /* qemu-img check opens it all the same: its repair rebuilds the refcount structure. */
+    if (s->rt_clusters == 0 && !checking)
         return qimg_error_set(err, -EINVAL, "Image does not contain a reference count table");
     ret = check_table(s->rt_offset, (uint64_t)s->rt_clusters * cs / 8, 8, QCOW2_MAX_REFTABLE_BYTES,
                       cs, "Reference count table too large", "Reference count table offset invalid",
                       err);
     if (ret < 0)
         return ret;
-    if (s->nb_snapshots > QCOW2_MAX_SNAPSHOTS)
-        return qimg_error_set(err, -EINVAL, "Snapshot table too large");
-    if (s->nb_snapshots && (s->snapshots_offset % cs || s->snapshots_offset > INT64_MAX))
-        return qimg_error_set(err, -EINVAL, "Snapshot table offset invalid");
-    if (!s->nb_snapshots && s->snapshots_offset % cs)
-        return qimg_error_set(err, -EINVAL, "Snapshot table offset invalid");
+    /* qemu-img check validates the snapshot table itself (and may repair its size). */
+    ret = checking ? 0 : qcow2_snapshot_table_valid(s, "Snapshot table", err);
+    if (ret < 0)
+        return ret;
     if (s->l1_size > QCOW2_MAX_L1_BYTES / 8)
         return qimg_error_set(err, -EFBIG, "Active L1 table too large");
     /* The L1 table must map the whole virtual disk. */
@@ -295,7 +309,7 @@ int qcow2_header_read(struct qimg_node *n, struct qcow2_state *s, struct qimg_er
         ret = qimg_error_set(err, -EINVAL, "Unsupported encryption method %u", s->crypt_method);
         goto out;
     }
-    ret = check_geometry(s, (uint64_t)flen, err);
+    ret = check_geometry(s, n->flags & QIMG_O_CHECK, err);
     if (ret < 0)
         goto out;
 

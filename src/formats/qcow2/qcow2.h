@@ -200,6 +200,15 @@ struct qcow2_snapshot {
     uint8_t *extra;
 };
 int qcow2_snapshots_load(struct qimg_node *n, struct qimg_error *err);
+/* What a repairing read (qemu-img check -r all) dropped from the snapshot table. */
+struct qcow2_sn_repair {
+    uint32_t extra_dropped; /* entries whose extra data past 1024 bytes was discarded */
+    uint32_t overhang;      /* snapshots discarded past the 64 MiB table limit */
+    uint32_t incomplete;    /* v3 entries without disk size (check.c counts them) */
+};
+int qcow2_snapshots_read(struct qimg_node *n, struct qcow2_sn_repair *repair,
+                         struct qimg_error *err);
+int qcow2_snapshots_rewrite(struct qimg_node *n);
 void qcow2_snapshots_free(struct qcow2_state *s);
 /* "inactive L1 table" when [off, off+len) overlaps a snapshot's L1 table, else NULL. */
 const char *qcow2_snapshot_overlap(const struct qcow2_state *s, uint64_t off, uint64_t len);
@@ -251,6 +260,8 @@ int qcow2_bitmaps_for_each_ref(struct qimg_node *n,
 /* header.c */
 struct qimg_error;
 int qcow2_header_read(struct qimg_node *n, struct qcow2_state *s, struct qimg_error *err);
+int qcow2_snapshot_table_valid(const struct qcow2_state *s, const char *name,
+                               struct qimg_error *err);
 /* Serialise the first cluster: header, extensions, backing name. buf has cluster_size bytes. */
 int qcow2_header_build(const struct qcow2_state *s, const char *backing_file, uint8_t *buf,
                        size_t buf_len);

@@ -202,6 +202,31 @@ int qcow2_refcount_load(struct qimg_node *n, struct qimg_error *err)
     return 0;
 }
 
+/*
+ * Load the refcount block at boff through the cache. A block (partly) past
+ * the end of the file reads as zeroes there, as QEMU's block layer reads any
+ * range below its maximum request end (a damaged refcount table can point
+ * anywhere: qemu-img check then reports refcount 0, not a read error).
+ */
+#define QCOW2_MAX_REQUEST_END 0x7fffffffc0000000ull /* INT64_MAX aligned down to 1 GiB */
+static int refblock_load(struct qimg_node *n, uint64_t boff, uint8_t **blk)
+{
+    struct qcow2_state *s = n->opaque;
+    int ret = qcow2_cache_get(n, &s->rb_cache, boff, false, blk);
+    if (ret != -EIO)
+        return ret;
+    int64_t flen = qimg_node_length(n->file);
+    if (flen < 0 || boff + s->cluster_size <= (uint64_t)flen ||
+        boff > QCOW2_MAX_REQUEST_END - s->cluster_size)
+        return ret; /* a real read error, or a request QEMU refuses too */
+    ret = qcow2_cache_get(n, &s->rb_cache, boff, true, blk); /* zero-filled */
+    if (ret == 0 && boff < (uint64_t)flen)
+        ret = qimg_node_pread(n->file, boff, (uint64_t)flen - boff, *blk, 0);
+    if (ret < 0)
+        qcow2_cache_drop(&s->rb_cache, boff);
+    return ret;
+}
+
 int qcow2_get_refcount(struct qimg_node *n, uint64_t ci, uint64_t *out)
 {
     struct qcow2_state *s = n->opaque;
@@ -212,7 +237,7 @@ int qcow2_get_refcount(struct qimg_node *n, uint64_t ci, uint64_t *out)
         return ret;
     uint8_t *blk;
     qimg_debug_event(n->file, QIMG_DBG_REFBLOCK_LOAD);
-    ret = qcow2_cache_get(n, &s->rb_cache, boff, false, &blk);
+    ret = refblock_load(n, boff, &blk);
     if (ret < 0)
         return ret;
     *out = refcount_get_entry(s, blk, ci % s->rb_entries);
@@ -236,7 +261,8 @@ int qcow2_discard_freed_end(struct qimg_node *n)
     uint64_t cs = s->cluster_size;
     int ret = 0;
     s->collect_discards = false;
-    qsort(s->freed, s->n_freed, sizeof(*s->freed), cmp_u64);
+    if (s->n_freed) /* qsort wants a non-NULL array even for 0 elements */
+        qsort(s->freed, s->n_freed, sizeof(*s->freed), cmp_u64);
     for (size_t i = 0; i < s->n_freed;) {
         size_t j = i + 1;
         while (j < s->n_freed && s->freed[j] <= s->freed[j - 1] + 1)
@@ -278,6 +304,8 @@ static void note_freed(struct qcow2_state *s, uint64_t ci)
         s->free_byte_offset = 0;
 }
 
+static int refblock_ensure(struct qimg_node *n, uint64_t idx);
+
 int qcow2_update_refcounts(struct qimg_node *n, uint64_t first, uint64_t count, int64_t delta)
 {
     struct qcow2_state *s = n->opaque;
@@ -290,6 +318,15 @@ int qcow2_update_refcounts(struct qimg_node *n, uint64_t first, uint64_t count, 
         int ret = refblock_offset(n, rt_idx, &boff);
         if (ret < 0)
             return ret;
+        if (!boff && delta < 0 && s->checking) {
+            /*
+             * Freeing clusters no refcount block describes (a damaged table
+             * pointed there; check -r rewrites it): QEMU gives the range its
+             * refcount block first, then reports the changed metadata (EAGAIN).
+             */
+            ret = refblock_ensure(n, rt_idx);
+            return ret < 0 ? ret : -EAGAIN;
+        }
         if (!boff) {
             qcow2_mark_corrupt(n, "Preventing invalid refcount update (no refcount block)");
             return -EIO;
@@ -297,7 +334,7 @@ int qcow2_update_refcounts(struct qimg_node *n, uint64_t first, uint64_t count, 
         uint8_t *blk;
         /* QEMU raises refblock_alloc on every refcount update, not only for new blocks. */
         qimg_debug_event(n->file, QIMG_DBG_REFBLOCK_ALLOC);
-        ret = qcow2_cache_get(n, &s->rb_cache, boff, false, &blk);
+        ret = refblock_load(n, boff, &blk);
         if (ret < 0)
             return ret;
         /* Check the whole range first: a refused update changes nothing. */
@@ -309,7 +346,12 @@ int qcow2_update_refcounts(struct qimg_node *n, uint64_t first, uint64_t count, 
         }
         for (uint64_t i = in; i < in + now; i++)
             refcount_set_entry(s, blk, i, refcount_get_entry(s, blk, i) + (uint64_t)delta);
-        if (qcow2_refcount_defer(s, delta)) {
+        /*
+         * After a fatal corruption event in qemu-img check, QEMU's node has
+         * lost its driver: refcount updates stay in its cache, never written
+         * (check.c forgets them, see check_node_lost).
+         */
+        if (qcow2_refcount_defer(s, delta) || (s->checking && s->corrupt_event && !s->read_only)) {
             /* Lazy refcounts: the block is written back later (qcow2_refcount_writeback). */
             qcow2_cache_mark_dirty(&s->rb_cache, boff);
         } else {

@@ -31,6 +31,8 @@
 #define SN_MAX_ID 127 /* QEMU keeps IDs and names in 128 / 256 byte buffers */
 #define SN_MAX_NAME 255
 
+static int snapshots_write(struct qimg_node *n, struct qcow2_snapshot *tab, uint32_t nb);
+
 static void sn_free(struct qcow2_snapshot *sn)
 {
     free(sn->id);
@@ -46,10 +48,15 @@ void qcow2_snapshots_free(struct qcow2_state *s)
     s->snapshots = NULL;
 }
 
-static uint64_t sn_entry_size(const struct qcow2_snapshot *sn)
+static uint64_t sn_entry_unpadded(const struct qcow2_snapshot *sn)
 {
     uint32_t extra = sn->extra_size > SN_EXTRA_KNOWN ? sn->extra_size : SN_EXTRA_KNOWN;
-    return qcow2_align_up(SN_HEADER + (uint64_t)extra + strlen(sn->id) + strlen(sn->name), 8);
+    return SN_HEADER + (uint64_t)extra + strlen(sn->id) + strlen(sn->name);
+}
+
+static uint64_t sn_entry_size(const struct qcow2_snapshot *sn)
+{
+    return qcow2_align_up(sn_entry_unpadded(sn), 8);
 }
 
 static char *read_string(const uint8_t *p, size_t len)
@@ -60,10 +67,57 @@ static char *read_string(const uint8_t *p, size_t len)
     return str;
 }
 
-/* Read and validate the snapshot table: every size bounded before it is allocated. */
-int qcow2_snapshots_load(struct qimg_node *n, struct qimg_error *err)
+/* Read [off, off+len) of the file; past its end it reads as zeroes, as QEMU reads it. */
+static int read_padded(struct qimg_node *n, uint64_t flen, uint64_t off, uint64_t len, void *buf)
+{
+    memset(buf, 0, len);
+    if (off >= flen || !len)
+        return 0;
+    return qimg_node_pread(n->file, off, flen - off < len ? flen - off : len, buf, 0);
+}
+
+/* The variable part of an entry: extra data (keep bytes of extra), ID and name. */
+static int read_entry_tail(struct qimg_node *n, uint64_t flen, uint64_t off, uint32_t extra,
+                           uint32_t keep, uint16_t id_len, uint16_t name_len,
+                           struct qcow2_snapshot *sn)
+{
+    uint8_t *buf = xmalloc((size_t)keep + id_len + name_len + 1);
+    int ret = read_padded(n, flen, off, keep, buf);
+    if (ret == 0)
+        ret = read_padded(n, flen, off + extra, (uint64_t)id_len + name_len, buf + keep);
+    if (ret < 0) {
+        free(buf);
+        return ret;
+    }
+    sn->extra_size = keep;
+    sn->extra = xmalloc(keep ? keep : 1);
+    memcpy(sn->extra, buf, keep);
+    if (keep >= 8)
+        sn->vm_state_size = qcow2_be64(buf);
+    if (keep >= 16)
+        sn->disk_size = qcow2_be64(buf + 8);
+    if (keep >= 24)
+        sn->icount = qcow2_be64(buf + 16);
+    sn->id = read_string(buf + keep, id_len);
+    sn->name = read_string(buf + keep + id_len, name_len);
+    free(buf);
+    return 0;
+}
+
+/*
+ * qcow2.txt, Snapshots: read the table (nb_snapshots entries; every size
+ * bounded before it is allocated; past the end of the file it reads as
+ * zeroes). Without repair, an entry with more than 1024 bytes of extra data
+ * or a table over 64 MiB is an error, as when QEMU opens the image; with
+ * repair (qemu-img check -r all) the excess extra data, or the snapshots
+ * past the limit, are dropped with QEMU's messages and counted in *repair.
+ */
+int qcow2_snapshots_read(struct qimg_node *n, struct qcow2_sn_repair *repair,
+                         struct qimg_error *err)
 {
     struct qcow2_state *s = n->opaque;
+    qcow2_snapshots_free(s);
+    s->snapshots_size = 0;
     if (!s->nb_snapshots)
         return 0;
     int64_t flen = qimg_node_length(n->file);
@@ -77,16 +131,7 @@ int qcow2_snapshots_load(struct qimg_node *n, struct qimg_error *err)
     for (i = 0; i < s->nb_snapshots; i++) {
         struct qcow2_snapshot *sn = &tab[i];
         off = qcow2_align_up(off, 8);
-        if (off - s->snapshots_offset > SN_MAX_TABLE) {
-            ret = qimg_error_set(err, -EFBIG, "Snapshot table too large");
-            break;
-        }
-        if (off + SN_HEADER > (uint64_t)flen) {
-            ret = qimg_error_set(err, -EINVAL, "Failed to read snapshot table: %s",
-                                 "snapshot table beyond the end of the image file");
-            break;
-        }
-        ret = qimg_node_pread(n->file, off, SN_HEADER, h, 0);
+        ret = read_padded(n, (uint64_t)flen, off, SN_HEADER, h);
         if (ret < 0) {
             qimg_error_errno(err, ret, "Failed to read snapshot table");
             break;
@@ -99,43 +144,46 @@ int qcow2_snapshots_load(struct qimg_node *n, struct qimg_error *err)
         sn->date_nsec = qcow2_be32(h + 20);
         sn->vm_clock_nsec = qcow2_be64(h + 24);
         sn->vm_state_size = qcow2_be32(h + 32);
-        sn->extra_size = qcow2_be32(h + 36);
+        uint32_t extra = qcow2_be32(h + 36), keep = extra;
         sn->icount = UINT64_MAX;
         sn->disk_size = s->size;
-        if (sn->extra_size > SN_MAX_EXTRA) {
-            ret = qimg_error_set(err, -EFBIG,
-                                 "Too much extra metadata in snapshot table entry %u", i);
-            break;
+        if (extra > SN_MAX_EXTRA) {
+            if (!repair) {
+                ret = qimg_error_set(err, -EFBIG,
+                                     "Too much extra metadata in snapshot table entry %u\n"
+                                     "You can force-remove this extra metadata with qemu-img "
+                                     "check -r all",
+                                     i);
+                break;
+            }
+            fprintf(stderr,
+                    "Discarding too much extra metadata in snapshot table entry %u (%u > %u)\n",
+                    i, extra, SN_MAX_EXTRA);
+            repair->extra_dropped++;
+            keep = SN_MAX_EXTRA;
         }
-        uint64_t var = (uint64_t)sn->extra_size + id_len + name_len;
-        if (off + var > (uint64_t)flen) {
-            ret = qimg_error_set(err, -EINVAL, "Failed to read snapshot table: %s",
-                                 "snapshot table beyond the end of the image file");
-            break;
-        }
-        uint8_t *buf = xmalloc(var ? var : 1);
-        ret = var ? qimg_node_pread(n->file, off, var, buf, 0) : 0;
+        ret = read_entry_tail(n, (uint64_t)flen, off, extra, keep, id_len, name_len, sn);
         if (ret < 0) {
-            free(buf);
             qimg_error_errno(err, ret, "Failed to read snapshot table");
             break;
         }
-        off += var;
-        sn->extra = xmalloc(sn->extra_size ? sn->extra_size : 1);
-        memcpy(sn->extra, buf, sn->extra_size);
-        if (sn->extra_size >= 8)
-            sn->vm_state_size = qcow2_be64(buf);
-        if (sn->extra_size >= 16)
-            sn->disk_size = qcow2_be64(buf + 8);
-        if (sn->extra_size >= 24)
-            sn->icount = qcow2_be64(buf + 16);
-        sn->id = read_string(buf + sn->extra_size, id_len);
-        sn->name = read_string(buf + sn->extra_size + id_len, name_len);
-        free(buf);
-        if (s->version >= 3 && sn->extra_size < 16 && !(n->flags & QIMG_O_CHECK)) {
-            i++;
-            ret = qimg_error_set(err, -EFBIG, "Too little extra data in snapshot table entry %u",
-                                 i - 1);
+        uint64_t entry_start = off - SN_HEADER;
+        off += (uint64_t)extra + id_len + name_len;
+        if (off - s->snapshots_offset > SN_MAX_TABLE) {
+            off = entry_start; /* the table ends before the first snapshot dropped */
+            uint32_t over = s->nb_snapshots - i;
+            if (!repair) {
+                ret = qimg_error_set(err, -EFBIG,
+                                     "Snapshot table is too big\nYou can force-remove all %u "
+                                     "overhanging snapshots with qemu-img check -r all",
+                                     over);
+                break;
+            }
+            fprintf(stderr, "Discarding %u overhanging snapshots (snapshot table is too big)\n",
+                    over);
+            repair->overhang += over;
+            sn_free(sn);
+            s->nb_snapshots = i;
             break;
         }
     }
@@ -146,8 +194,30 @@ int qcow2_snapshots_load(struct qimg_node *n, struct qimg_error *err)
         return ret;
     }
     s->snapshots = tab;
+    /* Entries end 8-byte aligned (QEMU counts the last one's padding too). */
     s->snapshots_size = off - s->snapshots_offset;
     return 0;
+}
+
+int qcow2_snapshots_load(struct qimg_node *n, struct qimg_error *err)
+{
+    /* qemu-img check reads (and may repair) the table itself (check.c). */
+    if (n->flags & QIMG_O_CHECK)
+        return 0;
+    return qcow2_snapshots_read(n, NULL, err);
+}
+
+/*
+ * qemu-img check -r all: write the table read with repairs back (every
+ * entry with its 24 bytes of known extra data) in new clusters.
+ */
+int qcow2_snapshots_rewrite(struct qimg_node *n)
+{
+    struct qcow2_state *s = n->opaque;
+    qcow2_discard_freed_begin(s); /* the old table is punched, as QEMU discards it */
+    int ret = snapshots_write(n, s->snapshots, s->nb_snapshots);
+    qcow2_discard_freed_end(n); /* advisory */
+    return ret;
 }
 
 const char *qcow2_snapshot_overlap(const struct qcow2_state *s, uint64_t off, uint64_t len)
@@ -223,6 +293,9 @@ static int snapshots_write(struct qimg_node *n, struct qcow2_snapshot *tab, uint
     uint64_t cs = s->cluster_size, size = 0;
     for (uint32_t i = 0; i < nb; i++)
         size += sn_entry_size(&tab[i]);
+    /* Entries start 8-byte aligned; the table ends right after the last one (as QEMU's). */
+    if (nb)
+        size -= sn_entry_size(&tab[nb - 1]) - sn_entry_unpadded(&tab[nb - 1]);
     if (size > SN_MAX_TABLE)
         return -EFBIG;
     int64_t off = 0;
@@ -256,7 +329,17 @@ static int snapshots_write(struct qimg_node *n, struct qcow2_snapshot *tab, uint
             memcpy(e + SN_HEADER + extra + id_len, sn->name, name_len);
             p += sn_entry_size(sn);
         }
-        ret = qimg_node_pwrite(n->file, (uint64_t)off, size, buf, 0);
+        /* QEMU's overlap check before the write (a damaged old table may cover it). */
+        const char *what = qcow2_overlap(s, (uint64_t)off, size);
+        if (what) {
+            char msg[160];
+            snprintf(msg, sizeof(msg),
+                     "Preventing invalid write on metadata (overlaps with %s)", what);
+            qcow2_mark_corrupt(n, msg);
+            ret = -EIO;
+        } else {
+            ret = qimg_node_pwrite(n->file, (uint64_t)off, size, buf, 0);
+        }
         free(buf);
         if (ret == 0)
             ret = qimg_node_flush(n->file);
@@ -276,9 +359,15 @@ static int snapshots_write(struct qimg_node *n, struct qcow2_snapshot *tab, uint
     s->snapshots_offset = (uint64_t)off;
     s->snapshots_size = size;
     s->nb_snapshots = nb;
-    if (old_nb && old_size)
-        return qcow2_free_bytes(n, old_off, old_size);
-    return 0;
+    if (old_nb && old_size) {
+        ret = qcow2_free_bytes(n, old_off, old_size);
+        /* The new table is in place: like QEMU, a failed free only leaks (or is reported). */
+        if (ret < 0 && s->checking)
+            fprintf(stderr, "qcow2_free_clusters failed: %s\n", strerror(-ret));
+        if (s->checking)
+            ret = 0;
+    }
+    return ret;
 }
 
 static int corrupt(struct qimg_node *n, const char *what, uint64_t off)
