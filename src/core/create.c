@@ -42,6 +42,26 @@ struct qimg_opt_desc *qimg_create_opts_merged(const struct qimg_driver *drv,
     return m;
 }
 
+/* qemu 9.1's QemuOpts wording for a size or number it cannot take. */
+static int option_value_error(struct qimg_error *err, enum qimg_opt_type type, int ret,
+                              const char *key, const char *value)
+{
+    if (type == QIMG_OPT_NUMBER)
+        return ret == -ERANGE ? qimg_error_set(err, -EINVAL,
+                                               "Value '%s' is too large for parameter '%s'",
+                                               value, key)
+                              : qimg_error_set(err, -EINVAL, "Parameter '%s' expects a number",
+                                               key);
+    if (ret == -ERANGE)
+        return qimg_error_set(err, -EINVAL, "Value '%s' is out of range for parameter '%s'",
+                              value, key);
+    return qimg_error_set(err, -EINVAL,
+                          "Parameter '%s' expects a non-negative number below 2^64\n"
+                          "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, "
+                          "peta-\nand exabytes, respectively.",
+                          key);
+}
+
 int qimg_create_validate(const struct qimg_opt_desc *desc, struct qimg_opts *opts,
                          struct qimg_error *err)
 {
@@ -56,21 +76,17 @@ int qimg_create_validate(const struct qimg_opt_desc *desc, struct qimg_opts *opt
         char buf[32];
         switch (d->type) {
         case QIMG_OPT_SIZE:
-            if (qimg_parse_size(o->value, 1, &v) < 0)
-                return qimg_error_set(
-                    err, -EINVAL,
-                    "Parameter '%s' expects a non-negative number below 2^64\n"
-                    "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, "
-                    "peta-\nand exabytes, respectively.",
-                    o->key);
+        case QIMG_OPT_NUMBER: {
+            /* qemu stores the parsed value: "0x10" prints as 16, "-1" as -1 (signed) */
+            int ret = d->type == QIMG_OPT_SIZE ? qimg_parse_size(o->value, 1, &v)
+                                               : qimg_parse_number(o->value, &v);
+            if (ret < 0)
+                return option_value_error(err, d->type, ret, o->key, o->value);
             snprintf(buf, sizeof(buf), "%" PRIu64, v);
             free(o->value);
             o->value = xstrdup(buf);
             break;
-        case QIMG_OPT_NUMBER:
-            if (qimg_parse_uint(o->value, &v) < 0)
-                return qimg_error_set(err, -EINVAL, "Parameter '%s' expects a number", o->key);
-            break;
+        }
         case QIMG_OPT_BOOL:
             if (strcmp(o->value, "on") && strcmp(o->value, "off") && strcmp(o->value, "true") &&
                 strcmp(o->value, "false") && strcmp(o->value, "yes") && strcmp(o->value, "no"))
@@ -103,6 +119,16 @@ char *qimg_create_describe(const char *filename, const struct qimg_driver *drv,
             v = desc[i].def_value;
         if (!v)
             continue;
+        char num[32];
+        if (desc[i].type == QIMG_OPT_SIZE || desc[i].type == QIMG_OPT_NUMBER) {
+            /* qemu prints sizes and numbers signed: size=9223372036854775808 shows as
+             * -9223372036854775808, refcount_bits=-1 as -1 */
+            uint64_t u;
+            if (qimg_parse_number(v, &u) == 0) {
+                snprintf(num, sizeof(num), "%" PRId64, (int64_t)u);
+                v = num;
+            }
+        }
         size_t need = strlen(desc[i].name) + strlen(v) + 2;
         if (len + need + 1 > cap) {
             cap = (len + need + 1) * 2;
