@@ -144,3 +144,89 @@ def test_refcount_bits_amend_like_qemu(ours, oracle, tmp_path, value):
         info = tool.img("info", "--output=json", "a.qcow2")
         results.append((r.rc, r.out, r.err, '"refcount-bits": 8' in info.out))
     assert results[0] == results[1]
+
+
+# --- item 14: convert -B with several sources, commit -b ------------------------------------
+
+CONVERT_BACKING_CASES = [
+    ["-O", "qcow2", "-B", "base.qcow2", "a.raw", "b.raw", "out.qcow2"],
+    ["-O", "qcow2", "-B", "base.qcow2", "-F", "qcow2", "a.raw", "b.raw", "out.qcow2"],
+    ["-O", "qcow2", "-o", "backing_file=base.qcow2,backing_fmt=qcow2", "a.raw", "b.raw",
+     "out.qcow2"],
+    ["-O", "qcow2", "-o", "backing_file=", "a.raw", "b.raw", "out.qcow2"],
+    ["-O", "qcow2", "-B", "", "a.raw", "b.raw", "out.qcow2"],
+    ["-O", "qcow2", "-B", "base.qcow2", "-F", "qcow2", "-n", "a.raw", "b.raw", "out.qcow2"],
+    ["-O", "qcow2", "-B", "base.qcow2", "--bitmaps", "a.raw", "b.raw", "out.qcow2"],
+    # the checks before it win
+    ["-O", "qcow2", "-B", "base.qcow2", "a.raw", "nosuch.raw", "out.qcow2"],
+    ["-O", "qcow2", "-B", "base.qcow2", "-l", "snap", "a.raw", "b.raw", "out.qcow2"],
+    ["-O", "qcow2", "-o", "backing_file=base.qcow2,bogus=1", "a.raw", "b.raw", "out.qcow2"],
+    ["-O", "raw", "-B", "base.qcow2", "a.raw", "b.raw", "out.qcow2"],
+    # -F without a backing file: the format's create refuses it, no file is left
+    ["-O", "qcow2", "-F", "qcow2", "a.raw", "b.raw", "out.qcow2"],
+    ["-O", "qcow2", "-F", "qcow2", "a.raw", "out.qcow2"],
+    ["-O", "qcow2", "-o", "backing_fmt=qcow2", "a.raw", "out.qcow2"],
+]
+
+
+@pytest.mark.parametrize("args", CONVERT_BACKING_CASES, ids=[" ".join(c) for c in
+                                                              CONVERT_BACKING_CASES])
+def test_convert_backing_with_several_sources(ours, oracle, tmp_path, args):
+    results = []
+    for tool in (ours, oracle):
+        for p in tmp_path.iterdir():
+            p.unlink()
+        for name in ("a.raw", "b.raw"):
+            (tmp_path / name).write_bytes(b"\x11" * 65536)
+        assert oracle.img("create", "-q", "-f", "qcow2", "base.qcow2", "2M").rc == 0
+        r = tool.img("convert", *args)
+        results.append((r.rc, r.out, r.err, (tmp_path / "out.qcow2").exists()))
+    assert results[0] == results[1]
+    assert results[0][0] == 1
+
+
+def make_chain(oracle, tmp_path):
+    """dir/base.qcow2 <- dir/mid.qcow2 <- dir/top.qcow2, backing names stored relative."""
+    d = tmp_path / "dir"
+    if d.exists():
+        for p in d.iterdir():
+            p.unlink()
+    else:
+        d.mkdir()
+    for args in (["dir/base.qcow2", "1M"],
+                 ["-b", "base.qcow2", "-F", "qcow2", "dir/mid.qcow2"],
+                 ["-b", "mid.qcow2", "-F", "qcow2", "dir/top.qcow2"]):
+        assert oracle.img("create", "-q", "-f", "qcow2", *args).rc == 0
+    assert oracle.io("-c", "write -P 0x5a 0 64k", "dir/top.qcow2").rc == 0
+
+
+@pytest.mark.parametrize("base", [
+    "base.qcow2", "./base.qcow2", "sub/../base.qcow2", "../dir/base.qcow2", "mid.qcow2",
+    # relative to the working directory these exist, but qemu resolves them against the
+    # directory of the image that names the layer
+    "dir/base.qcow2", "dir/mid.qcow2",
+    "top.qcow2", "dir/top.qcow2", "nosuch.qcow2", "", "file:base.qcow2"])
+def test_commit_base_names_like_qemu(ours, oracle, tmp_path, base):
+    results = []
+    for tool in (ours, oracle):
+        make_chain(oracle, tmp_path)
+        (tmp_path / "dir" / "sub").mkdir()
+        r = tool.img("commit", "-b", base, "dir/top.qcow2")
+        committed = oracle.io("-c", "read -P 0x5a 0 64k", "-f", "qcow2", "-r",
+                              "dir/base.qcow2" if "base" in base else "dir/mid.qcow2")
+        (tmp_path / "dir" / "sub").rmdir()
+        results.append((r.rc, r.out, r.err, "Pattern verification failed" in committed.out))
+    assert results[0] == results[1]
+
+
+def test_commit_base_relative_to_chain_not_cwd(ours, oracle, tmp_path):
+    make_chain(oracle, tmp_path)
+    r = ours.img("commit", "-b", "./base.qcow2", "dir/top.qcow2")
+    assert (r.rc, r.out, r.err) == (0, "Image committed.\n", "")
+    assert "Pattern verification failed" not in oracle.io(
+        "-c", "read -P 0x5a 0 64k", "-r", "dir/base.qcow2").out
+    make_chain(oracle, tmp_path)
+    r = ours.img("commit", "-b", "dir/base.qcow2", "dir/top.qcow2")
+    assert (r.rc, r.out) == (1, "")
+    assert r.err == ("qemu-img: Did not find 'dir/base.qcow2' in the backing chain of "
+                     "'dir/top.qcow2'\n")
