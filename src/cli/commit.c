@@ -194,7 +194,7 @@ static int commit_run(const struct commit_opts *o, struct qimg_node *top, struct
         .skip_unallocated = true,
         .rate_limit = o->rate,
         .flush = true,
-        .progress = o->progress ? on_progress : NULL,
+        .progress = on_progress, /* also without -p: SIGUSR1 prints it */
     };
     struct qimg_copy_result res;
     struct qimg_error err = {0};

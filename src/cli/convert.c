@@ -521,7 +521,7 @@ int cmd_convert(int argc, char **argv)
         .salvage = o.salvage,
         .rate_limit = o.rate,
         .flush = true,
-        .progress = o.progress ? on_progress : NULL,
+        .progress = on_progress, /* also without -p: SIGUSR1 prints it */
         .read_error = on_read_error,
         .opaque = &o,
     };

@@ -4,6 +4,12 @@
 Differential against Debian's qemu-img 7.2 where 7.2 and 9.1 agree; where they differ the
 expected 9.1 text is written out and the 7.2 behaviour named.
 """
+import os
+import re
+import signal
+import subprocess
+import time
+
 import pytest
 
 
@@ -230,3 +236,96 @@ def test_commit_base_relative_to_chain_not_cwd(ours, oracle, tmp_path):
     assert (r.rc, r.out) == (1, "")
     assert r.err == ("qemu-img: Did not find 'dir/base.qcow2' in the backing chain of "
                      "'dir/top.qcow2'\n")
+
+
+# --- item 15: progress ----------------------------------------------------------------------
+
+PROGRESS_LINE = re.compile(r"    \(\d{1,3}\.\d\d/100%\)\n")
+
+
+def sigusr1_run(tool, cwd, args, ready):
+    """Run a slowed-down command, send SIGUSR1 once ready() says it is copying; return
+    (rc, stdout, stderr)."""
+    p = subprocess.Popen([str(tool.img_path), *args], cwd=cwd, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while not ready() and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    p.send_signal(signal.SIGUSR1)
+    out, err = p.communicate(timeout=60)
+    return p.returncode, out, err
+
+
+def test_convert_sigusr1_without_p_prints_on_stderr(ours, oracle, tmp_path):
+    """Without -p, SIGUSR1 prints the progress once, on stderr, at the next step."""
+    (tmp_path / "src.raw").write_bytes(os.urandom(4 << 20))
+    for tool in (ours, oracle):
+        out = tmp_path / "out.raw"
+        if out.exists():
+            out.unlink()
+        rc, so, se = sigusr1_run(tool, tmp_path, ["convert", "-m", "1", "-r", "1M", "-O", "raw",
+                                                  "src.raw", "out.raw"], out.exists)
+        assert (rc, so) == (0, "")
+        assert PROGRESS_LINE.fullmatch(se), se
+
+
+def test_commit_sigusr1_without_p_prints_on_stderr(ours, oracle, tmp_path):
+    results = []
+    for tool in (ours, oracle):
+        for p in tmp_path.iterdir():
+            p.unlink()
+        assert oracle.img("create", "-q", "-f", "qcow2", "base.qcow2", "4M").rc == 0
+        assert oracle.img("create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2",
+                          "top.qcow2").rc == 0
+        assert oracle.io("-c", "write -P 7 0 4M", "top.qcow2").rc == 0
+        start = os.stat(tmp_path / "base.qcow2").st_size
+        rc, so, se = sigusr1_run(tool, tmp_path, ["commit", "-r", "1M", "top.qcow2"],
+                                 lambda: os.stat(tmp_path / "base.qcow2").st_size > start)
+        assert (rc, so) == (0, "Image committed.\n")
+        results.append(se)
+    for se in results:
+        assert PROGRESS_LINE.fullmatch(se), se
+
+
+def rebase_chain(oracle, cwd, size, top_writes, new_writes=("write -P 3 0 64k",)):
+    for p in cwd.iterdir():
+        p.unlink()
+    assert oracle.img("create", "-q", "-f", "qcow2", "base.qcow2", size, cwd=cwd).rc == 0
+    assert oracle.io("-c", "write -P 1 0 64k", "base.qcow2", cwd=cwd).rc == 0
+    assert oracle.img("create", "-q", "-f", "qcow2", "new.qcow2", size, cwd=cwd).rc == 0
+    for w in new_writes:
+        assert oracle.io("-c", w, "new.qcow2", cwd=cwd).rc == 0
+    assert oracle.img("create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2",
+                      "mid.qcow2", cwd=cwd).rc == 0
+    mid_write = "write -P 2 4M 3M" if size in ("16M", "64M", "1G") else "write -P 2 1M 1M"
+    assert oracle.io("-c", mid_write, "mid.qcow2", cwd=cwd).rc == 0
+    assert oracle.img("create", "-q", "-f", "qcow2", "-b", "mid.qcow2", "-F", "qcow2",
+                      "top.qcow2", cwd=cwd).rc == 0
+    for w in top_writes:
+        assert oracle.io("-c", w, "top.qcow2", cwd=cwd).rc == 0
+
+
+REBASE_PROGRESS = [
+    # (size, writes into top, rebase -b): one 2 MiB piece = one step of 100/(size/2M) percent
+    ("64M", ["write -P 4 4M 1M", "write -P 5 40M 2M", "write -P 6 60M 64k"], "new.qcow2"),
+    ("5M", [], "new.qcow2"),          # steps of 50%: the bar would pass 100
+    ("4097k", [], "new.qcow2"),
+    ("1G", [], "new.qcow2"),          # steps of 0.195%, drawn every 2%
+    ("16M", ["write -P 3 0 64k"], "base.qcow2"),  # onto a file in the chain: only what
+    ("16M", [], "mid.qcow2"),                     # the layers above it allocate moves it
+]                                                 # (onto the old backing itself: 0 and 100)
+
+
+@pytest.mark.parametrize("size,writes,new", REBASE_PROGRESS)
+def test_rebase_progress_steps_like_qemu(ours, oracle, tmp_path, size, writes, new):
+    results = []
+    for tool in (ours, oracle):
+        rebase_chain(oracle, tmp_path, size, writes)
+        ref = oracle.img("convert", "-O", "raw", "top.qcow2", "ref.raw")
+        assert ref.rc == 0
+        r = tool.img("rebase", "-p", "-b", new, "-F", "qcow2", "top.qcow2")
+        assert oracle.img("compare", "-F", "raw", "top.qcow2", "ref.raw").rc == 0
+        results.append((r.rc, r.out, r.err))
+    assert results[0] == results[1]
+    assert results[0][1].count("/100%)") >= (2 if new == "mid.qcow2" else 4)
