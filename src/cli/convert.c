@@ -471,13 +471,6 @@ int cmd_convert(int argc, char **argv)
         char buf[32];
         snprintf(buf, sizeof(buf), "%" PRIu64, total);
         qimg_opts_set(create_opts, "size", buf); /* the sources decide, whatever -o said */
-        if (qimg_opts_has(create_opts, "backing_fmt") &&
-            !qimg_opts_has(create_opts, "backing_file")) {
-            /* the format's create refuses it, as in qemu-img create (nothing is left) */
-            cli_error("%s: error while converting %s: Backing format cannot be used without "
-                      "backing file", out_filename, o.out_fmt);
-            goto out;
-        }
         if (qimg_create(out_filename, o.out_fmt, create_opts, &err) < 0) {
             cli_error_obj(&err, "%s: error while converting %s: ", out_filename, o.out_fmt);
             goto out;

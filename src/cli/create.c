@@ -159,7 +159,6 @@ int cmd_create(int argc, char **argv)
     }
     const char *bfile = qimg_opts_peek(opts, "backing_file");
     const char *bfmt = qimg_opts_peek(opts, "backing_fmt");
-    bool fmt_without_file = bfmt && !bfile;
     if (bfile && check_backing(filename, bfile, bfmt, unsafe, opts) < 0)
         goto out_opts;
     /* qemu-img takes a size of -1 (UINT64_MAX, as -o size=18446744073709551615 gives) for
@@ -174,10 +173,6 @@ int cmd_create(int argc, char **argv)
         printf("%s\n", line);
         fflush(stdout);
         free(line);
-    }
-    if (fmt_without_file) {
-        cli_error("%s: Backing format cannot be used without backing file", filename);
-        goto out_opts;
     }
     int cret = qimg_create(filename, fmt, opts, &err);
     if (cret == -EFBIG) {

@@ -7,6 +7,8 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/create.h"
 #include "qimg/driver.h"
@@ -140,6 +142,26 @@ char *qimg_create_describe(const char *filename, const struct qimg_driver *drv,
     return line;
 }
 
+/*
+ * qemu's qcow2 creates the image file (and the data file) before it checks the options and
+ * deletes both when anything fails, even files that existed before; raw's create is the
+ * protocol's, which leaves what it made. Files that could not have been created (missing,
+ * read-only) stay as they are.
+ */
+static void discard_failed_create(const struct qimg_driver *drv, const char *filename,
+                                  const char *data_file)
+{
+    if (drv->is_protocol || !strcmp(drv->name, "raw"))
+        return;
+    const char *files[] = {filename, data_file};
+    for (size_t i = 0; i < 2; i++) {
+        struct stat st;
+        if (files[i] && !qimg_protocol_prefix_len(files[i]) &&
+            stat(files[i], &st) == 0 && S_ISREG(st.st_mode) && access(files[i], W_OK) == 0)
+            unlink(files[i]);
+    }
+}
+
 int qimg_create(const char *filename, const char *format, struct qimg_opts *opts,
                 struct qimg_error *err)
 {
@@ -150,7 +172,12 @@ int qimg_create(const char *filename, const char *format, struct qimg_opts *opts
         return qimg_error_set(err, -ENOTSUP, "Format driver '%s' does not support image creation",
                               drv->name);
     struct qimg_opts *local = opts ? opts : qimg_opts_new();
+    const char *df = qimg_opts_peek(local, "data_file");
+    char *data_file = df ? xstrdup(df) : NULL;
     int ret = drv->create(filename, local, err);
+    if (ret < 0)
+        discard_failed_create(drv, filename, data_file);
+    free(data_file);
     if (!opts)
         qimg_opts_free(local);
     return ret;

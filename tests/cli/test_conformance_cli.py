@@ -329,3 +329,61 @@ def test_rebase_progress_steps_like_qemu(ours, oracle, tmp_path, size, writes, n
         results.append((r.rc, r.out, r.err))
     assert results[0] == results[1]
     assert results[0][1].count("/100%)") >= (2 if new == "mid.qcow2" else 4)
+
+
+# --- item 16: a failed create leaves what qemu-img leaves -----------------------------------
+
+FAILED_CREATES = [
+    # qcow2 makes the file, then checks its options: on failure it deletes the file, even one
+    # that was there before
+    ["-f", "qcow2", "-o", "cluster_size=1536", "x.img", "1M"],
+    ["-f", "qcow2", "-o", "refcount_bits=3", "x.img", "1M"],
+    ["-f", "qcow2", "-o", "compat=0.10,lazy_refcounts=on", "x.img", "1M"],
+    ["-f", "qcow2", "-o", "compat=9", "x.img", "1M"],
+    ["-f", "qcow2", "-o", "preallocation=bogus", "x.img", "1M"],
+    ["-f", "qcow2", "-o", "data_file_raw=on", "x.img", "1M"],
+    ["-f", "qcow2", "-o", "extended_l2=on,cluster_size=4k", "x.img", "1M"],
+    ["-f", "qcow2", "-F", "qcow2", "x.img", "1M"],
+    ["-f", "qcow2", "-F", "qcow2", "-o", "cluster_size=1536", "x.img", "1M"],
+    ["-f", "qcow2", "-F", "qcow2", "-o", "compat=0.10,lazy_refcounts=on", "x.img", "1M"],
+    ["-f", "qcow2", "-o", "cluster_size=512", "x.img", "64T"],
+    ["-f", "qcow2", "-o", "preallocation=metadata", "x.img", "1E"],
+    ["-f", "qcow2", "-o", "data_file=d.raw", "x.img", "1E"],
+    # refused before anything is made: the file stays
+    ["-f", "qcow2", "-o", "refcount_bits=abc", "x.img", "1M"],
+    ["-f", "qcow2", "-b", "nosuch.qcow2", "-F", "qcow2", "x.img", "1M"],
+    # raw is the protocol's create: what it made stays
+    ["-f", "raw", "-o", "preallocation=bogus", "x.img", "1M"],
+    ["-f", "raw", "x.img", "9223372036854775807"],
+]
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new", "existing"])
+@pytest.mark.parametrize("args", FAILED_CREATES, ids=[" ".join(a) for a in FAILED_CREATES])
+def test_failed_create_leaves_what_qemu_leaves(ours, oracle, tmp_path, args, existing):
+    results = []
+    for tool in (ours, oracle):
+        for p in tmp_path.iterdir():
+            p.unlink()
+        if existing:
+            (tmp_path / "x.img").write_bytes(b"hello\n")
+            (tmp_path / "d.raw").write_bytes(b"data\n")
+        r = tool.img("create", *args)
+        left = {p.name: (p.read_bytes() if p.stat().st_size < 64 else p.stat().st_size)
+                for p in tmp_path.iterdir()}
+        results.append((r.rc, r.out, r.err, left))
+    assert results[0] == results[1]
+    assert results[0][0] == 1
+
+
+@pytest.mark.parametrize("args", [["-O", "qcow2", "-o", "compat=0.10,lazy_refcounts=on"],
+                                  ["-O", "qcow2", "-F", "qcow2"]])
+def test_failed_convert_create_removes_target(ours, oracle, tmp_path, args):
+    results = []
+    for tool in (ours, oracle):
+        (tmp_path / "src.raw").write_bytes(b"\1" * 65536)
+        (tmp_path / "out.qcow2").write_bytes(b"old\n")
+        r = tool.img("convert", *args, "src.raw", "out.qcow2")
+        results.append((r.rc, r.out, r.err, (tmp_path / "out.qcow2").exists()))
+    assert results[0] == results[1]
+    assert results[0][0] == 1 and not results[0][3]
