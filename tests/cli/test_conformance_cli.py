@@ -387,3 +387,10 @@ def test_failed_convert_create_removes_target(ours, oracle, tmp_path, args):
         results.append((r.rc, r.out, r.err, (tmp_path / "out.qcow2").exists()))
     assert results[0] == results[1]
     assert results[0][0] == 1 and not results[0][3]
+
+
+def test_negative_size_option_of_protocol(ours):
+    # 9.1 wording (7.2: "Parameter 'extent_size_hint' expects a non-negative number ...")
+    r = ours.img("create", "-f", "raw", "-o", "size=1M,extent_size_hint=-1", "r.raw")
+    assert (r.rc, r.out) == (1, "")
+    assert r.err == "qemu-img: r.raw: Value '-1' is out of range for parameter 'extent_size_hint'\n"
