@@ -16,14 +16,19 @@ extern "C" {
 #define QIMG_TiB (1ULL << 40)
 
 /*
- * Parse a size with an optional k/K/M/G/T/P/E suffix (powers of 1024) and an
- * ignored trailing 'b' when default_suffix applies; fractions are allowed with a
- * suffix ("1.5G"). Returns 0, -EINVAL (malformed or negative) or -ERANGE (too big).
+ * Parse a size as qemu 9.1 does: an optional b/k/K/M/G/T/P/E suffix (powers of 1024);
+ * fractions with a unit above a byte ("1.5G", ".5k"; rounded to the byte) or zero
+ * fractions ("1024.0"). Returns 0, -EINVAL (malformed) or -ERANGE (too big or negative).
  * default_unit multiplies a number with no suffix (1 for bytes).
  */
 int qimg_parse_size(const char *str, uint64_t default_unit, uint64_t *out);
 /* Strict unsigned decimal/hex/octal integer (no suffix). */
 int qimg_parse_uint(const char *str, uint64_t *out);
+/*
+ * A QemuOpts number as qemu reads it (strtoull, base 0): leading white space and a sign are
+ * accepted, "-1" wraps to UINT64_MAX. Returns 0, -EINVAL or -ERANGE (beyond 64 bits).
+ */
+int qimg_parse_number(const char *str, uint64_t *out);
 
 /* "1 GiB", "196 KiB", "1.5 MiB": qemu's size_to_str (3 significant digits). */
 void qimg_size_to_str(uint64_t bytes, char *buf, size_t len);

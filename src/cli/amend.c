@@ -160,11 +160,9 @@ int cmd_amend(int argc, char **argv)
     }
     if (validate_amend_opts(drv, opts) < 0)
         goto out_progress;
-    if (progress)
-        n->progress = report_progress;
+    n->progress = report_progress; /* also without -p: SIGUSR1 prints it */
     int aret = drv->amend(n, opts, force, &err);
-    if (progress)
-        cli_progress_update(1, 1);
+    cli_progress_update(1, 1);
     if (aret < 0) {
         cli_error_obj(&err, NULL);
         goto out_progress;

@@ -59,7 +59,11 @@ int cli_add_object(const char *spec);
 
 /* Progress for -p and SIGUSR1: "    (NN.NN/100%)" redrawn with \r. */
 void cli_progress_init(bool enabled);
+/* step: the least move (in percent) that redraws the bar (qemu-img's min_skip; init: 1). */
+void cli_progress_init_step(bool enabled, float step);
 void cli_progress_update(double done, double total);
+/* Move the bar by percent (rebase's fixed steps). */
+void cli_progress_add(float percent);
 void cli_progress_end(void);
 
 /* Human output of an ImageInfo tree (info, info --backing-chain). */

@@ -46,13 +46,21 @@ static bool same_file(const char *a, const char *b)
     return realpath(a, ra) && realpath(b, rb) && !strcmp(ra, rb);
 }
 
-/* Does -b name this layer (reached from parent)? */
+/*
+ * Does -b name this layer (reached from parent)? As qemu-img 9.1 finds a backing image: the
+ * name parent stores, or a file that is the layer once a relative name is taken relative to
+ * parent's directory (not the working directory: "-b dir/base" for dir/top -> dir/base is
+ * not found, "-b ./base" is).
+ */
 static bool names_layer(const char *base, struct qimg_node *parent, struct qimg_node *layer)
 {
     const char *stored = qimg_node_backing_file(parent);
     if (stored && !strcmp(base, stored))
         return true;
-    return same_file(base, qimg_node_filename(layer));
+    char *path = qimg_backing_path(parent, base);
+    bool same = same_file(path, qimg_node_filename(layer));
+    free(path);
+    return same;
 }
 
 /*
@@ -186,7 +194,7 @@ static int commit_run(const struct commit_opts *o, struct qimg_node *top, struct
         .skip_unallocated = true,
         .rate_limit = o->rate,
         .flush = true,
-        .progress = o->progress ? on_progress : NULL,
+        .progress = on_progress, /* also without -p: SIGUSR1 prints it */
     };
     struct qimg_copy_result res;
     struct qimg_error err = {0};

@@ -243,11 +243,17 @@ static int check_combinations(const struct convert_opts *o)
     return -1;
 }
 
+/* qemu-img 9.1 refuses -B (or -o backing_file, even empty) with several sources, after the
+ * -o options and the format's backing support are checked, before --bitmaps. */
+#define CONCAT_WITH_BACKING                                                                       \
+    "Having a backing file for the target makes no sense when concatenating multiple input "     \
+    "images"
+
 /*
  * Without -n: the target's format, its -o options (validated as create does),
  * -B/-F and -c, checked before anything is created. Fills opts.
  */
-static int prepare_create(const struct convert_opts *o, const char *out_filename,
+static int prepare_create(const struct convert_opts *o, const char *out_filename, int n_src,
                           struct qimg_opts *opts)
 {
     const struct qimg_driver *drv = qimg_driver_find(o->out_fmt);
@@ -291,6 +297,10 @@ static int prepare_create(const struct convert_opts *o, const char *out_filename
             return -1;
         }
         qimg_opts_set(opts, "backing_fmt", o->backing_fmt);
+    }
+    if (n_src > 1 && qimg_opts_has(opts, "backing_file")) {
+        cli_error(CONCAT_WITH_BACKING);
+        return -1;
     }
     if (o->compress && !drv->pwrite_compressed) {
         cli_error("Compression not supported for this file format");
@@ -446,8 +456,11 @@ int cmd_convert(int argc, char **argv)
 
     if (!o.skip_create) {
         create_opts = qimg_opts_new();
-        if (prepare_create(&o, out_filename, create_opts) < 0)
+        if (prepare_create(&o, out_filename, n_src, create_opts) < 0)
             goto out;
+    } else if (n_src > 1 && o.backing) {
+        cli_error(CONCAT_WITH_BACKING);
+        goto out;
     }
     if (o.bitmaps) {
         if (n_src > 1) {
@@ -506,7 +519,7 @@ int cmd_convert(int argc, char **argv)
         .salvage = o.salvage,
         .rate_limit = o.rate,
         .flush = true,
-        .progress = o.progress ? on_progress : NULL,
+        .progress = on_progress, /* also without -p: SIGUSR1 prints it */
         .read_error = on_read_error,
         .opaque = &o,
     };

@@ -164,10 +164,12 @@ int cmd_create(int argc, char **argv)
     }
     const char *bfile = qimg_opts_peek(opts, "backing_file");
     const char *bfmt = qimg_opts_peek(opts, "backing_fmt");
-    bool fmt_without_file = bfmt && !bfile;
     if (bfile && check_backing(filename, bfile, bfmt, unsafe, opts) < 0)
         goto out_opts;
-    if (!qimg_opts_has(opts, "size")) {
+    /* qemu-img takes a size of -1 (UINT64_MAX, as -o size=18446744073709551615 gives) for
+     * "no size given" */
+    const char *size_opt = qimg_opts_peek(opts, "size");
+    if (!size_opt || !strcmp(size_opt, "18446744073709551615")) {
         cli_error("%s: Image creation needs a size parameter", filename);
         goto out_opts;
     }
@@ -176,10 +178,6 @@ int cmd_create(int argc, char **argv)
         printf("%s\n", line);
         fflush(stdout);
         free(line);
-    }
-    if (fmt_without_file) {
-        cli_error("%s: Backing format cannot be used without backing file", filename);
-        goto out_opts;
     }
     int cret = qimg_create(filename, fmt, opts, &err);
     if (cret == -EFBIG) {

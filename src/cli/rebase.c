@@ -109,6 +109,33 @@ static int open_new_backing(const struct rebase_opts *o, struct qimg_node *img, 
     return 0;
 }
 
+/*
+ * The layer of the old backing chain that the new backing file is, if any (rebasing onto a
+ * backing file further down): what no layer above it allocates needs no merging, and
+ * qemu-img's bar does not move for it.
+ */
+static struct qimg_node *new_backing_in_chain(const struct rebase_opts *o, struct qimg_node *img)
+{
+    if (!o->base[0])
+        return NULL;
+    char *path = qimg_backing_path(img, o->base);
+    char *want = realpath(path, NULL);
+    free(path);
+    struct qimg_node *found = NULL;
+    for (struct qimg_node *cur = qimg_node_backing(img); want && cur && !found;
+         cur = qimg_node_backing(cur)) {
+        char *real = realpath(qimg_node_filename(cur), NULL);
+        /* read as another format it is other content: merge what differs (qemu-img
+         * skips it and the guest view changes: not followed) */
+        if (real && !strcmp(real, want) && o->base_fmt &&
+            !strcmp(qimg_node_format(cur), o->base_fmt))
+            found = cur;
+        free(real);
+    }
+    free(want);
+    return found;
+}
+
 static int safe_merge(const struct rebase_opts *o, struct qimg_node *img, unsigned src_flags)
 {
     struct qimg_node *nb = NULL;
@@ -136,24 +163,52 @@ static int safe_merge(const struct rebase_opts *o, struct qimg_node *img, unsign
         cli_error("%s", strerror(ENOMEM));
         goto out;
     }
+    /*
+     * qemu-img's walk and bar: the image in pieces of at most 2 MiB, each either allocated
+     * in the image (skipped, the bar stays) or not (merged, the bar moves one fixed step of
+     * 100 / (size / min(size, 2 MiB)) percent, even when that overshoots).
+     */
+    float step = size ? 100.0f / (float)((uint64_t)size / (size < REBASE_BUF ? (uint64_t)size
+                                                                              : REBASE_BUF))
+                      : 0;
+    struct qimg_node *prefix = new_backing_in_chain(o, img);
     int r = 0;
     for (uint64_t off = 0; r == 0 && off < (uint64_t)size;) {
+        uint64_t n = (uint64_t)size - off < REBASE_BUF ? (uint64_t)size - off : REBASE_BUF;
         struct qimg_block_status st;
-        r = qimg_node_block_status(img, off, (uint64_t)size - off, &st);
+        r = qimg_node_block_status(img, off, n, &st);
         if (r < 0) {
             cli_error("error while reading image metadata: %s", strerror(-r));
             goto out;
         }
-        uint64_t n = st.bytes ? st.bytes : (uint64_t)size - off;
+        if (st.bytes && st.bytes < n)
+            n = st.bytes;
+        if (!(st.flags & (QIMG_BLK_DATA | QIMG_BLK_ZERO)) && prefix) {
+            /* (the old backing file itself: nothing above it) */
+            r = prefix == old.node ? 0 : qimg_chain_block_status(old.node, prefix, off, n, &st);
+            if (prefix == old.node)
+                st = (struct qimg_block_status){.bytes = n};
+            if (r < 0) {
+                cli_error("error while reading image metadata: %s", strerror(-r));
+                goto out;
+            }
+            if (st.bytes && st.bytes < n)
+                n = st.bytes;
+            if (!(st.flags & (QIMG_BLK_DATA | QIMG_BLK_ZERO))) {
+                off += n; /* the same data below in both chains */
+                continue;
+            }
+            st.flags = 0;
+        }
         if (!(st.flags & (QIMG_BLK_DATA | QIMG_BLK_ZERO))) {
             r = merge_range(o, img, &old, &new, cluster, off, n, buf_old, buf_new);
             if (r < 0) {
                 cli_error("error while rebasing at offset %" PRIu64 ": %s", off, strerror(-r));
                 goto out;
             }
+            cli_progress_add(step);
         }
         off += n;
-        cli_progress_update((double)off, (double)size);
     }
     r = qimg_node_flush(img);
     if (r < 0) {
@@ -268,7 +323,7 @@ int cmd_rebase(int argc, char **argv)
         cli_error("Compression not supported for this file format");
         goto out;
     }
-    cli_progress_init(o.progress);
+    cli_progress_init_step(o.progress, 2.0f);
     if (!o.unsafe &&
         safe_merge(&o, img, src_flags | (o.force_share ? QIMG_O_FORCE_SHARE : 0)) < 0) {
         cli_progress_end();

@@ -7,6 +7,8 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/builtin.h"
 #include "core/create.h"
@@ -46,6 +48,26 @@ struct qimg_opt_desc *qimg_create_opts_merged(const struct qimg_driver *drv,
     return m;
 }
 
+/* qemu 9.1's QemuOpts wording for a size or number it cannot take. */
+static int option_value_error(struct qimg_error *err, enum qimg_opt_type type, int ret,
+                              const char *key, const char *value)
+{
+    if (type == QIMG_OPT_NUMBER)
+        return ret == -ERANGE ? qimg_error_set(err, -EINVAL,
+                                               "Value '%s' is too large for parameter '%s'",
+                                               value, key)
+                              : qimg_error_set(err, -EINVAL, "Parameter '%s' expects a number",
+                                               key);
+    if (ret == -ERANGE)
+        return qimg_error_set(err, -EINVAL, "Value '%s' is out of range for parameter '%s'",
+                              value, key);
+    return qimg_error_set(err, -EINVAL,
+                          "Parameter '%s' expects a non-negative number below 2^64\n"
+                          "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, "
+                          "peta-\nand exabytes, respectively.",
+                          key);
+}
+
 int qimg_create_validate(const struct qimg_opt_desc *desc, struct qimg_opts *opts,
                          struct qimg_error *err)
 {
@@ -60,21 +82,17 @@ int qimg_create_validate(const struct qimg_opt_desc *desc, struct qimg_opts *opt
         char buf[32];
         switch (d->type) {
         case QIMG_OPT_SIZE:
-            if (qimg_parse_size(o->value, 1, &v) < 0)
-                return qimg_error_set(
-                    err, -EINVAL,
-                    "Parameter '%s' expects a non-negative number below 2^64\n"
-                    "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, "
-                    "peta-\nand exabytes, respectively.",
-                    o->key);
+        case QIMG_OPT_NUMBER: {
+            /* qemu stores the parsed value: "0x10" prints as 16, "-1" as -1 (signed) */
+            int ret = d->type == QIMG_OPT_SIZE ? qimg_parse_size(o->value, 1, &v)
+                                               : qimg_parse_number(o->value, &v);
+            if (ret < 0)
+                return option_value_error(err, d->type, ret, o->key, o->value);
             snprintf(buf, sizeof(buf), "%" PRIu64, v);
             free(o->value);
             o->value = xstrdup(buf);
             break;
-        case QIMG_OPT_NUMBER:
-            if (qimg_parse_uint(o->value, &v) < 0)
-                return qimg_error_set(err, -EINVAL, "Parameter '%s' expects a number", o->key);
-            break;
+        }
         case QIMG_OPT_BOOL:
             if (strcmp(o->value, "on") && strcmp(o->value, "off") && strcmp(o->value, "true") &&
                 strcmp(o->value, "false") && strcmp(o->value, "yes") && strcmp(o->value, "no"))
@@ -107,6 +125,16 @@ char *qimg_create_describe(const char *filename, const struct qimg_driver *drv,
             v = desc[i].def_value;
         if (!v)
             continue;
+        char num[32];
+        if (desc[i].type == QIMG_OPT_SIZE || desc[i].type == QIMG_OPT_NUMBER) {
+            /* qemu prints sizes and numbers signed: size=9223372036854775808 shows as
+             * -9223372036854775808, refcount_bits=-1 as -1 */
+            uint64_t u;
+            if (qimg_parse_number(v, &u) == 0) {
+                snprintf(num, sizeof(num), "%" PRId64, (int64_t)u);
+                v = num;
+            }
+        }
         size_t need = strlen(desc[i].name) + strlen(v) + 2;
         if (len + need + 1 > cap) {
             cap = (len + need + 1) * 2;
@@ -116,6 +144,26 @@ char *qimg_create_describe(const char *filename, const struct qimg_driver *drv,
     }
     free(desc);
     return line;
+}
+
+/*
+ * qemu's qcow2 creates the image file (and the data file) before it checks the options and
+ * deletes both when anything fails, even files that existed before; raw's create is the
+ * protocol's, which leaves what it made. Files that could not have been created (missing,
+ * read-only) stay as they are.
+ */
+static void discard_failed_create(const struct qimg_driver *drv, const char *filename,
+                                  const char *data_file)
+{
+    if (drv->is_protocol || !strcmp(drv->name, "raw"))
+        return;
+    const char *files[] = {filename, data_file};
+    for (size_t i = 0; i < 2; i++) {
+        struct stat st;
+        if (files[i] && !qimg_protocol_prefix_len(files[i]) &&
+            stat(files[i], &st) == 0 && S_ISREG(st.st_mode) && access(files[i], W_OK) == 0)
+            unlink(files[i]);
+    }
 }
 
 int qimg_create(const char *filename, const char *format, struct qimg_opts *opts,
@@ -128,7 +176,12 @@ int qimg_create(const char *filename, const char *format, struct qimg_opts *opts
         return qimg_error_set(err, -ENOTSUP, "Format driver '%s' does not support image creation",
                               drv->name);
     struct qimg_opts *local = opts ? opts : qimg_opts_new();
+    const char *df = qimg_opts_peek(local, "data_file");
+    char *data_file = df ? xstrdup(df) : NULL;
     int ret = drv->create(filename, local, err);
+    if (ret < 0)
+        discard_failed_create(drv, filename, data_file);
+    free(data_file);
     if (!opts)
         qimg_opts_free(local);
     return ret;

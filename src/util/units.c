@@ -39,6 +39,50 @@ int qimg_parse_uint(const char *str, uint64_t *out)
     return 0;
 }
 
+int qimg_parse_number(const char *str, uint64_t *out)
+{
+    if (!str)
+        return -EINVAL;
+    const char *p = str;
+    while (isspace((unsigned char)*p))
+        p++;
+    if (*p == '+' || *p == '-')
+        p++;
+    if (!isdigit((unsigned char)*p))
+        return -EINVAL; /* strtoull would skip more spaces and signs here */
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(str, &end, 0);
+    if (errno == ERANGE)
+        return -ERANGE;
+    if (*end)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+/* The digits after a decimal point ("5" of "1.5k") as a fraction in [0, 1]. */
+static const char *parse_fraction(const char *p, double *fraction)
+{
+    size_t n = strspn(p, "0123456789");
+    *fraction = 0;
+    if (n) {
+        char *digits = strndup(p - 1, n + 1); /* ".5": strtod rounds it correctly */
+        if (digits)
+            *fraction = strtod(digits, NULL);
+        free(digits);
+    }
+    return p + n;
+}
+
+/*
+ * qemu 9.1's qemu_strtosz, as observed: leading white space and '+' are skipped, a leading
+ * '-' (even "-0") is out of range; hex ("0x400") takes neither a fraction nor a suffix
+ * (7.2 accepted "0x400k" with a deprecation warning); a decimal may have a fraction, even
+ * with no digit before or after the point (".5k", "1."), which is rounded to the nearest
+ * byte; a non-zero fraction of a byte ("1.5", "1.5b") is invalid, a zero one ("1024.0",
+ * "1024.0b") is not.
+ */
 int qimg_parse_size(const char *str, uint64_t default_unit, uint64_t *out)
 {
     const char *p = str;
@@ -47,59 +91,67 @@ int qimg_parse_size(const char *str, uint64_t default_unit, uint64_t *out)
     while (isspace((unsigned char)*p))
         p++;
     if (*p == '-')
-        return -ERANGE; /* qemu 9.1 reports negatives as out of range */
-    if (!*p)
-        return -EINVAL;
-
-    uint64_t whole;
-    double fraction = 0;
-    const char *end;
-    bool hex = (p[0] == '0' && (p[1] == 'x' || p[1] == 'X'));
-    errno = 0;
-    char *e;
-    unsigned long long v = strtoull(p, &e, hex ? 16 : 10);
-    if (e == p || (hex && e == p + 2))
-        return -EINVAL;
-    if (errno == ERANGE)
         return -ERANGE;
-    whole = v;
-    end = e;
-    bool has_fraction = false;
-    if (*end == '.' && !hex) {
-        char *fe;
-        /* parse the fraction part as "0.xyz" */
-        char buf[64];
-        size_t n = strspn(end + 1, "0123456789");
-        if (n == 0 || n > 40)
+    if (*p == '+')
+        p++;
+
+    char *e;
+    unsigned long long whole = 0;
+    errno = 0;
+    if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
+        if (!isxdigit((unsigned char)p[2]))
             return -EINVAL;
-        snprintf(buf, sizeof(buf), "0.%.*s", (int)n, end + 1);
-        fraction = strtod(buf, &fe);
-        end += 1 + n;
-        has_fraction = true;
+        whole = strtoull(p + 2, &e, 16);
+        if (errno == ERANGE)
+            return -ERANGE;
+        if (*e)
+            return -EINVAL;
+        if (default_unit > 1 && whole > UINT64_MAX / default_unit)
+            return -ERANGE;
+        *out = whole * (default_unit ? default_unit : 1);
+        return 0;
     }
+
+    const char *end = p;
+    bool has_int = isdigit((unsigned char)*p);
+    if (has_int) {
+        whole = strtoull(p, &e, 10);
+        if (errno == ERANGE)
+            return -ERANGE;
+        end = e;
+    }
+    double fraction = 0;
+    bool has_fraction = *end == '.';
+    if (has_fraction) {
+        if (!has_int && !isdigit((unsigned char)end[1]))
+            return -EINVAL;
+        end = parse_fraction(end + 1, &fraction);
+    } else if (!has_int) {
+        return -EINVAL;
+    }
+
     uint64_t mul = default_unit;
-    int shift = *end ? suffix_shift(*end) : -1;
-    if (shift >= 0) {
+    if (*end) {
+        int shift = suffix_shift(*end);
+        if (shift < 0 || end[1])
+            return -EINVAL;
         mul = 1ULL << shift;
-        end++;
-    } else if (*end) {
-        return -EINVAL;
     }
-    if (*end)
+    if (mul == 0)
+        mul = 1;
+    if (fraction != 0 && mul == 1)
         return -EINVAL;
-    /* A fraction needs a unit bigger than a byte to mean anything. */
-    if (has_fraction && mul == 1)
-        return -EINVAL;
-    if (hex && shift >= 0 && mul != 1 && has_fraction)
-        return -EINVAL;
-    if (mul != 0 && whole > UINT64_MAX / mul)
+    if (whole > UINT64_MAX / mul)
         return -ERANGE;
     uint64_t val = whole * mul;
-    if (has_fraction) {
-        double extra = fraction * (double)mul;
+    if (fraction != 0) {
+        double extra = fraction * (double)mul + 0.5;
         if ((double)val + extra >= 18446744073709551616.0)
             return -ERANGE;
-        val += (uint64_t)extra;
+        uint64_t add = (uint64_t)extra;
+        if (add > UINT64_MAX - val)
+            return -ERANGE;
+        val += add;
     }
     *out = val;
     return 0;

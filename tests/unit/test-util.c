@@ -22,6 +22,15 @@ static void test_parse_size(void)
     CHECK(qimg_parse_size("-1", 1, &v) == -ERANGE);
     CHECK(qimg_parse_size("99999999E", 1, &v) == -ERANGE);
     CHECK(qimg_parse_size("16E", 1, &v) == -ERANGE);
+    /* qemu 9.1: zero fractions of a byte, fractions without an integer part, rounding */
+    CHECK(qimg_parse_size("1024.0b", 1, &v) == 0 && v == 1024);
+    CHECK(qimg_parse_size(".5k", 1, &v) == 0 && v == 512);
+    CHECK(qimg_parse_size("1.9999k", 1, &v) == 0 && v == 2048);
+    CHECK(qimg_parse_size("0x400k", 1, &v) == -EINVAL);
+    CHECK(qimg_parse_size("-0", 1, &v) == -ERANGE);
+    CHECK(qimg_parse_number(" -1", &v) == 0 && v == UINT64_MAX);
+    CHECK(qimg_parse_number("18446744073709551616", &v) == -ERANGE);
+    CHECK(qimg_parse_number("- 1", &v) == -EINVAL);
 }
 
 static void test_size_to_str(void)

@@ -114,6 +114,9 @@ static int parse_params(struct qimg_opts *o, struct create_params *p, bool for_m
     if (cs < 512 || cs > (2u << 20) || (cs & (cs - 1)))
         return qimg_error_set(err, -EINVAL,
                               "Cluster size must be a power of two between 512 and 2048k");
+    /* qemu checks this right after the cluster size (the image file is deleted again) */
+    if (!for_measure && qimg_opts_has(o, "backing_fmt") && !qimg_opts_has(o, "backing_file"))
+        return qimg_error_set(err, -EINVAL, "Backing format cannot be used without backing file");
     if (p->extended_l2 && p->version < 3)
         return qimg_error_set(err, -EINVAL, "Extended L2 entries are only supported with "
                                             "compatibility level 1.1 and above (use version=v3 or "
