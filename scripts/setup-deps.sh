@@ -2,7 +2,7 @@
 # Install the Debian 12 packages qimg needs to build and test, only when some are missing.
 # Run as root on a fresh machine (make demo / make check call it).
 set -e
-PKGS="meson ninja-build pkg-config gcc make zlib1g-dev libzstd-dev nettle-dev libjansson-dev \
+PKGS="meson ninja-build pkg-config gcc make zlib1g-dev libzstd-dev libdeflate-dev nettle-dev libjansson-dev \
       qemu-utils python3-pytest e2fsprogs strace"
 # make asan: gcc's sanitizer runtimes (gcc already pulls them in; listed so a missing one is installed)
 [ "${QIMG_SETUP_EXTRA:-}" = asan ] && PKGS="$PKGS libasan8 libubsan1"
