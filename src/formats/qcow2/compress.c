@@ -152,6 +152,10 @@ static void *thread_ctx(enum thread_ctx which)
  * bytes (the _ex call tolerates the bytes after it), which is also what QEMU
  * accepts. Every other verdict (stream longer than the cluster, input
  * exhausted, data it rejects) is left to zlib, which decides as QEMU does.
+ * libdeflate is more lenient than zlib on a few malformed streams no encoder
+ * writes (the reserved length symbols 286/287 and distance codes 30/31 decode
+ * instead of failing): such a hostile cluster reads as data where QEMU fails
+ * it (tests/cli/test_compressed_read.py, test_reserved_length_symbol).
  */
 static int deflate_decompress(uint8_t *out, size_t out_len, const uint8_t *in, size_t in_len)
 {
