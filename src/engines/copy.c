@@ -373,6 +373,29 @@ static int read_mixed(struct copy_state *s, const struct chunk *c, uint8_t *buf)
     return 0;
 }
 
+/*
+ * Where a chunk that failed to read failed, as qemu-img reports it: at the
+ * start of its own read request, which covers one block-status run of the
+ * source (a single cluster when it is compressed), where a chunk may span
+ * many. Re-read run by run; a chunk that reads the second time (a one-shot
+ * error) is reported at its start.
+ */
+static uint64_t failed_run(struct copy_state *s, const struct chunk *c, struct qimg_node *src,
+                           uint8_t *buf)
+{
+    for (uint64_t done = 0; done < c->len;) {
+        struct qimg_block_status st;
+        uint64_t n = c->len - done;
+        if (qimg_chain_block_status(src, s->job->base, c->src_off + done, n, &st) == 0 &&
+            st.bytes && st.bytes < n)
+            n = st.bytes;
+        if (qimg_node_pread(src, c->src_off + done, n, buf + done, 0) < 0)
+            return c->pos + done;
+        done += n;
+    }
+    return c->pos;
+}
+
 static int read_chunk(struct copy_state *s, const struct chunk *c, uint8_t *buf)
 {
     if (c->ext->mixed)
@@ -384,7 +407,8 @@ static int read_chunk(struct copy_state *s, const struct chunk *c, uint8_t *buf)
         ret = 0;
     }
     if (ret < 0)
-        fail(s, QIMG_COPY_FAILED_READ, c->pos, ret, "error while reading at byte");
+        fail(s, QIMG_COPY_FAILED_READ, failed_run(s, c, src, buf), ret,
+             "error while reading at byte");
     return ret;
 }
 

@@ -147,22 +147,29 @@ static int read_backing(struct qimg_node *n, uint64_t off, uint64_t len, uint8_t
     return 0;
 }
 
+/*
+ * A compressed cluster: read its bytes and decode them, without the node lock
+ * (workers decode in parallel). A whole-cluster read decodes straight into
+ * the caller's buffer.
+ */
 static int read_compressed(struct qimg_node *n, uint64_t l2e, uint64_t in_cluster, uint64_t len,
                            uint8_t *dst)
 {
     struct qcow2_state *s = n->opaque;
     uint64_t host, clen;
     qcow2_compressed_range(s, l2e, &host, &clen);
+    bool whole = in_cluster == 0 && len == s->cluster_size;
     uint8_t *cbuf = xmalloc(clen);
-    uint8_t *out = xmalloc(s->cluster_size);
+    uint8_t *out = whole ? dst : xmalloc(s->cluster_size);
     qimg_debug_event(n->file, QIMG_DBG_READ_COMPRESSED);
     int ret = file_read(n, host, clen, cbuf);
     if (ret == 0)
         ret = qcow2_decompress(s->compression_type, out, s->cluster_size, cbuf, clen);
-    if (ret == 0)
+    if (ret == 0 && !whole)
         memcpy(dst, out + in_cluster, len);
     free(cbuf);
-    free(out);
+    if (!whole)
+        free(out);
     return ret;
 }
 
