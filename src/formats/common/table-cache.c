@@ -48,7 +48,7 @@ static void raise_event(struct qimg_table_cache *c, enum qimg_debug_event ev)
 
 static int entry_writeback(struct qimg_table_cache *c, struct qimg_table_cache_entry *e)
 {
-    if (!e->offset || !e->dirty)
+    if (!e->used || !e->dirty)
         return 0;
     raise_event(c, c->writeback_event);
     int ret = qimg_node_pwrite(c->node, e->offset, table_bytes(c, e->offset), e->buf, 0);
@@ -59,12 +59,10 @@ static int entry_writeback(struct qimg_table_cache *c, struct qimg_table_cache_e
 
 static struct qimg_table_cache_entry *lookup(struct qimg_table_cache *c, uint64_t offset)
 {
-    if (!offset)
-        return NULL;
-    if (c->e[c->last_hit].offset == offset)
+    if (c->e[c->last_hit].used && c->e[c->last_hit].offset == offset)
         return &c->e[c->last_hit];
     for (size_t i = 0; i < c->n; i++) {
-        if (c->e[i].offset == offset) {
+        if (c->e[i].used && c->e[i].offset == offset) {
             c->last_hit = i;
             return &c->e[i];
         }
@@ -77,7 +75,7 @@ static size_t victim_slot(const struct qimg_table_cache *c)
 {
     size_t victim = 0;
     for (size_t i = 0; i < c->n; i++) {
-        if (!c->e[i].offset)
+        if (!c->e[i].used)
             return i;
         if (c->e[i].last_use < c->e[victim].last_use)
             victim = i;
@@ -95,13 +93,16 @@ static int fill(struct qimg_table_cache *c, struct qimg_table_cache_entry *e, ui
         return 0;
     }
     raise_event(c, c->load_event);
-    return have ? qimg_node_pread(c->node, offset, have, e->buf, 0) : 0;
+    int64_t flen = qimg_node_length(c->node);
+    if (flen < 0)
+        return (int)flen;
+    uint64_t in_file = offset >= (uint64_t)flen ? 0 : qimg_min_u64(have, (uint64_t)flen - offset);
+    memset(e->buf + in_file, 0, have - in_file);
+    return in_file ? qimg_node_pread(c->node, offset, in_file, e->buf, 0) : 0;
 }
 
 int qimg_table_cache_get(struct qimg_table_cache *c, uint64_t offset, bool fresh, uint8_t **out)
 {
-    if (!offset)
-        return -EINVAL;
     struct qimg_table_cache_entry *e = lookup(c, offset);
     if (e) {
         e->last_use = ++c->tick;
@@ -117,11 +118,12 @@ int qimg_table_cache_get(struct qimg_table_cache *c, uint64_t offset, bool fresh
         return ret;
     if (!e->buf && !(e->buf = qimg_alloc_aligned(c->table_size)))
         return -ENOMEM;
-    e->offset = 0;
+    e->used = false;
     e->dirty = false;
     ret = fill(c, e, offset, fresh);
     if (ret < 0)
         return ret;
+    e->used = true;
     e->offset = offset;
     e->last_use = ++c->tick;
     c->last_hit = slot;
@@ -137,7 +139,7 @@ int qimg_table_cache_store(struct qimg_table_cache *c, uint64_t offset, uint64_t
         return -EINVAL;
     int ret = qimg_node_pwrite(c->node, offset + start, len, e->buf + start, 0);
     if (ret < 0 && !e->dirty)
-        e->offset = 0; /* the cached table must say what the node says */
+        e->used = false; /* the cached table must say what the node says */
     return ret;
 }
 
@@ -163,5 +165,5 @@ void qimg_table_cache_drop(struct qimg_table_cache *c, uint64_t offset)
 {
     struct qimg_table_cache_entry *e = lookup(c, offset);
     if (e && !e->dirty)
-        e->offset = 0;
+        e->used = false;
 }

@@ -24,7 +24,8 @@
 #include "qimg/driver.h"
 
 struct qimg_table_cache_entry {
-    uint64_t offset; /* host offset of the table; 0: slot free */
+    uint64_t offset; /* host offset of the table */
+    bool used;       /* the slot holds a table */
     uint64_t last_use;
     bool dirty;
     uint8_t *buf;
@@ -48,8 +49,9 @@ void qimg_table_cache_init(struct qimg_table_cache *c, struct qimg_node *node, s
 /* Frees the buffers; dirty tables are NOT written (call flush first). */
 void qimg_table_cache_destroy(struct qimg_table_cache *c);
 /*
- * The table at offset (> 0): cached, or read from the node; fresh: a new
- * table, zero-filled without reading. Evicting a dirty table writes it back
+ * The table at offset: cached, or read from the node (bytes past the node's
+ * end read as zeroes, as QEMU reads short files); fresh: a new table,
+ * zero-filled without reading. Evicting a dirty table writes it back
  * first (an error then leaves the cache unchanged).
  */
 int qimg_table_cache_get(struct qimg_table_cache *c, uint64_t offset, bool fresh, uint8_t **out);
