@@ -312,20 +312,32 @@ int qimg_mapped_pdiscard(struct qimg_node *n, uint64_t off, uint64_t len)
     return ret;
 }
 
-/* A hole in the data node under a DATA run reads as zeroes: say so (and where it ends). */
+/*
+ * A DATA run with .recurse: ask the data node, as QEMU's block layer asks the
+ * file under a format that sets BDRV_BLOCK_RECURSE. A hole adds ZERO and ends
+ * the run where the hole ends; so does data (the run is cut to it); a hole
+ * reaching the node's end, or a run starting at or past it, reads as zeroes
+ * whole (observed with qemu-img 9.1 on truncated static VDI images).
+ */
 static void probe_host_zero(struct qimg_node *n, struct qimg_block_status *st)
 {
     struct qimg_node *d = data_node(n);
     int64_t flen = qimg_node_length(d);
-    if (flen < 0 || st->offset >= (uint64_t)flen)
+    if (flen < 0)
         return;
+    if (st->offset >= (uint64_t)flen) {
+        st->flags |= QIMG_BLK_ZERO;
+        return;
+    }
     struct qimg_block_status sub;
     uint64_t len = qimg_min_u64(st->bytes, (uint64_t)flen - st->offset);
     if (qimg_node_block_status(d, st->offset, len, &sub) < 0)
         return;
-    if (sub.bytes < st->bytes)
-        st->bytes = sub.bytes;
-    if ((sub.flags & QIMG_BLK_ZERO) && !(sub.flags & QIMG_BLK_DATA))
+    bool zero = (sub.flags & QIMG_BLK_ZERO) && !(sub.flags & QIMG_BLK_DATA);
+    bool reaches_end = st->offset + sub.bytes >= (uint64_t)flen;
+    if (!(zero && reaches_end))
+        st->bytes = qimg_min_u64(st->bytes, sub.bytes);
+    if (zero)
         st->flags |= QIMG_BLK_ZERO;
 }
 
@@ -355,7 +367,7 @@ int qimg_mapped_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
         st->flags |= QIMG_BLK_OFFSET_VALID;
         st->offset = m.host;
         st->file = data_node(n);
-        if (m.kind == QIMG_MAP_DATA)
+        if (m.kind == QIMG_MAP_DATA && m.recurse)
             probe_host_zero(n, st);
     }
     return 0;

@@ -43,6 +43,12 @@ struct qimg_map {
     uint64_t host;   /* DATA, or ZERO with host_valid: host offset of the run's first byte */
     bool host_valid; /* host is meaningful (DATA always; ZERO when space stays allocated) */
     bool in_place;   /* DATA: writes may overwrite the run without a table change */
+    /*
+     * DATA: block status asks the data node for holes (QEMU's
+     * BDRV_BLOCK_RECURSE): preallocated areas that may never have been
+     * written (static VDI, qcow2 with metadata preallocation).
+     */
+    bool recurse;
     uint64_t entry;  /* the format's raw table entry (COMPRESSED: its descriptor) */
 };
 
@@ -101,8 +107,8 @@ int qimg_mapped_pwrite_zeroes(struct qimg_node *n, uint64_t off, uint64_t len, u
 int qimg_mapped_pdiscard(struct qimg_node *n, uint64_t off, uint64_t len);
 /*
  * Block status from map: UNALLOCATED -> 0, ZERO -> ZERO, DATA -> DATA with its
- * host offset, where a hole in the data node adds ZERO (as QEMU's block layer
- * asks the file under a format), COMPRESSED -> DATA|COMPRESSED.
+ * host offset (with .recurse, a hole in the data node adds ZERO, as QEMU's
+ * block layer asks the file under a format), COMPRESSED -> DATA|COMPRESSED.
  */
 int qimg_mapped_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
                              struct qimg_block_status *st);

@@ -94,6 +94,8 @@ static int vdi_map(struct qimg_node *n, uint64_t off, uint64_t len, struct qimg_
             m->kind = kind;
             m->host_valid = m->in_place = kind == QIMG_MAP_DATA;
             m->host = m->host_valid ? host : 0;
+            /* qemu asks the file under a static image's (preallocated) blocks. */
+            m->recurse = s->image_type == VDI_TYPE_STATIC;
             m->entry = e;
         } else if (kind != m->kind || (kind == QIMG_MAP_DATA && host != m->host + (pos - off))) {
             break;
@@ -241,6 +243,18 @@ static int vdi_get_info(struct qimg_node *n, struct qimg_driver_info *info,
     return 0;
 }
 
+/*
+ * One block at a time, as qemu's vdi driver answers: compare -s sees where a
+ * run ends (whether it reaches the end of the image), so longer runs would
+ * change its verdict. Reads still map runs of many blocks.
+ */
+static int vdi_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
+                            struct qimg_block_status *st)
+{
+    uint64_t to_block_end = VDI_BLOCK_SIZE - off % VDI_BLOCK_SIZE;
+    return qimg_mapped_block_status(n, off, qimg_min_u64(len, to_block_end), st);
+}
+
 /* A dynamic image reads as zeroes when new; a static one as its file does. */
 static bool vdi_has_zero_init(struct qimg_node *n)
 {
@@ -260,7 +274,7 @@ const struct qimg_driver qimg_vdi_driver = {
     .get_length = vdi_get_length,
     .pread = qimg_mapped_pread,
     .pwrite = qimg_mapped_pwrite,
-    .block_status = qimg_mapped_block_status,
+    .block_status = vdi_block_status,
     .has_zero_init = vdi_has_zero_init,
     .get_info = vdi_get_info,
     .check = vdi_check,
