@@ -24,6 +24,8 @@ struct toy {
     uint64_t table[NBLOCKS];
     uint64_t file_end;
     int allocs, commits, zero_calls, discard_calls;
+    uint64_t written_start, written_end;
+    uint64_t forbidden_host; /* check_host_write refuses writes touching it (0: none) */
     uint64_t zero_off, zero_len;
 };
 
@@ -53,6 +55,8 @@ static int toy_commit(struct qimg_node *n, struct qimg_alloc *a)
     for (uint64_t i = 0; i < a->bytes / BS; i++)
         t->table[a->guest / BS + i] = a->host + i * BS;
     t->commits++;
+    t->written_start = a->written_start;
+    t->written_end = a->written_end;
     return 0;
 }
 
@@ -77,9 +81,18 @@ static int toy_discard(struct qimg_node *n, uint64_t off, uint64_t len)
     return 0;
 }
 
+static int toy_check_host_write(struct qimg_node *n, uint64_t host, uint64_t len)
+{
+    struct toy *t = n->opaque;
+    if (t->forbidden_host && host <= t->forbidden_host && t->forbidden_host < host + len)
+        return -EIO;
+    return 0;
+}
+
 static const struct qimg_mapped_ops toy_ops = {
     .map = toy_map, .alloc = toy_alloc, .commit = toy_commit,
     .zero_blocks = toy_zero, .discard_blocks = toy_discard,
+    .check_host_write = toy_check_host_write,
 };
 
 static int64_t toy_length(struct qimg_node *n)
@@ -159,12 +172,18 @@ static void test_read_holes_and_partial_write(void)
     memset(pat, 7, sizeof(pat));
     CHECK(qimg_node_pwrite(n, BS + 10, sizeof(pat), pat, 0) == 0);
     CHECK(t->allocs == 1 && t->commits == 1 && t->table[1] == BS);
+    CHECK(t->written_start == BS && t->written_end == 2 * BS);
     CHECK(qimg_node_pread(n, 0, sizeof(buf), buf, 0) == 0);
     CHECK(all(buf, 0, BS + 10) && all(buf + BS + 10, 7, 100) && all(buf + BS + 110, 0, 2 * BS - 110));
     /* the whole block reached the file, COW head and tail as zeroes */
     CHECK(qimg_node_length(n->file) == 2 * BS);
     /* an overwrite in place allocates nothing */
     CHECK(qimg_node_pwrite(n, BS, 10, pat, 0) == 0 && t->allocs == 1);
+    /* the format may veto data writes (qcow2: metadata overlap), in place or allocating */
+    t->forbidden_host = BS + 5;
+    CHECK(qimg_node_pwrite(n, BS, 10, pat, 0) == -EIO);
+    t->forbidden_host = 2 * BS + 1;
+    CHECK(qimg_node_pwrite(n, 0, 10, pat, 0) == -EIO && t->commits == 1);
     qimg_node_unref(n);
 }
 

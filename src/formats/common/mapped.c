@@ -145,6 +145,12 @@ static int read_old_locked(struct qimg_node *n, uint64_t off, uint64_t len, uint
     return 0;
 }
 
+static int check_host_write(struct qimg_node *n, uint64_t host, uint64_t len)
+{
+    const struct qimg_mapped_ops *ops = qimg_mapped_of(n)->ops;
+    return ops->check_host_write ? ops->check_host_write(n, host, len) : 0;
+}
+
 /* Blocks from c0 on that need a new home for a write ending at end: at least one. */
 static int alloc_extent(struct qimg_node *n, uint64_t c0, uint64_t end, struct qimg_alloc *a)
 {
@@ -192,6 +198,8 @@ static int write_alloc(struct qimg_node *n, uint64_t off, uint64_t end, const ui
         ret = read_old_locked(n, c0, off - c0, buf);
     if (ret == 0 && we > wend)
         ret = read_old_locked(n, wend, we - wend, buf + (wend - c0));
+    if (ret == 0)
+        ret = check_host_write(n, a.host, a.bytes);
     if (ret == 0) {
         if (!whole)
             memcpy(buf + (off - c0), src, wend - off);
@@ -199,6 +207,8 @@ static int write_alloc(struct qimg_node *n, uint64_t off, uint64_t end, const ui
         ret = qimg_node_pwrite(data_node(n), a.host, a.bytes, whole ? src : buf, 0);
     }
     free(buf);
+    a.written_start = c0;
+    a.written_end = we;
     if (ret == 0)
         ret = mp->ops->commit(n, &a);
     else if (mp->ops->abort)
@@ -217,9 +227,12 @@ int qimg_mapped_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const vo
         pthread_mutex_lock(&n->lock);
         int ret = map_locked(n, off, len, &m);
         if (ret == 0 && m.kind == QIMG_MAP_DATA && m.in_place) {
+            ret = check_host_write(n, m.host, m.bytes);
             pthread_mutex_unlock(&n->lock);
-            qimg_debug_event(n->file, QIMG_DBG_WRITE_AIO);
-            ret = qimg_node_pwrite(data_node(n), m.host, m.bytes, src, 0);
+            if (ret == 0) {
+                qimg_debug_event(n->file, QIMG_DBG_WRITE_AIO);
+                ret = qimg_node_pwrite(data_node(n), m.host, m.bytes, src, 0);
+            }
             done = m.bytes;
         } else {
             if (ret == 0)

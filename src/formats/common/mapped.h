@@ -57,6 +57,12 @@ struct qimg_alloc {
     uint64_t guest; /* first guest byte (block aligned) */
     uint64_t bytes; /* whole blocks; alloc may shorten it (never to 0) */
     uint64_t host;  /* set by alloc: host offset of the first byte, contiguous */
+    /*
+     * Set by the layer before commit: the guest range [start, end) whose
+     * bytes went to host + (start - guest) (guest data plus its COW head and
+     * tail). Formats with subclusters mark exactly these as allocated.
+     */
+    uint64_t written_start, written_end;
     void *priv;     /* the format's state from alloc to commit/abort (old entries) */
 };
 
@@ -81,6 +87,12 @@ struct qimg_mapped_ops {
      * QEMU's generic path does for formats without zero writes). n->lock held.
      */
     int (*zero_blocks)(struct qimg_node *n, uint64_t off, uint64_t len, unsigned flags);
+    /*
+     * Optional: veto a data write to [host, host+len) of the data node before
+     * it happens (qcow2's overlap check against its metadata: mark the image
+     * corrupt and return -EIO). n->lock held.
+     */
+    int (*check_host_write)(struct qimg_node *n, uint64_t host, uint64_t len);
     /* Optional: deallocate the whole blocks of [off, off+len). n->lock held. NULL: no-op. */
     int (*discard_blocks)(struct qimg_node *n, uint64_t off, uint64_t len);
 };
