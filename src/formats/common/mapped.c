@@ -101,13 +101,12 @@ int qimg_mapped_read_run(struct qimg_node *n, uint64_t off, const struct qimg_ma
     return -EIO;
 }
 
-int qimg_mapped_pread(struct qimg_node *n, uint64_t off, uint64_t len, void *buf, unsigned flags)
+/* Read [off, off+len) run by run; map under n->lock unless the caller holds it. */
+static int read_runs(struct qimg_node *n, uint64_t off, uint64_t len, uint8_t *dst, bool locked)
 {
-    (void)flags;
-    uint8_t *dst = buf;
     while (len) {
         struct qimg_map m;
-        int ret = map_run(n, off, len, &m);
+        int ret = locked ? map_locked(n, off, len, &m) : map_run(n, off, len, &m);
         if (ret == 0)
             ret = qimg_mapped_read_run(n, off, &m, dst);
         if (ret < 0)
@@ -117,6 +116,12 @@ int qimg_mapped_pread(struct qimg_node *n, uint64_t off, uint64_t len, void *buf
         len -= m.bytes;
     }
     return 0;
+}
+
+int qimg_mapped_pread(struct qimg_node *n, uint64_t off, uint64_t len, void *buf, unsigned flags)
+{
+    (void)flags;
+    return read_runs(n, off, len, buf, false);
 }
 
 /*
@@ -131,18 +136,7 @@ static int read_old_locked(struct qimg_node *n, uint64_t off, uint64_t len, uint
         return (int)size;
     uint64_t inside = off >= (uint64_t)size ? 0 : qimg_min_u64((uint64_t)size - off, len);
     memset(dst + inside, 0, len - inside);
-    while (inside) {
-        struct qimg_map m;
-        int ret = map_locked(n, off, inside, &m);
-        if (ret == 0)
-            ret = qimg_mapped_read_run(n, off, &m, dst);
-        if (ret < 0)
-            return ret;
-        off += m.bytes;
-        dst += m.bytes;
-        inside -= m.bytes;
-    }
-    return 0;
+    return read_runs(n, off, inside, dst, true);
 }
 
 static int check_host_write(struct qimg_node *n, uint64_t host, uint64_t len)
