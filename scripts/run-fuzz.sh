@@ -22,6 +22,13 @@ for opts in "" "compat=0.10" "cluster_size=512" "cluster_size=4k,refcount_bits=1
         "$f" >/dev/null 2>&1 || true
     i=$((i + 1))
 done
+# VDI: dynamic and static images with data (block map entries in and out of order).
+for opts in "" "static=on"; do
+    f="$SEEDS/seed-vdi$i.vdi"
+    qemu-img create -q -f vdi ${opts:+-o $opts} "$f" 3M
+    qemu-io -f vdi -c 'write -P 0x5a 2M 4k' -c 'write -P 1 0 4k' "$f" >/dev/null 2>&1 || true
+    i=$((i + 1))
+done
 head -c 65536 /dev/urandom > "$SEEDS/seed-random.raw"
 # --object specs for fuzz-object (the image harnesses just see small junk files)
 printf 'secret,id=s,data=YWJj,format=base64' > "$SEEDS/obj-base64"

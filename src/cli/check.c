@@ -153,6 +153,12 @@ int cmd_check(int argc, char **argv)
     }
     struct qimg_check_result r;
     int ret = run_check(n, &r, fix);
+    if (ret == -ENOTSUP) {
+        /* A format that cannot repair (vdi with -r) says so as qemu-img does. */
+        cli_error("This image format does not support checks");
+        qimg_node_unref(n);
+        return 63;
+    }
     if (ret == 0 && (r.corruptions_fixed || r.leaks_fixed)) {
         int corruptions_fixed = r.corruptions_fixed, leaks_fixed = r.leaks_fixed;
         if (output == CLI_OUTPUT_HUMAN && !o.quiet)
