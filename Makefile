@@ -4,7 +4,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 PYTEST ?= /usr/bin/python3 -m pytest
 
-.PHONY: all deps build demo check unit-test cli-test asan fuzz bench clean install
+.PHONY: all deps build demo check unit-test cli-test asan fuzz bench clean install torture
 
 all: build
 
@@ -42,6 +42,12 @@ asan: deps
 	@[ -f $(ASAN_BUILD)/build.ninja ] || meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
 	ninja -C $(ASAN_BUILD)
 	@$(ASAN_ENV) ./scripts/run-tests.sh $(ASAN_BUILD)
+
+# The long reliability runs (doc/reliability.md): every power-loss cut point with
+# several seeds, every fault with both EIO and ENOSPC.
+torture: build
+	QIMG_TORTURE=1 QIMG_BUILD=$(abspath $(BUILD)) $(PYTEST) -q -p no:cacheprovider -s \
+	  tests/cli/test_powerfail.py tests/cli/test_fault_loop.py
 
 bench: build
 	@./bench/run $(BUILD)

@@ -8,6 +8,7 @@ void qimg_register_builtin_drivers(void)
     qimg_driver_register(&qimg_host_cdrom_driver);
     qimg_driver_register(&qimg_raw_driver);
     qimg_driver_register(&qimg_blkdebug_driver);
+    qimg_driver_register(&qimg_powerfail_driver);
     qimg_driver_register(&qimg_null_co_driver);
     qimg_driver_register(&qimg_null_aio_driver);
     qimg_driver_register(&qimg_qcow2_driver);

@@ -12,6 +12,7 @@ extern const struct qimg_driver qimg_host_cdrom_driver;
 const struct qimg_driver *qimg_file_probe_protocol(const char *filename);
 extern const struct qimg_driver qimg_raw_driver;
 extern const struct qimg_driver qimg_blkdebug_driver;
+extern const struct qimg_driver qimg_powerfail_driver;
 extern const struct qimg_driver qimg_null_co_driver;
 extern const struct qimg_driver qimg_null_aio_driver;
 extern const struct qimg_driver qimg_qcow2_driver;
