@@ -219,10 +219,10 @@ int qimg_luks_parse(const uint8_t *buf, struct qimg_luks **out, struct qimg_erro
         ret = get_string(buf + 72, 32, h->hash_spec, "hash spec", err);
     if (ret == 0) {
         decode(buf, h);
-        ret = check_layout(h, err);
+        ret = parse_cipher(h, &l->params, err);
     }
     if (ret == 0)
-        ret = parse_cipher(h, &l->params, err);
+        ret = check_layout(h, err);
     if (ret < 0) {
         qimg_luks_free(l);
         return ret;

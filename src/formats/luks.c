@@ -279,6 +279,7 @@ static int luks_create(const char *filename, struct qimg_opts *opts, struct qimg
     snprintf(sz, sizeof(sz), "%" PRIu64, header + size);
     struct qimg_opts *po = qimg_opts_clone(opts);
     qimg_opts_set(po, "size", sz);
+    qimg_opts_del(po, "preallocation");
     if (prealloc == QIMG_PREALLOC_FALLOC || prealloc == QIMG_PREALLOC_FULL)
         qimg_opts_set(po, "preallocation", qimg_prealloc_name(prealloc));
     ret = qimg_create_protocol(filename, po, err);
