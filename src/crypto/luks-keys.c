@@ -18,7 +18,7 @@
 #define LUKS_ALIGN 4096
 #define LUKS_MIN_ITERS 1000
 
-static size_t split_len(uint32_t key_bytes)
+size_t qimg_luks_split_len(uint32_t key_bytes)
 {
     return ((size_t)key_bytes * QIMG_LUKS_STRIPES + 511) / 512 * 512;
 }
@@ -63,7 +63,7 @@ static int payload_crypt(struct qimg_luks *l, const uint8_t *key, struct qimg_se
 }
 
 /* Is key the master key? Compare its PBKDF2 digest with the header's. */
-static bool master_key_matches(const struct qimg_luks *l, const uint8_t *key)
+bool qimg_luks_master_key_matches(const struct qimg_luks *l, const uint8_t *key)
 {
     uint8_t digest[QIMG_LUKS_DIGEST_LEN];
     qimg_pbkdf2(l->params.hash, key, l->hdr.key_bytes, l->hdr.mk_digest_salt,
@@ -72,11 +72,12 @@ static bool master_key_matches(const struct qimg_luks *l, const uint8_t *key)
 }
 
 /* Decrypt slot i's key material with the passphrase and merge it: a candidate master key. */
-static int slot_candidate(struct qimg_luks *l, int i, const uint8_t *pw, size_t pwlen,
-                          const struct qimg_luks_io *io, uint8_t *key, struct qimg_error *err)
+int qimg_luks_slot_candidate(struct qimg_luks *l, int i, const uint8_t *pw, size_t pwlen,
+                             const struct qimg_luks_io *io, uint8_t *key,
+                             struct qimg_error *err)
 {
     const struct qimg_luks_slot *s = &l->hdr.slots[i];
-    size_t klen = l->hdr.key_bytes, mlen = split_len(l->hdr.key_bytes);
+    size_t klen = l->hdr.key_bytes, mlen = qimg_luks_split_len(l->hdr.key_bytes);
     uint8_t *slot_key = xmalloc(klen);
     uint8_t *material = xmalloc(mlen);
     struct qimg_sector_crypt *sc = NULL;
@@ -109,10 +110,10 @@ int qimg_luks_unlock(struct qimg_luks *l, const uint8_t *pw, size_t pwlen,
     for (int i = 0; i < QIMG_LUKS_NUM_SLOTS; i++) {
         if (l->hdr.slots[i].active != QIMG_LUKS_SLOT_ACTIVE)
             continue;
-        ret = slot_candidate(l, i, pw, pwlen, io, key, err);
+        ret = qimg_luks_slot_candidate(l, i, pw, pwlen, io, key, err);
         if (ret < 0)
             break;
-        if (master_key_matches(l, key)) {
+        if (qimg_luks_master_key_matches(l, key)) {
             ret = payload_crypt(l, key, &l->crypt, err);
             if (ret == 0) {
                 l->master_key = key;
@@ -176,11 +177,11 @@ static void fill_spec(struct qimg_luks_header *h, const struct qimg_luks_params 
 }
 
 /* Key slot i keyed by the passphrase: salt, iterations, split and encrypted master key. */
-static int write_slot(struct qimg_luks *l, int i, const uint8_t *pw, size_t pwlen,
-                      const struct qimg_luks_io *io, struct qimg_error *err)
+int qimg_luks_slot_write(struct qimg_luks *l, int i, const uint8_t *pw, size_t pwlen,
+                         const struct qimg_luks_io *io, struct qimg_error *err)
 {
     struct qimg_luks_slot *s = &l->hdr.slots[i];
-    size_t klen = l->hdr.key_bytes, mlen = split_len(l->hdr.key_bytes);
+    size_t klen = l->hdr.key_bytes, mlen = qimg_luks_split_len(l->hdr.key_bytes);
     uint8_t *slot_key = xmalloc(klen);
     uint8_t *material = xcalloc(1, mlen);
     struct qimg_sector_crypt *sc = NULL;
@@ -258,7 +259,7 @@ int qimg_luks_create(struct qimg_luks **out, const struct qimg_luks_params *p, c
         l->params.has_ivgen_hash = true;
     ret = init_header(l, err);
     if (ret == 0)
-        ret = write_slot(l, 0, pw, pwlen, io, err);
+        ret = qimg_luks_slot_write(l, 0, pw, pwlen, io, err);
     if (ret == 0) {
         uint8_t buf[QIMG_LUKS_HEADER_LEN];
         qimg_luks_encode(&l->hdr, buf);

@@ -102,6 +102,35 @@ uint64_t qimg_luks_header_area_len(const struct qimg_luks_params *p);
 /* Check the parameters (cipher, mode, essiv combinations) as QEMU does. */
 int qimg_luks_params_check(const struct qimg_luks_params *p, struct qimg_error *err);
 
+/*
+ * Key slot changes (amend): state=active writes the passphrase new_pw into
+ * keyslot (or the first free one); state=inactive erases keyslot and/or the
+ * slots old_pw opens. The checks and messages are QEMU's; force allows
+ * overwriting an active slot and erasing the last ones. The header is
+ * rewritten through io. Activation needs the unlocked master key.
+ */
+struct qimg_luks_amend {
+    bool active;
+    int keyslot; /* -1: not given */
+    const uint8_t *old_pw, *new_pw; /* NULL: not given */
+    size_t old_len, new_len;
+    bool has_iter_time;
+    uint64_t iter_time_ms;
+    bool force;
+};
+int qimg_luks_amend(struct qimg_luks *l, const struct qimg_luks_amend *a,
+                    const struct qimg_luks_io *io, struct qimg_error *err);
+
+/* Key slot primitives (luks-keys.c) for luks-amend.c. */
+size_t qimg_luks_split_len(uint32_t key_bytes);
+int qimg_luks_slot_candidate(struct qimg_luks *l, int i, const uint8_t *pw, size_t pwlen,
+                             const struct qimg_luks_io *io, uint8_t *key,
+                             struct qimg_error *err);
+bool qimg_luks_master_key_matches(const struct qimg_luks *l, const uint8_t *key);
+/* Key slot i keyed by the passphrase with params.iter_time_ms of PBKDF2; header not written. */
+int qimg_luks_slot_write(struct qimg_luks *l, int i, const uint8_t *pw, size_t pwlen,
+                         const struct qimg_luks_io *io, struct qimg_error *err);
+
 /* info's "format-specific" data (QCryptoBlockInfoLUKS) for this volume. */
 struct qimg_json *qimg_luks_info_json(const struct qimg_luks *l, bool detached_header);
 

@@ -335,6 +335,77 @@ static int luks_measure(struct qimg_opts *opts, struct qimg_node *src, uint64_t 
     return 0;
 }
 
+static const struct qimg_opt_desc luks_amend_opts[] = {
+    {"state", QIMG_OPT_STRING, "Select new state of affected keyslots (active/inactive)", NULL},
+    {"keyslot", QIMG_OPT_NUMBER, "Select a single keyslot to modify explicitly", NULL},
+    {"old-secret", QIMG_OPT_STRING, "Select all keyslots that match this password", NULL},
+    {"new-secret", QIMG_OPT_STRING,
+     "New secret to set in the matching keyslots. Empty string to erase", NULL},
+    {"iter-time", QIMG_OPT_NUMBER, "Time to spend in PBKDF in milliseconds", NULL},
+    {0},
+};
+
+/*
+ * A secret amend uses: looked up only where the operation needs it; one given
+ * where it does not count as given ("" here) so that the key slot code refuses it.
+ */
+static int amend_secret(struct qimg_opts *opts, const char *key, bool needed, uint8_t **pw,
+                        size_t *len, struct qimg_error *err)
+{
+    const char *id = qimg_opts_take(opts, key);
+    if (!id)
+        return 0;
+    if (!needed) {
+        *pw = (uint8_t *)xstrdup("");
+        *len = 0;
+        return 0;
+    }
+    return qimg_secret_lookup(id, pw, len, err);
+}
+
+static int luks_amend(struct qimg_node *n, struct qimg_opts *opts, bool force,
+                      struct qimg_error *err)
+{
+    struct luks_state *s = n->opaque;
+    struct qimg_luks_amend a = {.keyslot = -1, .force = force};
+    uint8_t *old_pw = NULL, *new_pw = NULL;
+    uint64_t slot = 0;
+    const char *state = qimg_opts_take(opts, "state");
+    int ret = 0;
+    if (!state)
+        return qimg_error_set(err, -EINVAL, "Parameter 'state' is missing");
+    if (strcmp(state, "active") && strcmp(state, "inactive"))
+        return qimg_error_set(err, -EINVAL, "Parameter 'state' does not accept value '%s'", state);
+    a.active = !strcmp(state, "active");
+    if ((ret = qimg_opts_take_uint(opts, "keyslot", &slot, err)) < 0)
+        return ret;
+    if (ret > 0)
+        a.keyslot = slot > INT32_MAX ? INT32_MAX : (int)slot;
+    if ((ret = qimg_opts_take_uint(opts, "iter-time", &a.iter_time_ms, err)) < 0)
+        return ret;
+    a.has_iter_time = ret > 0;
+    ret = amend_secret(opts, "old-secret", !a.active, &old_pw, &a.old_len, err);
+    if (ret >= 0)
+        ret = amend_secret(opts, "new-secret", a.active, &new_pw, &a.new_len, err);
+    if (ret >= 0) {
+        a.old_pw = old_pw;
+        a.new_pw = new_pw;
+        struct qimg_luks_io io = {n->file, file_read, file_write};
+        ret = qimg_luks_amend(s->luks, &a, &io, err);
+        if (ret == 0 && (ret = qimg_node_flush(n->file)) < 0)
+            qimg_error_errno(err, ret, "Could not flush the image");
+    }
+    if (old_pw) {
+        memset(old_pw, 0, a.old_len);
+        free(old_pw);
+    }
+    if (new_pw) {
+        memset(new_pw, 0, a.new_len);
+        free(new_pw);
+    }
+    return ret;
+}
+
 static const char *const luks_strong_opts[] = {"key-secret", NULL};
 
 const struct qimg_driver qimg_luks_driver = {
@@ -355,4 +426,6 @@ const struct qimg_driver qimg_luks_driver = {
     .has_zero_init = luks_has_zero_init,
     .get_info = luks_get_info,
     .measure = luks_measure,
+    .amend_opts = luks_amend_opts,
+    .amend = luks_amend,
 };

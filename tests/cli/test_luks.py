@@ -35,7 +35,7 @@ def retry_cpu(tool, *argv):
 
 def create(tool, path, size="1M", opts=""):
     o = "key-secret=sec0,iter-time=10" + ("," + opts if opts else "")
-    for _ in range(5):
+    for _ in range(10):
         r = tool.img("create", "-q", "-f", "luks", *OBJ, "-o", o, str(path), size)
         if "Unable to get accurate CPU usage" not in r.err:
             break
@@ -370,3 +370,42 @@ def test_convert_to_luks_opens_target_with_key_secret(both, tmp_path):
     assert r.rc == 0 and r.out == "Images are identical.\n", r
     assert results[0].stat().st_size == results[1].stat().st_size
     assert results[0].stat().st_blocks == results[1].stat().st_blocks
+
+
+AMEND_STEPS = [
+    "state=active", "state=inactive,iter-time=10", "state=inactive,new-secret=sec1",
+    "state=inactive", "state=inactive,old-secret=sec1", "state=inactive,keyslot=3",
+    "state=inactive,keyslot=3,old-secret=sec0", "state=active,new-secret=sec1,keyslot=9",
+    "state=foo", "iter-time=5", "state=active,new-secret=sec1,old-secret=sec1",
+    "state=active,new-secret=nosec", "state=inactive,keyslot=0", "state=inactive,old-secret=sec0",
+    "state=active,new-secret=sec1,iter-time=10",
+    "state=active,new-secret=sec1,keyslot=1,iter-time=10",
+    "state=inactive,keyslot=1,old-secret=sec0", "state=inactive,old-secret=sec1",
+]
+
+
+def test_amend_keyslots_match(both, tmp_path):
+    """Each step's message and exit code as qemu-img's (7.2 and 9.1 agree), on copies of one
+    image that each tool amends in turn; --force overwrites an active slot and erases the last."""
+    ours, oracle = both
+    base = create(ours, tmp_path / "q.luks")
+    objs = [*OBJ, "--object", "secret,id=sec1,data=abc"]
+    imgs = []
+    for tool, name in ((ours, "o.luks"), (oracle, "t.luks")):
+        img = tmp_path / name
+        shutil.copy(base, img)
+        imgs.append(img)
+    for step in AMEND_STEPS:
+        res = [retry_cpu(t, "amend", *objs, "-o", step, *image_opts(img))
+               for t, img in zip(both, imgs)]
+        assert (res[0].rc, res[0].err) == (res[1].rc, res[1].err), step
+    r = ours.img("amend", "--force", *objs, "-o", "state=active,new-secret=sec1,keyslot=0,"
+                 "iter-time=10", *image_opts(imgs[0]))
+    assert r.rc == 0, r
+    io(oracle, imgs[0], "write -P 0x3 0 4k")
+    r = oracle.io(*objs, *image_opts(imgs[0], "sec1"), "-c", "read -P 0x3 0 4k")
+    assert r.rc == 0 and "verification failed" not in r.out, r
+    r = ours.img("amend", "--force", *objs, "-o", "state=inactive,old-secret=sec1",
+                 *image_opts(imgs[0], "sec1"))
+    assert r.rc == 0, r
+    assert oracle.img("info", str(imgs[0])).out.count("active: true") == 0
