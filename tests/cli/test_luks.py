@@ -402,8 +402,10 @@ def test_amend_keyslots_match(both, tmp_path):
     r = ours.img("amend", "--force", *objs, "-o", "state=active,new-secret=sec1,keyslot=0,"
                  "iter-time=10", *image_opts(imgs[0]))
     assert r.rc == 0, r
-    io(oracle, imgs[0], "write -P 0x3 0 4k")
-    r = oracle.io(*objs, *image_opts(imgs[0], "sec1"), "-c", "read -P 0x3 0 4k")
+    # Slot 0 now holds sec1's passphrase only.
+    assert oracle.io(*objs, *image_opts(imgs[0]), "-c", "read 0 4k").rc == 1
+    r = oracle.io(*objs, *image_opts(imgs[0], "sec1"), "-c", "write -P 0x3 0 4k",
+                  "-c", "read -P 0x3 0 4k")
     assert r.rc == 0 and "verification failed" not in r.out, r
     r = ours.img("amend", "--force", *objs, "-o", "state=inactive,old-secret=sec1",
                  *image_opts(imgs[0], "sec1"))
