@@ -30,6 +30,14 @@ for opts in "" "static=on"; do
     i=$((i + 1))
 done
 head -c 65536 /dev/urandom > "$SEEDS/seed-random.raw"
+# A LUKS header area for fuzz-luks (cheap PBKDF2 so the harness unlocks it).
+for opts in "" "cipher-alg=aes-128,cipher-mode=cbc,ivgen-alg=essiv"; do
+    qemu-img create -q -f luks --object secret,id=s,data=123456 \
+        -o key-secret=s,iter-time=1${opts:+,$opts} "$SEEDS/luks.tmp" 1M >/dev/null 2>&1 &&
+        head -c 600000 "$SEEDS/luks.tmp" > "$SEEDS/seed-luks$i.luks"
+    i=$((i + 1))
+done
+rm -f "$SEEDS/luks.tmp"
 # --object specs for fuzz-object (the image harnesses just see small junk files)
 printf 'secret,id=s,data=YWJj,format=base64' > "$SEEDS/obj-base64"
 printf 'secret,id=s,keyid=k,iv=MTIzNDU2Nzg5MDEyMzQ1Ng==,format=base64,data=yEgloYj3AnSjAjqPpjbrBQ==' \

@@ -5,7 +5,7 @@ set -e
 # scdoc builds the man pages; g++, man-db and groff-base serve the install test
 # (the C++ example, man -l).
 PKGS="meson ninja-build pkg-config gcc make zlib1g-dev libzstd-dev libdeflate-dev nettle-dev \
-      qemu-utils python3-pytest e2fsprogs strace \
+      qemu-utils python3-pytest e2fsprogs strace cryptsetup-bin \
       scdoc g++ man-db groff-base"
 # make asan: gcc's sanitizer runtimes (gcc already pulls them in; listed so a missing one is installed)
 [ "${QIMG_SETUP_EXTRA:-}" = asan ] && PKGS="$PKGS libasan8 libubsan1"

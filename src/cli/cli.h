@@ -44,6 +44,7 @@ struct cli_open {
     bool image_opts; /* filename is an option string */
     unsigned flags;  /* QIMG_O_* */
     bool quiet;
+    struct qimg_opts *opts; /* extra driver options (plain filenames), or NULL */
 };
 
 /*

@@ -141,7 +141,7 @@ struct qimg_node *cli_open_image(const struct cli_open *o)
             ret = qimg_open_image_opts(&n, opts, o->flags, &err);
         qimg_opts_free(opts);
     } else {
-        ret = qimg_open(&n, o->filename, o->fmt, NULL, o->flags, &err);
+        ret = qimg_open(&n, o->filename, o->fmt, o->opts, o->flags, &err);
     }
     if (ret < 0) {
         cli_error_obj(&err, "Could not open '%s': ", o->filename);

@@ -373,14 +373,35 @@ static void on_read_error(void *opaque, uint64_t offset, uint64_t len, int errnu
         cli_warn("error while reading offset %" PRIu64 ": %s", offset, strerror(errnum));
 }
 
+/*
+ * The new target is opened with the secrets its -o options named
+ * ("key-secret", "encrypt.key-secret"), as qemu-img carries them over.
+ */
+static struct qimg_opts *key_secret_opts(const struct qimg_opts *create_opts)
+{
+    struct qimg_opts *k = NULL;
+    for (size_t i = 0; create_opts && i < create_opts->n; i++) {
+        const char *key = create_opts->v[i].key;
+        size_t len = strlen(key);
+        if (!create_opts->v[i].value ||
+            (strcmp(key, "key-secret") && (len < 11 || strcmp(key + len - 11, ".key-secret"))))
+            continue;
+        if (!k)
+            k = qimg_opts_new();
+        qimg_opts_set(k, key, create_opts->v[i].value);
+    }
+    return k;
+}
+
 static struct qimg_node *open_target(const struct convert_opts *o, const char *out_filename,
-                                     unsigned flags)
+                                     unsigned flags, struct qimg_opts *secrets)
 {
     struct cli_open t = {.filename = out_filename,
                          .fmt = o->tgt_image_opts ? NULL : o->out_fmt,
                          .image_opts = o->tgt_image_opts,
                          .flags = flags,
-                         .quiet = o->quiet};
+                         .quiet = o->quiet,
+                         .opts = secrets};
     return cli_open_image(&t);
 }
 
@@ -483,7 +504,9 @@ int cmd_convert(int argc, char **argv)
     }
     if (cli_parse_cache(o.cache, &dst_flags, false) < 0)
         goto out;
-    dst = open_target(&o, out_filename, dst_flags | QIMG_O_RDWR);
+    struct qimg_opts *secrets = key_secret_opts(create_opts);
+    dst = open_target(&o, out_filename, dst_flags | QIMG_O_RDWR, secrets);
+    qimg_opts_free(secrets);
     if (!dst)
         goto out;
     if (o.bitmaps && !qimg_bitmap_supported(dst)) {

@@ -13,4 +13,5 @@ void qimg_register_builtin_drivers(void)
     qimg_driver_register(&qimg_null_aio_driver);
     qimg_driver_register(&qimg_qcow2_driver);
     qimg_driver_register(&qimg_vdi_driver);
+    qimg_driver_register(&qimg_luks_driver);
 }

@@ -17,6 +17,7 @@ extern const struct qimg_driver qimg_null_co_driver;
 extern const struct qimg_driver qimg_null_aio_driver;
 extern const struct qimg_driver qimg_qcow2_driver;
 extern const struct qimg_driver qimg_vdi_driver;
+extern const struct qimg_driver qimg_luks_driver;
 
 void qimg_register_builtin_drivers(void);
 
