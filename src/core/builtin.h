@@ -11,6 +11,7 @@ extern const struct qimg_driver qimg_blkdebug_driver;
 extern const struct qimg_driver qimg_null_co_driver;
 extern const struct qimg_driver qimg_null_aio_driver;
 extern const struct qimg_driver qimg_qcow2_driver;
+extern const struct qimg_driver qimg_nbd_driver; /* with libnbd */
 
 void qimg_register_builtin_drivers(void);
 
