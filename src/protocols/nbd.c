@@ -177,7 +177,7 @@ static int read_export_info(struct qimg_node *n, struct nbd_state *s, struct qim
         return qimg_error_set(err, -EIO, "%s", libnbd_message());
     s->size = (uint64_t)size;
     if ((n->flags & QIMG_O_RDWR) && nbd_is_read_only(h) == 1)
-        return qimg_error_set(err, -EACCES, "NBD export is read-only");
+        return qimg_error_set(err, -EACCES, "Could not open image: Permission denied");
     s->can_flush = nbd_can_flush(h) == 1;
     s->can_trim = nbd_can_trim(h) == 1;
     s->can_zero = nbd_can_zero(h) == 1;
@@ -364,7 +364,8 @@ static int qnbd_flush(struct qimg_node *n);
 
 static int check_in_export(const struct nbd_state *s, uint64_t off, uint64_t len)
 {
-    return off > s->size || len > s->size - off ? -EIO : 0;
+    /* The sector-rounding tail cannot be written: the export ends before it (as in QEMU). */
+    return off > s->size || len > s->size - off ? -ENOSPC : 0;
 }
 
 static int qnbd_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf,
@@ -480,9 +481,9 @@ static int qnbd_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
     struct nbd_state *s = n->opaque;
     st->offset = off;
     st->file = n;
-    if (off >= s->size) { /* the sector-rounding tail past the export */
+    if (off >= s->size) { /* the sector-rounding tail past the export: zeroes, nowhere */
         st->bytes = len;
-        st->flags = QIMG_BLK_ZERO | QIMG_BLK_OFFSET_VALID;
+        st->flags = QIMG_BLK_ZERO;
         return 0;
     }
     if (len > s->size - off)
