@@ -12,4 +12,10 @@ void qimg_register_builtin_drivers(void)
 #ifdef QIMG_HAVE_LIBNBD
     qimg_driver_register(&qimg_nbd_driver);
 #endif
+#ifdef QIMG_HAVE_LIBCURL
+    qimg_driver_register(&qimg_http_driver);
+    qimg_driver_register(&qimg_https_driver);
+    qimg_driver_register(&qimg_ftp_driver);
+    qimg_driver_register(&qimg_ftps_driver);
+#endif
 }
