@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -120,6 +121,57 @@ class ServerPool:
         argv += [*extra, image]
         srv = self._spawn(argv, url=self._nbd_url(sock, port, export), sock=sock, port=port)
         return srv
+
+    def lighttpd(self, docroot, tls=False, access_log=None):
+        """lighttpd serving DOCROOT (Range requests, HEAD), over TLS with a throwaway CA's
+        certificate for 127.0.0.1 when tls is set, logging each request to access_log
+        when given; .url is the base URL."""
+        port = free_port()
+        self.count += 1
+        conf = self.dir / f"lighttpd{self.count}.conf"
+        lines = [f'server.document-root = "{docroot}"', f'server.bind = "{LOOPBACK}"',
+                 f"server.port = {port}", f'server.errorlog = "{self.dir}/lighttpd.err"',
+                 'mimetype.assign = ( "" => "application/octet-stream" )']
+        if access_log:
+            # request, status, body bytes sent, then the headers the tests look for
+            lines += ['server.modules += ( "mod_accesslog" )',
+                      f'accesslog.filename = "{access_log}"',
+                      'accesslog.format = "%r %>s %b cookie=%{Cookie}i auth=%{Authorization}i"']
+        if tls:
+            cert, key = self.certificate()
+            lines += ['server.modules += ( "mod_openssl" )', 'ssl.engine = "enable"',
+                      f'ssl.pemfile = "{cert}"', f'ssl.privkey = "{key}"']
+        conf.write_text("\n".join(lines) + "\n")
+        scheme = "https" if tls else "http"
+        return self._spawn([need("lighttpd"), "-D", "-f", conf],
+                           url=f"{scheme}://{LOOPBACK}:{port}", port=port)
+
+    def python_http(self, docroot):
+        """Python's http.server: no Range support (what qemu-img refuses)."""
+        port = free_port()
+        return self._spawn([sys.executable, "-m", "http.server", "--bind", LOOPBACK,
+                            "--directory", docroot, str(port)],
+                           url=f"http://{LOOPBACK}:{port}", port=port)
+
+    def certificate(self):
+        """A throwaway CA and a server certificate it signs for 127.0.0.1: (cert, key)."""
+        d = self.dir / "pki"
+        if (d / "server.crt").exists():
+            return d / "server.crt", d / "server.key"
+        d.mkdir()
+        ssl = need("openssl")
+
+        def run(*argv):
+            subprocess.run([ssl, *map(str, argv)], check=True, capture_output=True)
+        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+            "/CN=qimg test CA", "-keyout", d / "ca.key", "-out", d / "ca.crt")
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={LOOPBACK}",
+            "-keyout", d / "server.key", "-out", d / "server.csr")
+        (d / "ext.cnf").write_text(f"subjectAltName = IP:{LOOPBACK}\n")
+        run("x509", "-req", "-in", d / "server.csr", "-CA", d / "ca.crt", "-CAkey",
+            d / "ca.key", "-CAcreateserial", "-days", "2", "-extfile", d / "ext.cnf",
+            "-out", d / "server.crt")
+        return d / "server.crt", d / "server.key"
 
     def stop_all(self):
         for srv in reversed(self.servers):
