@@ -18,6 +18,7 @@
 #include "protocols/nbd-conn.h"
 #include "protocols/nbd.h"
 #include "qimg/driver.h"
+#include "qimg/object.h"
 #include "util/mem.h"
 
 #define NBD_MAX_REQUEST (32u << 20) /* QEMU's NBD_MAX_BUFFER_SIZE */
@@ -30,6 +31,7 @@
 struct nbd_state {
     struct nbd_addr addr;
     char *context; /* meta context for block status */
+    struct qimg_tls_creds tls; /* .type NULL: no TLS */
     struct nbd_conn conns[NBD_MAX_CONNS];
     unsigned nconns;
     unsigned next_conn; /* round robin over conns */
@@ -122,43 +124,90 @@ static const char *libnbd_message(void)
     return msg;
 }
 
+/* What a connection is told before its handshake: export, context, TLS. */
+static void prepare_handle(const struct nbd_state *s, struct nbd_handle *h)
+{
+    nbd_set_export_name(h, s->addr.export ? s->addr.export : "");
+    nbd_add_meta_context(h, s->context);
+    if (!s->tls.type)
+        return;
+    nbd_set_tls(h, LIBNBD_TLS_REQUIRE);
+    if (!strcmp(s->tls.type, "tls-creds-x509")) {
+        nbd_set_tls_certificates(h, s->tls.dir);
+        nbd_set_tls_verify_peer(h, s->tls.verify_peer);
+    } else {
+        char *keys = xasprintf("%s/keys.psk", s->tls.dir);
+        nbd_set_tls_psk_file(h, keys);
+        free(keys);
+        nbd_set_tls_username(h, s->tls.username ? s->tls.username : "qemu");
+    }
+}
+
+/* Connect and negotiate one connection; the first also checks what QEMU checks. */
+/*
+ * x509 over TCP: libnbd checks that the certificate names the host only
+ * when it makes the connection itself (from a socket it knows no name).
+ */
+static bool libnbd_connects(const struct nbd_state *s)
+{
+    return s->tls.type && !strcmp(s->tls.type, "tls-creds-x509") &&
+           s->addr.type == NBD_ADDR_INET;
+}
+
+/* A failed handshake in QEMU's words where they are known. */
+static int handshake_error(const struct nbd_state *s, const struct handshake_log *log,
+                           struct qimg_error *err)
+{
+    int e = nbd_get_errno();
+    const char *msg = libnbd_message();
+    const char *sep = log->server_msg ? "\nserver reported: " : "";
+    const char *server = log->server_msg ? log->server_msg : "";
+    if (e == ENOENT && strstr(msg, "no export"))
+        return qimg_error_set(err, -ENOENT, "Requested export not available%s%s", sep, server);
+    if (strstr(msg, "requires TLS"))
+        return qimg_error_set(err, -EINVAL, "TLS negotiation required before option 7 (go)\n"
+                                            "Did you forget a valid tls-creds?%s%s", sep, server);
+    if (libnbd_connects(s) && !strncmp(msg, "connect: ", 9) && e)
+        return qimg_error_errno(err, -e, "Failed to connect to '%s:%s'", s->addr.host,
+                                s->addr.port);
+    return qimg_error_set(err, -(e ? e : EIO), "%s", msg);
+}
+
 /* Connect and negotiate one connection; the first also checks what QEMU checks. */
 static int conn_open(struct nbd_state *s, struct nbd_conn *c, bool first, struct qimg_error *err)
 {
-    int fd = nbd_addr_connect(&s->addr, err);
-    if (fd < 0)
-        return fd;
-    int ret = first ? check_greeting(fd, err) : 0;
-    if (ret < 0) {
-        close(fd);
-        return ret;
+    int fd = -1, ret;
+    if (!libnbd_connects(s)) {
+        fd = nbd_addr_connect(&s->addr, err);
+        if (fd < 0)
+            return fd;
+        ret = first ? check_greeting(fd, err) : 0;
+        if (ret < 0) {
+            close(fd);
+            return ret;
+        }
     }
     struct nbd_handle *h = nbd_create();
     if (!h) {
-        close(fd);
+        if (fd >= 0)
+            close(fd);
         return qimg_error_set(err, -ENOMEM, "%s", libnbd_message());
     }
     struct handshake_log log = {0};
-    nbd_set_export_name(h, s->addr.export ? s->addr.export : "");
-    nbd_add_meta_context(h, s->context);
+    prepare_handle(s, h);
     nbd_set_debug_callback(h, (nbd_debug_callback){.callback = on_debug, .user_data = &log});
     nbd_set_debug(h, true);
-    ret = nbd_connect_socket(h, fd); /* the handle owns fd from here */
+    /* With fd, the handle owns it from here. */
+    ret = fd >= 0 ? nbd_connect_socket(h, fd) : nbd_connect_tcp(h, s->addr.host, s->addr.port);
     nbd_set_debug(h, false);
     nbd_clear_debug_callback(h);
+    if (ret < 0)
+        ret = handshake_error(s, &log, err);
+    free(log.server_msg);
     if (ret < 0) {
-        int e = nbd_get_errno();
-        if (e == ENOENT)
-            ret = qimg_error_set(err, -ENOENT, "Requested export not available%s%s",
-                                 log.server_msg ? "\nserver reported: " : "",
-                                 log.server_msg ? log.server_msg : "");
-        else
-            ret = qimg_error_set(err, -(e ? e : EIO), "%s", libnbd_message());
-        free(log.server_msg);
         nbd_close(h);
         return ret;
     }
-    free(log.server_msg);
     ret = nbd_conn_start(c, h);
     if (ret < 0) {
         nbd_close(h);
@@ -209,17 +258,18 @@ static void open_extra_conns(struct nbd_state *s)
     for (unsigned i = 1; i < NBD_MAX_CONNS; i++) {
         struct qimg_error e = {0};
         struct nbd_conn *c = &s->conns[i];
-        int fd = nbd_addr_connect(&s->addr, &e);
-        if (fd < 0)
+        int fd = libnbd_connects(s) ? -1 : nbd_addr_connect(&s->addr, &e);
+        if (fd < 0 && !libnbd_connects(s))
             return;
         struct nbd_handle *h = nbd_create();
         if (!h) {
-            close(fd);
+            if (fd >= 0)
+                close(fd);
             return;
         }
-        nbd_set_export_name(h, s->addr.export ? s->addr.export : "");
-        nbd_add_meta_context(h, s->context);
-        bool ok = nbd_aio_connect_socket(h, fd) == 0;
+        prepare_handle(s, h);
+        bool ok = (fd >= 0 ? nbd_aio_connect_socket(h, fd)
+                           : nbd_aio_connect_tcp(h, s->addr.host, s->addr.port)) == 0;
         /* A server busy with its one client never answers: give it 2 s at most. */
         for (int waited = 0; ok && nbd_aio_is_connecting(h); waited += 100)
             ok = waited < 2000 && nbd_poll(h, 100) >= 0;
@@ -244,9 +294,17 @@ static int qnbd_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_er
         qimg_opts_take_uint(opts, "open-timeout", &num, err) < 0)
         return err->code;
     const char *tls = qimg_opts_take(opts, "tls-creds");
-    qimg_opts_take(opts, "tls-hostname");
-    if (tls)
-        return qimg_error_set(err, -EINVAL, "No TLS credentials with id '%s'", tls);
+    const char *tls_hostname = qimg_opts_take(opts, "tls-hostname");
+    if (tls && qimg_object_tls_client_creds(tls, &s->tls, err) < 0)
+        return err->code;
+    if (s->tls.type && (!strcmp(s->tls.type, "tls-creds-anon") || !s->tls.dir))
+        return qimg_error_set(err, -ENOTSUP, "TLS credentials of type '%s' are not supported",
+                              s->tls.type);
+    /* libnbd checks the certificate against the host it connects to, and no other name. */
+    if (s->tls.type && tls_hostname && !strcmp(s->tls.type, "tls-creds-x509") &&
+        (s->addr.type != NBD_ADDR_INET || strcmp(tls_hostname, s->addr.host)))
+        return qimg_error_set(err, -ENOTSUP, "tls-hostname '%s' cannot be checked: only the "
+                                             "server's own host name can be", tls_hostname);
     const char *bitmap = qimg_opts_take(opts, "x-dirty-bitmap");
     s->context = xstrdup(bitmap ? bitmap : "base:allocation");
 
@@ -285,6 +343,7 @@ static void qnbd_close_node(struct qimg_node *n)
     for (unsigned i = 0; i < NBD_MAX_CONNS; i++)
         nbd_conn_close(&s->conns[i]);
     nbd_addr_clear(&s->addr);
+    qimg_tls_creds_clear(&s->tls);
     pthread_mutex_destroy(&s->cache_lock);
     free(s->context);
     free(s);

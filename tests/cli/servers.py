@@ -16,6 +16,7 @@ import time
 import pytest
 
 LOOPBACK = "127.0.0.1"
+_x509_cache = None  # (server, client) credential directories, shared by the session's tests
 
 
 def free_port():
@@ -163,15 +164,47 @@ class ServerPool:
 
         def run(*argv):
             subprocess.run([ssl, *map(str, argv)], check=True, capture_output=True)
-        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+        run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj",
             "/CN=qimg test CA", "-keyout", d / "ca.key", "-out", d / "ca.crt")
-        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={LOOPBACK}",
+        run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", f"/CN={LOOPBACK}",
             "-keyout", d / "server.key", "-out", d / "server.csr")
         (d / "ext.cnf").write_text(f"subjectAltName = IP:{LOOPBACK}\n")
         run("x509", "-req", "-in", d / "server.csr", "-CA", d / "ca.crt", "-CAkey",
             d / "ca.key", "-CAcreateserial", "-days", "2", "-extfile", d / "ext.cnf",
             "-out", d / "server.crt")
         return d / "server.crt", d / "server.key"
+
+    def x509_dirs(self):
+        """QEMU's x509 credential directories, signed by a throwaway CA: (server, client,
+        other) (ca-cert.pem plus server-cert/key.pem or client-cert/key.pem; the server's
+        certificate names 127.0.0.1 and localhost, other's names only other.example)."""
+        global _x509_cache
+        if _x509_cache:  # made once per session: key generation is the slow part
+            return _x509_cache
+        d = self.dir / "x509"
+        server, client, other = d / "server", d / "client", d / "other"
+        for sub in (server, client, other):
+            sub.mkdir(parents=True)
+        ssl = need("openssl")
+
+        def run(*argv):
+            subprocess.run([ssl, *map(str, argv)], check=True, capture_output=True)
+        run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj",
+            "/CN=qimg test CA", "-keyout", d / "ca-key.pem", "-out", d / "ca-cert.pem")
+        for sub, role, ext in ((server, "server", f"subjectAltName = IP:{LOOPBACK},DNS:localhost"
+                                "\nextendedKeyUsage = serverAuth\n"),
+                               (client, "client", "extendedKeyUsage = clientAuth\n"),
+                               (other, "server", "subjectAltName = DNS:other.example\n"
+                                "extendedKeyUsage = serverAuth\n")):
+            (sub / "ca-cert.pem").write_bytes((d / "ca-cert.pem").read_bytes())
+            run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", f"/CN=qimg {role}",
+                "-keyout", sub / f"{role}-key.pem", "-out", d / f"{role}.csr")
+            (d / f"{role}.ext").write_text(ext)
+            run("x509", "-req", "-in", d / f"{role}.csr", "-CA", d / "ca-cert.pem", "-CAkey",
+                d / "ca-key.pem", "-CAcreateserial", "-days", "2", "-extfile", d / f"{role}.ext",
+                "-out", sub / f"{role}-cert.pem")
+        _x509_cache = (server, client, other)
+        return _x509_cache
 
     def stop_all(self):
         for srv in reversed(self.servers):

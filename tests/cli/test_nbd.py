@@ -307,3 +307,99 @@ def test_multi_conn_uses_several_connections(ours, servers, tmp_path):
     servers.stop_all()
     connects = [l for l in log.read_text().splitlines() if " Connect " in l]
     assert len(connects) > 1
+
+
+@pytest.fixture
+def tls_server(servers, tmp_path, oracle):
+    """qemu-nbd over TCP requiring x509 TLS (client certificates verified too)."""
+    img = tmp_path / "tls.qcow2"
+    oracle.img("create", "-f", "qcow2", img, "4M")
+    oracle.io("-c", "write -P 8 1M 1M", img)
+    server_dir, client_dir, _ = servers.x509_dirs()
+    srv = servers.qemu_nbd(img, "qcow2", export="ex", tcp=True, extra=[
+        "--object", f"tls-creds-x509,id=tls0,dir={server_dir},endpoint=server",
+        "--tls-creds", "tls0"])
+    srv.client_object = f"tls-creds-x509,id=tls0,dir={client_dir},endpoint=client"
+    srv.opts = (f"driver=nbd,server.type=inet,server.host={LOOPBACK},server.port={srv.port},"
+                "export=ex,tls-creds=tls0")
+    return srv
+
+
+def test_tls_x509(both, tls_server, tmp_path):
+    ours, oracle = both
+    args = ["--object", tls_server.client_object, "--image-opts", tls_server.opts]
+    a, b = ours.img("info", *args), oracle.img("info", *args)
+    assert a.rc == b.rc == 0 and a.out == b.out
+    same(ours.img("map", *args), oracle.img("map", *args))
+    r = ours.img("convert", "-O", "raw", "--object", tls_server.client_object,
+                 "--image-opts", tls_server.opts, tmp_path / "out.raw")
+    assert r.rc == 0, r
+    assert oracle.img("compare", "-U", "-f", "qcow2", tmp_path / "tls.qcow2",
+                              tmp_path / "out.raw").rc == 0
+
+
+def test_tls_required_by_server(both, tls_server):
+    """Without tls-creds: QEMU's two lines, then the server's own text (libnbd asks for
+    another option first, so the server names that one)."""
+    ours, oracle = both
+    a, b = ours.img("info", tls_server.url), oracle.img("info", tls_server.url)
+    assert a.rc == b.rc == 1
+    assert a.err.splitlines()[:2] == b.err.splitlines()[:2]
+    assert "Did you forget a valid tls-creds?" in a.err
+
+
+def test_tls_creds_lookup_errors(both, tls_server):
+    ours, oracle = both
+    for obj in ("secret,id=tls0,data=x", tls_server.client_object.replace("id=tls0", "id=other")):
+        args = ["info", "--object", obj, "--image-opts", tls_server.opts]
+        same(ours.img(*args), oracle.img(*args))
+
+
+def test_tls_hostname_override(both, tls_server):
+    """QEMU checks the certificate against tls-hostname; libnbd can check only the host it
+    connects to, so qimg refuses another name rather than not check it."""
+    ours, oracle = both
+    opts = tls_server.opts + ",tls-hostname=wrong.example"
+    opts = opts.replace(f"server.host={LOOPBACK}", "server.host=localhost")
+    args = ["info", "--object", tls_server.client_object, "--image-opts", opts]
+    a, b = ours.img(*args), oracle.img(*args)
+    assert a.rc == b.rc == 1
+    assert "Certificate does not match the hostname wrong.example" in b.err
+    assert "tls-hostname 'wrong.example' cannot be checked" in a.err
+
+
+def test_tls_certificate_for_another_host(both, servers, tmp_path, oracle):
+    """A server whose certificate (from the right CA) names another host is refused.
+    QEMU: "Certificate does not match the hostname 127.0.0.1"; qimg: gnutls' words."""
+    ours, oracle = both
+    img = tmp_path / "o.raw"
+    oracle.img("create", "-f", "raw", img, "1M")
+    _, client_dir, other_dir = servers.x509_dirs()
+    srv = servers.qemu_nbd(img, "raw", export="ex", tcp=True, extra=[
+        "--object", f"tls-creds-x509,id=tls0,dir={other_dir},endpoint=server",
+        "--tls-creds", "tls0"])
+    args = ["info", "--object", f"tls-creds-x509,id=tls0,dir={client_dir},endpoint=client",
+            "--image-opts", f"driver=nbd,server.type=inet,server.host={LOOPBACK},"
+            f"server.port={srv.port},export=ex,tls-creds=tls0"]
+    a, b = ours.img(*args), oracle.img(*args)
+    assert a.rc == b.rc == 1
+    assert "Certificate does not match the hostname 127.0.0.1" in b.err
+    assert a.err.startswith("qemu-img: Could not open 'driver=nbd,") and "certificate" in a.err
+
+
+def test_tls_psk(both, servers, tmp_path, oracle):
+    ours, oracle = both
+    d = tmp_path / "psk"
+    d.mkdir()
+    (d / "keys.psk").write_text("qemu:" + "0123456789abcdef" * 4 + "\n")
+    img = tmp_path / "p.raw"
+    oracle.img("create", "-f", "raw", img, "1M")
+    oracle.io("-f", "raw", "-c", "write -P 3 0 64k", img)
+    srv = servers.qemu_nbd(img, "raw", export="ex", extra=[
+        "--object", f"tls-creds-psk,id=tls0,dir={d},endpoint=server", "--tls-creds", "tls0"])
+    args = ["--object", f"tls-creds-psk,id=tls0,dir={d},endpoint=client", "--image-opts",
+            f"driver=nbd,server.type=unix,server.path={srv.sock},export=ex,tls-creds=tls0"]
+    a, b = ours.img("info", *args), oracle.img("info", *args)
+    assert a.rc == b.rc == 0 and a.out == b.out
+    same(ours.img("compare", *args, f"driver=raw,file.filename={img}"),
+         oracle.img("compare", *args, f"driver=raw,file.filename={img}"))
