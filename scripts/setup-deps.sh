@@ -5,7 +5,7 @@ set -e
 PKGS="meson ninja-build pkg-config gcc make zlib1g-dev libzstd-dev nettle-dev libjansson-dev \
       qemu-utils python3-pytest e2fsprogs strace \
       libnbd-dev nbdkit libnbd-bin libcurl4-gnutls-dev qemu-block-extra lighttpd \
-      lighttpd-mod-openssl openssl"
+      lighttpd-mod-openssl openssl libssh-dev openssh-server openssh-client"
 # make asan: gcc's sanitizer runtimes (gcc already pulls them in; listed so a missing one is installed)
 [ "${QIMG_SETUP_EXTRA:-}" = asan ] && PKGS="$PKGS libasan8 libubsan1"
 # make fuzz: clang with libFuzzer and its sanitizer runtimes

@@ -18,4 +18,7 @@ void qimg_register_builtin_drivers(void)
     qimg_driver_register(&qimg_ftp_driver);
     qimg_driver_register(&qimg_ftps_driver);
 #endif
+#ifdef QIMG_HAVE_LIBSSH
+    qimg_driver_register(&qimg_ssh_driver);
+#endif
 }

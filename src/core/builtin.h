@@ -16,6 +16,7 @@ extern const struct qimg_driver qimg_http_driver; /* these four with libcurl */
 extern const struct qimg_driver qimg_https_driver;
 extern const struct qimg_driver qimg_ftp_driver;
 extern const struct qimg_driver qimg_ftps_driver;
+extern const struct qimg_driver qimg_ssh_driver; /* with libssh */
 
 void qimg_register_builtin_drivers(void);
 

@@ -6,6 +6,8 @@ a UNIX socket under the test's tmp_path or on 127.0.0.1 at a free high port,
 and is stopped (and reaped) when the test ends. A missing server program is a
 failure, not a skip: scripts/setup-deps.sh installs them all.
 """
+import base64
+import os
 import shutil
 import signal
 import socket
@@ -205,6 +207,39 @@ class ServerPool:
                 "-out", sub / f"{role}-cert.pem")
         _x509_cache = (server, client, other)
         return _x509_cache
+
+    def sshd(self):
+        """sshd on 127.0.0.1 at a free port with a throwaway host key, accepting a
+        throwaway user key from an ssh-agent of its own (.env has SSH_AUTH_SOCK for the
+        clients); .fingerprint is the host key's SHA-256 in hex."""
+        d = self.dir / "ssh"
+        d.mkdir()
+        keygen = need("ssh-keygen")
+        for key in ("host_key", "user_key"):
+            subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", d / key], check=True)
+        (d / "authorized_keys").write_text((d / "user_key.pub").read_text())
+        # sshd insists on its privilege separation directory (Debian makes it at boot).
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+        port = free_port()
+        (d / "sshd_config").write_text(
+            f"Port {port}\nListenAddress {LOOPBACK}\nHostKey {d}/host_key\n"
+            f"PidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\nStrictModes no\n"
+            "UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+            "PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n")
+        agent_sock = d / "agent.sock"
+        self._spawn([need("ssh-agent"), "-D", "-a", agent_sock], url=None, sock=str(agent_sock))
+        env = dict(os.environ, SSH_AUTH_SOCK=str(agent_sock))
+        subprocess.run([need("ssh-add"), "-q", d / "user_key"], env=env, check=True,
+                       capture_output=True)
+        sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+        assert os.path.exists(sshd), "sshd is not installed: run scripts/setup-deps.sh"
+        srv = self._spawn([sshd, "-D", "-e", "-f", d / "sshd_config"], url=None, port=port)
+        srv.env = env
+        line = subprocess.run([keygen, "-l", "-E", "sha256", "-f", d / "host_key.pub"],
+                              check=True, capture_output=True, text=True).stdout
+        b64 = line.split()[1].split(":", 1)[1]
+        srv.fingerprint = base64.b64decode(b64 + "=" * (-len(b64) % 4)).hex()
+        return srv
 
     def stop_all(self):
         for srv in reversed(self.servers):
