@@ -7,7 +7,6 @@
  * socket connection with QEMU's error messages.
  */
 #include <errno.h>
-#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -15,6 +14,7 @@
 #include <unistd.h>
 
 #include "protocols/nbd.h"
+#include "protocols/net-util.h"
 #include "util/mem.h"
 
 void nbd_addr_clear(struct nbd_addr *a)
@@ -24,33 +24,6 @@ void nbd_addr_clear(struct nbd_addr *a)
     free(a->path);
     free(a->export);
     *a = (struct nbd_addr){0};
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* The first len bytes of s with %XX escapes decoded. */
-static char *percent_decode(const char *s, size_t len)
-{
-    char *out = xmalloc(len + 1), *o = out;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '%' && i + 2 < len && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-            *o++ = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-            i += 2;
-        } else {
-            *o++ = s[i];
-        }
-    }
-    *o = 0;
-    return out;
 }
 
 /*
@@ -120,7 +93,7 @@ static int parse_uri(const char *uri, struct nbd_addr *a)
         path_len--;
     }
     if (path_len)
-        a->export = percent_decode(path, path_len);
+        a->export = net_percent_decode(path, path_len);
 
     /* Query parameters: none for TCP, exactly "socket=" for unix. */
     size_t nparams = 0;
@@ -145,13 +118,13 @@ static int parse_uri(const char *uri, struct nbd_addr *a)
         if (host_len || port || !socket)
             return -EINVAL;
         a->type = NBD_ADDR_UNIX;
-        a->path = percent_decode(socket, socket_len);
+        a->path = net_percent_decode(socket, socket_len);
         return 0;
     }
     if (!host_len)
         return -EINVAL;
     a->type = NBD_ADDR_INET;
-    a->host = percent_decode(host, host_len);
+    a->host = net_percent_decode(host, host_len);
     a->port = portnum ? xasprintf("%lu", portnum) : xstrdup(NBD_DEFAULT_PORT);
     return 0;
 }
@@ -421,31 +394,8 @@ static int connect_unix(const struct nbd_addr *a, struct qimg_error *err)
 
 static int connect_inet(const struct nbd_addr *a, struct qimg_error *err)
 {
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG};
-    hints.ai_family = (a->ipv4 && !a->ipv6) ? AF_INET : (a->ipv6 && !a->ipv4) ? AF_INET6
-                                                                              : AF_UNSPEC;
-    struct addrinfo *res = NULL;
-    int rc = getaddrinfo(a->host, a->port, &hints, &res);
-    if (rc != 0)
-        return qimg_error_set(err, -EINVAL, "address resolution failed for %s:%s: %s", a->host,
-                              a->port, gai_strerror(rc));
-    int e = ECONNREFUSED, fd = -1;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-        if (fd < 0) {
-            e = errno;
-            continue;
-        }
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
-            break;
-        e = errno;
-        close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(res);
-    if (fd < 0)
-        return qimg_error_errno(err, -e, "Failed to connect to '%s:%s'", a->host, a->port);
-    return fd;
+    int family = (a->ipv4 && !a->ipv6) ? AF_INET : (a->ipv6 && !a->ipv4) ? AF_INET6 : AF_UNSPEC;
+    return net_connect_tcp(a->host, a->port, family, err);
 }
 
 int nbd_addr_connect(const struct nbd_addr *a, struct qimg_error *err)

@@ -11,7 +11,6 @@
 #include <libssh/libssh.h>
 #include <libssh/sftp.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <stdlib.h>
@@ -21,6 +20,7 @@
 #include <unistd.h>
 
 #include "core/builtin.h"
+#include "protocols/net-util.h"
 #include "qimg/driver.h"
 #include "util/mem.h"
 
@@ -72,29 +72,6 @@ static void addr_clear(struct ssh_addr *a)
     memset(a, 0, sizeof(*a));
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)(c | 0x20);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-static char *percent_decode(const char *s, size_t len)
-{
-    char *out = xmalloc(len + 1), *o = out;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '%' && i + 2 < len && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-            *o++ = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-            i += 2;
-        } else {
-            *o++ = s[i];
-        }
-    }
-    *o = 0;
-    return out;
-}
-
 /* "no", "yes", "md5:H", "sha1:H", "sha256:H" (QEMU's legacy host_key_check). */
 static int parse_hkc_legacy(struct ssh_addr *a, const char *v, struct qimg_error *err)
 {
@@ -129,7 +106,7 @@ static int parse_uri(const char *uri, struct qimg_opts *o, struct qimg_error *er
     const char *auth = p, *rest = p + auth_len;
     const char *at = memchr(auth, '@', auth_len);
     if (at) {
-        char *user = percent_decode(auth, (size_t)(at - auth));
+        char *user = net_percent_decode(auth, (size_t)(at - auth));
         qimg_opts_set(o, "user", user);
         free(user);
         auth_len -= (size_t)(at + 1 - auth);
@@ -149,7 +126,7 @@ static int parse_uri(const char *uri, struct qimg_opts *o, struct qimg_error *er
     size_t path_len = strcspn(rest, "?#");
     if (!path_len)
         return qimg_error_set(err, -EINVAL, "missing remote path in URI");
-    char *path = percent_decode(rest, path_len);
+    char *path = net_percent_decode(rest, path_len);
     qimg_opts_set(o, "path", path);
     free(path);
     const char *q = rest[path_len] == '?' ? rest + path_len + 1 : NULL;
@@ -157,7 +134,7 @@ static int parse_uri(const char *uri, struct qimg_opts *o, struct qimg_error *er
         size_t len = strcspn(q, "&#");
         const char *eq = memchr(q, '=', len);
         if (eq && (size_t)(eq - q) == 14 && !strncmp(q, "host_key_check", 14)) {
-            char *v = percent_decode(eq + 1, (size_t)(q + len - eq - 1));
+            char *v = net_percent_decode(eq + 1, (size_t)(q + len - eq - 1));
             qimg_opts_set(o, "host_key_check", v);
             free(v);
         } else if (len) {
@@ -230,30 +207,6 @@ static int take_addr(struct ssh_addr *a, struct qimg_opts *o, struct qimg_error 
         return qimg_error_set(err, -EINVAL, "Parameter 'mode' does not accept value '%s'", mode);
     }
     return 0;
-}
-
-static int connect_tcp(const struct ssh_addr *a, struct qimg_error *err)
-{
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG};
-    struct addrinfo *res = NULL;
-    int rc = getaddrinfo(a->host, a->port, &hints, &res);
-    if (rc != 0)
-        return qimg_error_set(err, -EINVAL, "address resolution failed for %s:%s: %s", a->host,
-                              a->port, gai_strerror(rc));
-    int e = ECONNREFUSED, fd = -1;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-        if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
-            break;
-        e = errno;
-        if (fd >= 0)
-            close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(res);
-    if (fd < 0)
-        return qimg_error_errno(err, -e, "Failed to connect to '%s:%s'", a->host, a->port);
-    return fd;
 }
 
 /* The server key's fingerprint as lowercase hex without colons, or NULL. */
@@ -340,7 +293,7 @@ static int authenticate(struct ssh_state *s, struct qimg_error *err)
 /* Connect, check the host, log in and start SFTP: QEMU's steps and messages. */
 static int session_open(struct ssh_state *s, struct qimg_error *err)
 {
-    int fd = connect_tcp(&s->a, err);
+    int fd = net_connect_tcp(s->a.host, s->a.port, AF_UNSPEC, err);
     if (fd < 0)
         return fd;
     s->session = ssh_new();
