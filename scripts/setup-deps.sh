@@ -3,10 +3,13 @@
 # Run as root on a fresh machine (make demo / make check call it).
 set -e
 # scdoc builds the man pages; g++, man-db and groff-base serve the install test
-# (the C++ example, man -l).
+# (the C++ example, man -l). The network protocols build on libnbd, libcurl and libssh;
+# their tests start nbdkit/qemu-nbd, lighttpd and sshd on loopback.
 PKGS="meson ninja-build pkg-config gcc make zlib1g-dev libzstd-dev libdeflate-dev nettle-dev \
       qemu-utils python3-pytest e2fsprogs strace cryptsetup-bin \
-      scdoc g++ man-db groff-base"
+      scdoc g++ man-db groff-base \
+      libnbd-dev nbdkit libnbd-bin libcurl4-gnutls-dev qemu-block-extra lighttpd \
+      lighttpd-mod-openssl openssl libssh-dev openssh-server openssh-client"
 # make asan: gcc's sanitizer runtimes (gcc already pulls them in; listed so a missing one is installed)
 [ "${QIMG_SETUP_EXTRA:-}" = asan ] && PKGS="$PKGS libasan8 libubsan1"
 # make fuzz: clang with libFuzzer and its sanitizer runtimes

@@ -144,6 +144,7 @@ struct qimg_driver {
     const char *name;     /* format name ("raw", "qcow2") or protocol name ("file") */
     bool is_protocol;     /* a protocol reaches storage; a format sits on a protocol */
     const char *protocol_prefix; /* "nbd" for "nbd:..." / "nbd://..."; NULL for file */
+    const char *const *protocol_aliases; /* further prefixes ("nbd+unix"), NULL-terminated */
     bool is_filter;       /* blkdebug-like: passes requests to its file child */
     /* Format shares its file's permissions with others (raw does; qcow2 refuses writers). */
     bool shares_all;

@@ -14,4 +14,16 @@ void qimg_register_builtin_drivers(void)
     qimg_driver_register(&qimg_qcow2_driver);
     qimg_driver_register(&qimg_vdi_driver);
     qimg_driver_register(&qimg_luks_driver);
+#ifdef QIMG_HAVE_LIBNBD
+    qimg_driver_register(&qimg_nbd_driver);
+#endif
+#ifdef QIMG_HAVE_LIBCURL
+    qimg_driver_register(&qimg_http_driver);
+    qimg_driver_register(&qimg_https_driver);
+    qimg_driver_register(&qimg_ftp_driver);
+    qimg_driver_register(&qimg_ftps_driver);
+#endif
+#ifdef QIMG_HAVE_LIBSSH
+    qimg_driver_register(&qimg_ssh_driver);
+#endif
 }

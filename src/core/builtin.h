@@ -18,6 +18,12 @@ extern const struct qimg_driver qimg_null_aio_driver;
 extern const struct qimg_driver qimg_qcow2_driver;
 extern const struct qimg_driver qimg_vdi_driver;
 extern const struct qimg_driver qimg_luks_driver;
+extern const struct qimg_driver qimg_nbd_driver; /* with libnbd */
+extern const struct qimg_driver qimg_http_driver; /* these four with libcurl */
+extern const struct qimg_driver qimg_https_driver;
+extern const struct qimg_driver qimg_ftp_driver;
+extern const struct qimg_driver qimg_ftps_driver;
+extern const struct qimg_driver qimg_ssh_driver; /* with libssh */
 
 void qimg_register_builtin_drivers(void);
 

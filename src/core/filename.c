@@ -109,6 +109,10 @@ void qimg_node_refresh_filename(struct qimg_node *n)
             free(n->filename);
             n->filename = plain;
         }
+    } else if (n->file && n->file->filename && !n->file->file && n->file->drv->plain_filename) {
+        /* The protocol names itself (nbd:host:port -> nbd://host:port): QEMU shows that. */
+        free(n->filename);
+        n->filename = xstrdup(n->file->filename);
     } else if ((!n->filename || !n->filename[0]) && n->file && n->file->filename) {
         free(n->filename); /* opened by options alone: named after its file */
         n->filename = xstrdup(n->file->filename);

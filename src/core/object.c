@@ -115,6 +115,12 @@ static const struct {
 static pthread_mutex_t ids_lock = PTHREAD_MUTEX_INITIALIZER;
 static char **ids;
 static size_t n_ids;
+/* TLS credentials kept for the drivers that use them (nbd), under ids_lock. */
+static struct tls_entry {
+    char *id;
+    struct qimg_tls_creds creds;
+} *tls_objs;
+static size_t n_tls;
 
 static const struct creatable *find_creatable(const char *type, bool by_help_name)
 {
@@ -255,6 +261,62 @@ static int complete(const char *type, const char *id, struct qimg_opts *o, struc
     return 0;
 }
 
+static char *dup_or_null(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
+/* Called with ids_lock held, for a tls-creds-* object just completed. */
+static int keep_tls_creds(const char *type, const char *id, struct qimg_opts *o,
+                          struct qimg_error *err)
+{
+    struct qimg_tls_creds c = {.type = xstrdup(type), .verify_peer = true};
+    c.dir = dup_or_null(qimg_opts_peek(o, "dir"));
+    const char *endpoint = qimg_opts_peek(o, "endpoint");
+    c.endpoint = xstrdup(endpoint ? endpoint : "client");
+    c.username = dup_or_null(qimg_opts_peek(o, "username"));
+    const char *vp = qimg_opts_peek(o, "verify-peer");
+    if (vp)
+        c.verify_peer = !strcmp(vp, "on") || !strcmp(vp, "true") || !strcmp(vp, "yes");
+    (void)err;
+    tls_objs = xrealloc(tls_objs, (n_tls + 1) * sizeof(*tls_objs));
+    tls_objs[n_tls++] = (struct tls_entry){xstrdup(id), c};
+    return 0;
+}
+
+void qimg_tls_creds_clear(struct qimg_tls_creds *c)
+{
+    free(c->type);
+    free(c->dir);
+    free(c->endpoint);
+    free(c->username);
+    memset(c, 0, sizeof(*c));
+}
+
+int qimg_object_tls_client_creds(const char *id, struct qimg_tls_creds *out,
+                                 struct qimg_error *err)
+{
+    int ret = 0;
+    pthread_mutex_lock(&ids_lock);
+    const struct tls_entry *e = NULL;
+    for (size_t i = 0; i < n_tls && !e; i++)
+        if (!strcmp(tls_objs[i].id, id))
+            e = &tls_objs[i];
+    if (!e && id_taken(id)) {
+        ret = qimg_error_set(err, -EINVAL, "Object with id '%s' is not TLS credentials", id);
+    } else if (!e) {
+        ret = qimg_error_set(err, -ENOENT, "No TLS credentials with id '%s'", id);
+    } else if (strcmp(e->creds.endpoint, "client")) {
+        ret = qimg_error_set(err, -EINVAL, "Expecting TLS credentials with a client endpoint");
+    } else {
+        *out = (struct qimg_tls_creds){xstrdup(e->creds.type), dup_or_null(e->creds.dir),
+                                       xstrdup(e->creds.endpoint),
+                                       dup_or_null(e->creds.username), e->creds.verify_peer};
+    }
+    pthread_mutex_unlock(&ids_lock);
+    return ret;
+}
+
 int qimg_object_add(const char *spec, struct qimg_error *err)
 {
     struct qimg_opts *o = qimg_opts_new();
@@ -302,6 +364,8 @@ int qimg_object_add(const char *spec, struct qimg_error *err)
             if (ret == 0) {
                 ids = xrealloc(ids, (n_ids + 1) * sizeof(*ids));
                 ids[n_ids++] = xstrdup(id);
+                if (!strncmp(type, "tls-creds-", 10))
+                    ret = keep_tls_creds(type, id, o, err);
             }
         }
         pthread_mutex_unlock(&ids_lock);
@@ -319,6 +383,13 @@ void qimg_object_clear_all(void)
     free(ids);
     ids = NULL;
     n_ids = 0;
+    for (size_t i = 0; i < n_tls; i++) {
+        free(tls_objs[i].id);
+        qimg_tls_creds_clear(&tls_objs[i].creds);
+    }
+    free(tls_objs);
+    tls_objs = NULL;
+    n_tls = 0;
     pthread_mutex_unlock(&ids_lock);
     qimg_secret_clear_all();
 }

@@ -63,6 +63,9 @@ const struct qimg_driver *qimg_driver_find_protocol(const char *filename)
         const char *prefix = drivers[i]->protocol_prefix;
         if (prefix && strlen(prefix) == len && strncmp(prefix, filename, len) == 0)
             return drivers[i];
+        for (const char *const *a = drivers[i]->protocol_aliases; a && *a; a++)
+            if (strlen(*a) == len && strncmp(*a, filename, len) == 0)
+                return drivers[i];
     }
     return NULL;
 }
