@@ -543,7 +543,7 @@ static int find_free(struct qimg_node *n, uint64_t count, uint64_t *start)
 static int refblock_ensure(struct qimg_node *n, uint64_t idx)
 {
     struct qcow2_state *s = n->opaque;
-    uint64_t place;
+    uint64_t place = 0;
     qimg_debug_event(n->file, QIMG_DBG_REFBLOCK_ALLOC);
     /* Deferred (lazy) refcounts reach the file before a new block is linked (as QEMU). */
     int ret = qcow2_refcount_writeback(n);
