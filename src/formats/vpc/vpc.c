@@ -74,13 +74,18 @@ static int read_sector(struct qimg_node *file, uint64_t off, uint64_t flen, uint
 
 static bool is_footer(const uint8_t *f) { return memcmp(f + VPC_FT_COOKIE, "conectix", 8) == 0; }
 
-static int read_footer(struct qimg_node *n, struct vpc_state *s, uint64_t flen,
+/*
+ * The footer copy at 0 (*at_head) or, failing that, a fixed disk's footer in
+ * the last sector.
+ */
+static int read_footer(struct qimg_node *n, struct vpc_state *s, uint64_t flen, bool *at_head,
                        struct qimg_error *err)
 {
     int ret = read_sector(n->file, 0, flen, s->footer);
     if (ret < 0)
         return qimg_error_errno(err, ret, "Could not read VHD footer");
-    if (!is_footer(s->footer)) {
+    *at_head = is_footer(s->footer);
+    if (!*at_head) {
         /* A fixed disk has its footer only at the end. */
         uint64_t end = qimg_align_up(flen, VPC_SECTOR);
         if (end < VPC_FOOTER_SIZE)
@@ -153,7 +158,8 @@ static int vpc_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_err
     int64_t flen = qimg_node_length(n->file);
     if (flen < 0)
         return qimg_error_errno(err, (int)flen, "Could not get the size of '%s'", n->filename);
-    ret = read_footer(n, s, (uint64_t)flen, err);
+    bool at_head = false;
+    ret = read_footer(n, s, (uint64_t)flen, &at_head, err);
     if (ret < 0)
         return ret;
     uint64_t sectors = footer_sectors(s->footer, calc);
@@ -162,11 +168,19 @@ static int vpc_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_err
     s->size = sectors * VPC_SECTOR;
     s->fixed = qimg_be32(s->footer + VPC_FT_TYPE) == VPC_TYPE_FIXED;
     s->last_bitmap_offset = UINT64_MAX;
-    if (s->fixed) {
-        s->mapped = (struct qimg_mapped){.ops = &vpc_fixed_ops, .block_size = 1u << 16};
-        return 0;
+    /*
+     * qemu parses the dynamic header and BAT of every disk whose footer copy
+     * is at 0, whatever its type says; the type then decides only how guest
+     * bytes are found (fixed: in place) and the cluster size.
+     */
+    if (at_head) {
+        ret = vpc_dynamic_open(n, s, qimg_align_up((uint64_t)flen, VPC_SECTOR), err);
+        if (ret < 0)
+            return ret;
     }
-    return vpc_dynamic_open(n, s, qimg_align_up((uint64_t)flen, VPC_SECTOR), err);
+    if (s->fixed)
+        s->mapped = (struct qimg_mapped){.ops = &vpc_fixed_ops, .block_size = 1u << 16};
+    return 0;
 }
 
 static void vpc_close(struct qimg_node *n)
