@@ -12,6 +12,8 @@ import struct
 
 import pytest
 
+from conftest import strip_child
+
 MiB = 1 << 20
 SECTOR = 512
 UNALLOC = 0xFFFFFFFF
@@ -260,12 +262,13 @@ def test_foreign_image_reads(both, tmp_path, style):
         a = ours.img(*args, "-f", "vpc", path.name)
         b = oracle.img(*args, "-f", "vpc", path.name)
         assert a.rc == b.rc == 0, (a, b)
-        if args[0] == "map":
-            assert a.out.replace(', "compressed": false', "") == b.out
+        # 9.1 adds "compressed" to map and the file child to info (7.2 has neither).
+        if args == ["info", "--output=json"]:
+            ja, jb = json.loads(a.out), json.loads(b.out)
+            assert ja.pop("children")[0]["name"] == "file"
+            assert ja == jb
         else:
-            va = json.loads(a.out)["virtual-size"] if "--output=json" in args else None
-            vb = json.loads(b.out)["virtual-size"] if "--output=json" in args else None
-            assert va == vb
+            assert strip_child(a.out).replace(', "compressed": false', "") == b.out
     assert ours.img("convert", "-f", "vpc", "-O", "raw", path.name, "a.raw").rc == 0
     assert oracle.img("convert", "-f", "vpc", "-O", "raw", path.name, "b.raw").rc == 0
     assert (tmp_path / "a.raw").read_bytes() == (tmp_path / "b.raw").read_bytes()
@@ -461,3 +464,13 @@ def test_map_after_writes(both, tmp_path):
         a = ours.img("map", f"--output={fmt}", "a.vhd")
         b = oracle.img("map", f"--output={fmt}", "a.vhd")
         assert a.out.replace(', "compressed": false', "") == b.out
+
+
+def test_partial_block_write_stays_sparse(both, tmp_path):
+    """A 4 KiB write into a new 2 MiB block writes 4 KiB, as qemu does (no zero fill)."""
+    ours, oracle = both
+    for tool, name in ((ours, "a.vhd"), (oracle, "b.vhd")):
+        assert tool.img("create", "-q", "-f", "vpc", name, "16M").rc == 0
+        assert tool.io("-f", "vpc", "-c", "write -P 9 5M 4k", name).rc == 0
+    assert masked(tmp_path / "a.vhd") == masked(tmp_path / "b.vhd")
+    assert (tmp_path / "a.vhd").stat().st_blocks * 512 < MiB

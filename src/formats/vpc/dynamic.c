@@ -146,7 +146,7 @@ static int vpc_dynamic_map(struct qimg_node *n, uint64_t off, uint64_t len, stru
     return 0;
 }
 
-/* One block at the end of the file: its bitmap, then its data (qemu's layout). */
+/* Reserve one block at the end of the file: its bitmap, then its data (qemu's layout). */
 static int vpc_dynamic_alloc(struct qimg_node *n, struct qimg_alloc *a)
 {
     struct vpc_state *s = n->opaque;
@@ -189,8 +189,78 @@ static int vpc_dynamic_commit(struct qimg_node *n, struct qimg_alloc *a)
     return 0;
 }
 
+/* Reads and block status; writes go through vpc_dynamic_pwrite (no copy-on-write needed). */
 const struct qimg_mapped_ops vpc_dynamic_ops = {
     .map = vpc_dynamic_map,
-    .alloc = vpc_dynamic_alloc,
-    .commit = vpc_dynamic_commit,
 };
+
+/*
+ * qemu rewrites an allocated block's bitmap as all ones before writing into
+ * it (unless that block's was the last it rewrote), so an image from another
+ * tool ends up with the bitmaps qemu's would have. n->lock held.
+ */
+static int refresh_bitmap(struct qimg_node *n, uint64_t bitmap)
+{
+    struct vpc_state *s = n->opaque;
+    if (bitmap == s->last_bitmap_offset)
+        return 0;
+    uint8_t *ones = xmalloc(s->bitmap_size);
+    memset(ones, 0xff, s->bitmap_size);
+    int ret = qimg_node_pwrite(n->file, bitmap, s->bitmap_size, ones, 0);
+    free(ones);
+    if (ret == 0)
+        s->last_bitmap_offset = bitmap;
+    return ret;
+}
+
+/*
+ * A new block lies past the end of the data (only the old footer was
+ * there, and the bitmap covers it): what the guest does not write reads as
+ * zeroes without being written, so only the guest's bytes go out, then the
+ * bitmap, footer and BAT entry. Allocation stays under n->lock.
+ */
+static int write_new_block(struct qimg_node *n, uint64_t off, uint64_t len, const uint8_t *src)
+{
+    struct vpc_state *s = n->opaque;
+    struct qimg_alloc a = {.guest = qimg_align_down(off, s->block_size), .bytes = s->block_size};
+    int ret = vpc_dynamic_alloc(n, &a);
+    if (ret < 0)
+        return ret;
+    qimg_debug_event(n->file, QIMG_DBG_WRITE_AIO);
+    ret = qimg_node_pwrite(n->file, a.host + (off - a.guest), len, src, 0);
+    if (ret < 0)
+        return ret;
+    a.written_start = off;
+    a.written_end = off + len;
+    return vpc_dynamic_commit(n, &a);
+}
+
+int vpc_dynamic_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf)
+{
+    struct vpc_state *s = n->opaque;
+    const uint8_t *src = buf;
+    while (len) {
+        uint64_t index = off / s->block_size, in = off % s->block_size;
+        uint64_t chunk = qimg_min_u64(len, s->block_size - in);
+        int ret;
+        pthread_mutex_lock(&n->lock);
+        if (!block_allocated(s, index)) {
+            ret = write_new_block(n, off, chunk, src);
+            pthread_mutex_unlock(&n->lock);
+        } else {
+            uint64_t bitmap = (uint64_t)s->bat[index] * VPC_SECTOR;
+            ret = refresh_bitmap(n, bitmap);
+            pthread_mutex_unlock(&n->lock);
+            if (ret == 0) {
+                qimg_debug_event(n->file, QIMG_DBG_WRITE_AIO);
+                ret = qimg_node_pwrite(n->file, bitmap + s->bitmap_size + in, chunk, src, 0);
+            }
+        }
+        if (ret < 0)
+            return ret;
+        off += chunk;
+        src += chunk;
+        len -= chunk;
+    }
+    return 0;
+}

@@ -208,45 +208,16 @@ static int vpc_get_info(struct qimg_node *n, struct qimg_driver_info *info,
     return 0;
 }
 
-/*
- * qemu rewrites an allocated block's bitmap as all ones before writing into
- * it (unless it did so for that block last), so an image from another tool
- * ends up with the bitmaps qemu's would have.
- */
-static int refresh_bitmaps(struct qimg_node *n, uint64_t off, uint64_t len)
-{
-    struct vpc_state *s = n->opaque;
-    int ret = 0;
-    pthread_mutex_lock(&n->lock);
-    for (uint64_t pos = off; pos < off + len && ret == 0;
-         pos = qimg_align_down(pos, s->block_size) + s->block_size) {
-        uint64_t index = pos / s->block_size;
-        if (index >= s->max_table_entries || s->bat[index] == VPC_BAT_UNALLOCATED)
-            continue;
-        uint64_t bitmap = (uint64_t)s->bat[index] * VPC_SECTOR;
-        if (bitmap == s->last_bitmap_offset)
-            continue;
-        uint8_t *ones = xmalloc(s->bitmap_size);
-        memset(ones, 0xff, s->bitmap_size);
-        ret = qimg_node_pwrite(n->file, bitmap, s->bitmap_size, ones, 0);
-        free(ones);
-        if (ret == 0)
-            s->last_bitmap_offset = bitmap;
-    }
-    pthread_mutex_unlock(&n->lock);
-    return ret;
-}
-
 static int vpc_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf,
                       unsigned flags)
 {
     const struct vpc_state *s = n->opaque;
-    if (!s->fixed) {
-        int ret = refresh_bitmaps(n, off, len);
-        if (ret < 0)
-            return ret;
-    }
-    return qimg_mapped_pwrite(n, off, len, buf, flags);
+    if (s->fixed)
+        return qimg_mapped_pwrite(n, off, len, buf, flags);
+    int ret = vpc_dynamic_pwrite(n, off, len, buf);
+    if (ret == 0 && (flags & QIMG_REQ_FUA))
+        ret = qimg_node_flush(n->file);
+    return ret;
 }
 
 /* A dynamic disk reads as zeroes when new; a fixed one as its file does. */

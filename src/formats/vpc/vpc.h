@@ -83,6 +83,8 @@ uint32_t vpc_checksum(const uint8_t *buf, size_t len, size_t checksum_off);
 int vpc_create(const char *filename, struct qimg_opts *opts, struct qimg_error *err);
 int vpc_dynamic_open(struct qimg_node *n, struct vpc_state *s, uint64_t file_len,
                      struct qimg_error *err);
+/* Guest writes to a dynamic disk (new blocks get only the guest's bytes, as in qemu). */
+int vpc_dynamic_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf);
 extern const struct qimg_mapped_ops vpc_dynamic_ops;
 extern const struct qimg_mapped_ops vpc_fixed_ops;
 
