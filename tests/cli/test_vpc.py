@@ -194,7 +194,10 @@ def test_creator_size_rule(both, tmp_path, app, calc):
     b = oracle.img("info", "--output=json", "--image-opts", spec)
     assert (a.rc, a.err) == (b.rc, b.err)
     if a.rc == 0:
-        assert json.loads(a.out)["virtual-size"] == json.loads(b.out)["virtual-size"]
+        a, b = json.loads(a.out), json.loads(b.out)
+        assert a["virtual-size"] == b["virtual-size"]
+        # force_size_calc is a strong option: the image is named json:{...}
+        assert a["filename"] == b["filename"]
 
 
 def test_max_geometry_uses_current_size(both, tmp_path):

@@ -227,10 +227,14 @@ static bool vpc_has_zero_init(struct qimg_node *n)
     return s->fixed ? qimg_node_has_zero_init(n->file) : true;
 }
 
+/* The size mode changes what the node shows: its name becomes json:{...} (as in qemu). */
+static const char *const vpc_strong_opts[] = {"force_size_calc", NULL};
+
 const struct qimg_driver qimg_vpc_driver = {
     .name = "vpc",
     .create_opts = vpc_create_opts,
     .open_opts = vpc_open_opts,
+    .strong_opts = vpc_strong_opts,
     .probe = vpc_probe,
     .open = vpc_open,
     .close = vpc_close,
