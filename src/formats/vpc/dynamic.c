@@ -146,49 +146,6 @@ static int vpc_dynamic_map(struct qimg_node *n, uint64_t off, uint64_t len, stru
     return 0;
 }
 
-/* Reserve one block at the end of the file: its bitmap, then its data (qemu's layout). */
-static int vpc_dynamic_alloc(struct qimg_node *n, struct qimg_alloc *a)
-{
-    struct vpc_state *s = n->opaque;
-    uint64_t end;
-    if (!qimg_add_u64(s->free_data_block_offset, (uint64_t)s->bitmap_size + s->block_size,
-                      &end) ||
-        s->free_data_block_offset / VPC_SECTOR >= VPC_BAT_UNALLOCATED)
-        return -EFBIG;
-    a->bytes = s->block_size;
-    a->host = s->free_data_block_offset + s->bitmap_size;
-    return 0;
-}
-
-/*
- * Data written: the bitmap (every sector present), the footer at the new end
- * of the file, then the BAT entry, as qemu finishes an allocation.
- */
-static int vpc_dynamic_commit(struct qimg_node *n, struct qimg_alloc *a)
-{
-    struct vpc_state *s = n->opaque;
-    uint64_t bitmap = s->free_data_block_offset;
-    uint8_t *ones = xmalloc(s->bitmap_size);
-    memset(ones, 0xff, s->bitmap_size);
-    int ret = qimg_node_pwrite(n->file, bitmap, s->bitmap_size, ones, 0);
-    free(ones);
-    if (ret < 0)
-        return ret;
-    s->free_data_block_offset = a->host + s->block_size;
-    ret = qimg_node_pwrite(n->file, s->free_data_block_offset, VPC_FOOTER_SIZE, s->footer, 0);
-    if (ret < 0)
-        return ret;
-    uint64_t index = a->guest / s->block_size;
-    uint8_t entry[4];
-    qimg_put_be32(entry, (uint32_t)(bitmap / VPC_SECTOR));
-    ret = qimg_node_pwrite(n->file, s->bat_offset + 4 * index, 4, entry, 0);
-    if (ret < 0)
-        return ret;
-    s->bat[index] = (uint32_t)(bitmap / VPC_SECTOR);
-    s->last_bitmap_offset = bitmap;
-    return 0;
-}
-
 /* Reads and block status; writes go through vpc_dynamic_pwrite (no copy-on-write needed). */
 const struct qimg_mapped_ops vpc_dynamic_ops = {
     .map = vpc_dynamic_map,
@@ -214,25 +171,38 @@ static int refresh_bitmap(struct qimg_node *n, uint64_t bitmap)
 }
 
 /*
- * A new block lies past the end of the data (only the old footer was
- * there, and the bitmap covers it): what the guest does not write reads as
- * zeroes without being written, so only the guest's bytes go out, then the
- * bitmap, footer and BAT entry. Allocation stays under n->lock.
+ * A new block for guest offset off at the end of the data, in qemu's order:
+ * its bitmap (every sector present) where the old footer was, the footer at
+ * the new end of the file, the BAT entry; the caller then writes the guest's
+ * bytes in place. What the guest does not write lies past the old end of the
+ * file and reads as zeroes without being written, and a crash before the
+ * data leaves a block reading as zeroes, as it did unallocated. n->lock held.
  */
-static int write_new_block(struct qimg_node *n, uint64_t off, uint64_t len, const uint8_t *src)
+static int allocate_block(struct qimg_node *n, uint64_t off)
 {
     struct vpc_state *s = n->opaque;
-    struct qimg_alloc a = {.guest = qimg_align_down(off, s->block_size), .bytes = s->block_size};
-    int ret = vpc_dynamic_alloc(n, &a);
+    uint64_t bitmap = s->free_data_block_offset, end;
+    if (!qimg_add_u64(bitmap, (uint64_t)s->bitmap_size + s->block_size, &end) ||
+        bitmap / VPC_SECTOR >= VPC_BAT_UNALLOCATED)
+        return -EFBIG;
+    uint8_t *ones = xmalloc(s->bitmap_size);
+    memset(ones, 0xff, s->bitmap_size);
+    int ret = qimg_node_pwrite(n->file, bitmap, s->bitmap_size, ones, 0);
+    free(ones);
+    if (ret == 0)
+        ret = qimg_node_pwrite(n->file, end, VPC_FOOTER_SIZE, s->footer, 0);
     if (ret < 0)
         return ret;
-    qimg_debug_event(n->file, QIMG_DBG_WRITE_AIO);
-    ret = qimg_node_pwrite(n->file, a.host + (off - a.guest), len, src, 0);
+    s->free_data_block_offset = end;
+    uint64_t index = off / s->block_size;
+    uint8_t entry[4];
+    qimg_put_be32(entry, (uint32_t)(bitmap / VPC_SECTOR));
+    ret = qimg_node_pwrite(n->file, s->bat_offset + 4 * index, 4, entry, 0);
     if (ret < 0)
         return ret;
-    a.written_start = off;
-    a.written_end = off + len;
-    return vpc_dynamic_commit(n, &a);
+    s->bat[index] = (uint32_t)(bitmap / VPC_SECTOR);
+    s->last_bitmap_offset = bitmap;
+    return 0;
 }
 
 int vpc_dynamic_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf)
@@ -244,17 +214,14 @@ int vpc_dynamic_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const vo
         uint64_t chunk = qimg_min_u64(len, s->block_size - in);
         int ret;
         pthread_mutex_lock(&n->lock);
-        if (!block_allocated(s, index)) {
-            ret = write_new_block(n, off, chunk, src);
-            pthread_mutex_unlock(&n->lock);
-        } else {
-            uint64_t bitmap = (uint64_t)s->bat[index] * VPC_SECTOR;
+        ret = block_allocated(s, index) ? 0 : allocate_block(n, off);
+        uint64_t bitmap = (uint64_t)s->bat[index] * VPC_SECTOR;
+        if (ret == 0)
             ret = refresh_bitmap(n, bitmap);
-            pthread_mutex_unlock(&n->lock);
-            if (ret == 0) {
-                qimg_debug_event(n->file, QIMG_DBG_WRITE_AIO);
-                ret = qimg_node_pwrite(n->file, bitmap + s->bitmap_size + in, chunk, src, 0);
-            }
+        pthread_mutex_unlock(&n->lock);
+        if (ret == 0) {
+            qimg_debug_event(n->file, QIMG_DBG_WRITE_AIO);
+            ret = qimg_node_pwrite(n->file, bitmap + s->bitmap_size + in, chunk, src, 0);
         }
         if (ret < 0)
             return ret;
