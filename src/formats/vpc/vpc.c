@@ -58,7 +58,7 @@ static int vpc_fixed_map(struct qimg_node *n, uint64_t off, uint64_t len, struct
     return 0;
 }
 
-const struct qimg_mapped_ops vpc_fixed_ops = {.map = vpc_fixed_map};
+static const struct qimg_mapped_ops vpc_fixed_ops = {.map = vpc_fixed_map};
 
 /*
  * 512 bytes at off; a short file reads as zeroes past its end. qemu sees the

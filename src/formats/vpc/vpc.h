@@ -86,6 +86,5 @@ int vpc_dynamic_open(struct qimg_node *n, struct vpc_state *s, uint64_t file_len
 /* Guest writes to a dynamic disk (new blocks get only the guest's bytes, as in qemu). */
 int vpc_dynamic_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf);
 extern const struct qimg_mapped_ops vpc_dynamic_ops;
-extern const struct qimg_mapped_ops vpc_fixed_ops;
 
 #endif
