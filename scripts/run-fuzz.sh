@@ -29,6 +29,11 @@ for opts in "" "static=on"; do
     qemu-io -f vdi -c 'write -P 0x5a 2M 4k' -c 'write -P 1 0 4k' "$f" >/dev/null 2>&1 || true
     i=$((i + 1))
 done
+# VHD: an empty dynamic disk, one with a block, a small fixed disk (footer at the end).
+qemu-img create -q -f vpc "$SEEDS/seed-vpc-empty.vhd" 3M
+qemu-img create -q -f vpc "$SEEDS/seed-vpc-data.vhd" 3M
+qemu-io -f vpc -c 'write -P 0x5a 2M 4k' "$SEEDS/seed-vpc-data.vhd" >/dev/null 2>&1 || true
+qemu-img create -q -f vpc -o subformat=fixed,force_size=on "$SEEDS/seed-vpc-fixed.vhd" 8k
 head -c 65536 /dev/urandom > "$SEEDS/seed-random.raw"
 # A LUKS header area for fuzz-luks (cheap PBKDF2 so the harness unlocks it).
 for opts in "" "cipher-alg=aes-128,cipher-mode=cbc,ivgen-alg=essiv"; do
