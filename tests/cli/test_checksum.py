@@ -113,10 +113,12 @@ def test_same_digest_every_layout(oracle, disk, tmp_path):
     assert oracle.img("create", "-q", "-f", "qcow2", base, str(SIZE)).rc == 0
     assert oracle.img("create", "-q", "-f", "qcow2", "-b", base.name, "-F", "qcow2",
                       top).rc == 0
-    # The base gets the whole content; the top rewrites the first write with the same
-    # bytes and zeroes a range that reads as zeroes anyway: the chain reads as the disk.
+    # The base gets the content but its first 64 KiB zeroed; the top holds the first
+    # write and zeroes a range that reads as zeroes anyway: the chain reads as the disk.
     r = oracle.img("convert", "-n", "-f", "raw", "-O", "qcow2", disk, base)
     assert r.rc == 0, r
+    assert oracle.io("-f", "qcow2", "-c", "write -z 0 64k", base).rc == 0
+    assert checksum(base) != want
     assert oracle.io("-f", "qcow2", "-c", "write -P 1 0 5000", "-c", "write -z 1M 1M",
                      top).rc == 0
     assert checksum(top) == want
