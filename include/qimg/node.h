@@ -40,6 +40,9 @@ struct qimg_driver;
  * (qemu-io's default writethrough, without syncing the data of every write).
  */
 #define QIMG_O_META_SYNC (1u << 12)
+/* Files are opened read-only and every write below the format stays in memory (check
+   --dry-run); qimg_node_dry_run_stats says what would have been written. */
+#define QIMG_O_DRY_RUN (1u << 13)
 
 /* Request flags. */
 #define QIMG_REQ_FUA (1u << 0)         /* write: stable on return */
@@ -159,6 +162,16 @@ uint64_t qimg_node_cluster_size(struct qimg_node *n);
  */
 int qimg_node_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
                            struct qimg_block_status *st);
+/* What the writes of a QIMG_O_DRY_RUN node would have done to its files. */
+struct qimg_dry_run_stats {
+    uint64_t requests; /* write, zero, discard and truncate requests */
+    uint64_t bytes;    /* bytes those requests covered */
+    uint64_t pages;    /* distinct 4 KiB pages of the files touched */
+    int64_t old_size, new_size; /* the image file's size before and after */
+};
+/* -ENOENT when n was not opened with QIMG_O_DRY_RUN. */
+int qimg_node_dry_run_stats(struct qimg_node *n, struct qimg_dry_run_stats *st);
+
 /*
  * Block status of the chain from top down to (not including) base, NULL for
  * the whole chain. A range no layer allocates reports neither DATA nor ZERO

@@ -75,10 +75,16 @@ static int validate_amend_opts(const struct qimg_driver *drv, struct qimg_opts *
     return ret;
 }
 
+/* --progress=fd:N: amend counts steps, not bytes; the fraction done is scaled to the disk size. */
+static uint64_t amend_size;
+
 static void report_progress(void *opaque, double done, double total)
 {
     (void)opaque;
     cli_progress_update(done, total);
+    if (total > 0 && done >= 0)
+        cli_progress_fd((uint64_t)((double)amend_size * (done > total ? 1.0 : done / total)),
+                        amend_size);
 }
 
 int cmd_amend(int argc, char **argv)
@@ -89,6 +95,7 @@ int cmd_amend(int argc, char **argv)
         {"object", required_argument, NULL, OPT_OBJECT},
         {"image-opts", no_argument, NULL, OPT_IMAGE_OPTS},
         {"force", no_argument, NULL, OPT_FORCE},
+        CLI_PROGRESS_FD_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     struct cli_open o = {.flags = QIMG_O_RDWR};
@@ -114,6 +121,11 @@ int cmd_amend(int argc, char **argv)
                 goto out;
             break;
         case OPT_IMAGE_OPTS: o.image_opts = true; break;
+        case CLI_OPT_PROGRESS:
+        case CLI_OPT_PROGRESS_FD:
+            if (cli_progress_fd_option(c, optarg) < 0)
+                goto out;
+            break;
         case OPT_FORCE: force = true; break;
         default: goto out;
         }
@@ -160,6 +172,8 @@ int cmd_amend(int argc, char **argv)
     }
     if (validate_amend_opts(drv, opts) < 0)
         goto out_progress;
+    int64_t vsize = qimg_node_length(n);
+    amend_size = vsize > 0 ? (uint64_t)vsize : 0;
     n->progress = report_progress; /* also without -p: SIGUSR1 prints it */
     int aret = drv->amend(n, opts, force, &err);
     cli_progress_update(1, 1);
@@ -167,6 +181,7 @@ int cmd_amend(int argc, char **argv)
         cli_error_obj(&err, NULL);
         goto out_progress;
     }
+    cli_progress_fd_end(amend_size);
     ret = 0;
 out_progress:
     cli_progress_end();

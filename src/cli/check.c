@@ -74,6 +74,23 @@ static void print_json(const struct qimg_check_result *r, const char *filename,
     qimg_json_free(j);
 }
 
+/* check -r ... --dry-run (a qimg extension): what the repair would have written. */
+static void print_dry_run(struct qimg_node *n, const struct qimg_check_result *r, int ret)
+{
+    struct qimg_dry_run_stats st;
+    if (qimg_node_dry_run_stats(n, &st) < 0)
+        return;
+    int code = ret < 0 || r->check_errors ? 1 : r->corruptions ? 2 : r->leaks ? 3 : 0;
+    printf("Dry run: the repair would write %llu bytes in %llu requests (%llu distinct 4 KiB "
+           "pages)",
+           (unsigned long long)st.bytes, (unsigned long long)st.requests,
+           (unsigned long long)st.pages);
+    if (st.new_size != st.old_size)
+        printf(" and resize the image file from %lld to %lld bytes", (long long)st.old_size,
+               (long long)st.new_size);
+    printf(";\nthe image was not modified. The repair would exit with code %d.\n", code);
+}
+
 static int run_check(struct qimg_node *n, struct qimg_check_result *r, int fix)
 {
     struct qimg_error err = {0};
@@ -95,11 +112,13 @@ int cmd_check(int argc, char **argv)
         {"object", required_argument, NULL, OPT_OBJECT},
         {"image-opts", no_argument, NULL, OPT_IMAGE_OPTS},
         {"force-share", no_argument, NULL, 'U'},
+        {"dry-run", no_argument, NULL, CLI_OPT_DRY_RUN},
         {NULL, 0, NULL, 0},
     };
     struct cli_open o = {.flags = QIMG_O_NO_BACKING};
     enum cli_output output = CLI_OUTPUT_HUMAN;
     int fix = 0, c;
+    bool dry_run = false;
     unsigned cache = 0;
 
     while ((c = cli_getopt(argc, argv, "hf:r:T:qU", longopts)) != -1) {
@@ -130,19 +149,23 @@ int cmd_check(int argc, char **argv)
                 return 1;
             break;
         case OPT_IMAGE_OPTS: o.image_opts = true; break;
+        case CLI_OPT_DRY_RUN: dry_run = true; break;
         default: return 1;
         }
     }
     if (optind != argc - 1)
         return cli_usage_error("Expecting one image file name");
     o.filename = argv[optind];
+    if (dry_run && !fix)
+        return cli_usage_error("--dry-run needs -r leaks or -r all");
     if (fix && (o.flags & QIMG_O_FORCE_SHARE)) {
         cli_error("Could not open '%s': force-share=on can only be used with read-only images",
                   o.filename);
         return 1;
     }
     /* Repairs punch the clusters they free out of the file (QEMU discards them). */
-    o.flags |= cache | QIMG_O_CHECK | (fix ? QIMG_O_RDWR | QIMG_O_UNMAP : 0);
+    o.flags |= cache | QIMG_O_CHECK | (fix ? QIMG_O_RDWR | QIMG_O_UNMAP : 0) |
+               (dry_run ? QIMG_O_DRY_RUN : 0);
     struct qimg_node *n = cli_open_image(&o);
     if (!n)
         return 1;
@@ -161,7 +184,13 @@ int cmd_check(int argc, char **argv)
     }
     if (ret == 0 && (r.corruptions_fixed || r.leaks_fixed)) {
         int corruptions_fixed = r.corruptions_fixed, leaks_fixed = r.leaks_fixed;
-        if (output == CLI_OUTPUT_HUMAN && !o.quiet)
+        if (output == CLI_OUTPUT_HUMAN && !o.quiet && dry_run)
+            printf("Dry run: the repair would fix these inconsistencies (nothing is written):\n\n"
+                   "    %d leaked clusters\n"
+                   "    %d corruptions\n\n"
+                   "Double checking the image as the repair would leave it...\n",
+                   r.leaks_fixed, r.corruptions_fixed);
+        else if (output == CLI_OUTPUT_HUMAN && !o.quiet)
             printf("The following inconsistencies were found and repaired:\n\n"
                    "    %d leaked clusters\n"
                    "    %d corruptions\n\n"
@@ -178,6 +207,8 @@ int cmd_check(int argc, char **argv)
         else
             print_json(&r, o.filename, qimg_node_format(n), o.quiet);
     }
+    if (dry_run && output == CLI_OUTPUT_HUMAN && !o.quiet)
+        print_dry_run(n, &r, ret);
     fflush(stdout);
     qimg_node_unref(n);
     if (ret < 0 || r.check_errors) {

@@ -67,6 +67,27 @@ void cli_progress_update(double done, double total);
 void cli_progress_add(float percent);
 void cli_progress_end(void);
 
+/*
+ * qimg's extensions (issue 22): commands and long options that exist only
+ * under the qimg name; through a qemu-img-named link the command set and
+ * options are qemu-img 9.1's exactly (cli_getopt drops these long options).
+ */
+bool cli_extras(void);
+#define CLI_OPT_EXTRA 0x1000 /* long option values from here on are extensions */
+#define CLI_OPT_PROGRESS (CLI_OPT_EXTRA + 1)    /* --progress=fd:N */
+#define CLI_OPT_PROGRESS_FD (CLI_OPT_EXTRA + 2) /* --progress-fd=N */
+#define CLI_OPT_DRY_RUN (CLI_OPT_EXTRA + 3)     /* check -r ... --dry-run */
+#define CLI_PROGRESS_FD_LONGOPTS                                         \
+    {"progress", required_argument, NULL, CLI_OPT_PROGRESS},            \
+    {"progress-fd", required_argument, NULL, CLI_OPT_PROGRESS_FD}
+/* Parse --progress=fd:N / --progress-fd=N (opt says which); -1 after printing the error. */
+int cli_progress_fd_option(int opt, const char *arg);
+bool cli_progress_fd_enabled(void);
+/* "<done>/<total>\n" to the progress fd when the figure moved (any thread). */
+void cli_progress_fd(uint64_t done, uint64_t total);
+/* The job succeeded: "<total>/<total>" (UINT64_MAX: the last total seen). */
+void cli_progress_fd_end(uint64_t total);
+
 /* Human output of an ImageInfo tree (info, info --backing-chain). */
 void cli_print_image_info_human(const struct qimg_json *info);
 
@@ -75,6 +96,7 @@ int cmd_amend(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_bitmap(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_checksum(int argc, char **argv);
 int cmd_commit(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_convert(int argc, char **argv);

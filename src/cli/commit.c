@@ -166,6 +166,7 @@ static void on_progress(void *opaque, uint64_t done, uint64_t total)
 {
     (void)opaque;
     cli_progress_update((double)done, (double)total);
+    cli_progress_fd(done, total);
 }
 
 /*
@@ -212,6 +213,7 @@ static int parse_args(int argc, char **argv, struct commit_opts *o)
         {"help", no_argument, NULL, 'h'},
         {"object", required_argument, NULL, OPT_OBJECT},
         {"image-opts", no_argument, NULL, OPT_IMAGE_OPTS},
+        CLI_PROGRESS_FD_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -235,6 +237,11 @@ static int parse_args(int argc, char **argv, struct commit_opts *o)
                 return -1;
             break;
         case OPT_IMAGE_OPTS: o->top.image_opts = true; break;
+        case CLI_OPT_PROGRESS:
+        case CLI_OPT_PROGRESS_FD:
+            if (cli_progress_fd_option(c, optarg) < 0)
+                return -1;
+            break;
         default: return -1;
         }
     }
@@ -292,8 +299,10 @@ int cmd_commit(int argc, char **argv)
         if (r < 0)
             cli_error_obj(&err, "Could not empty %s: ", o.top.filename);
     }
-    if (r == 0)
+    if (r == 0) {
         cli_progress_update(1, 1);
+        cli_progress_fd_end(UINT64_MAX);
+    }
     cli_progress_end();
     if (r < 0)
         goto out;

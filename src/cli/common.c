@@ -66,6 +66,17 @@ int cli_getopt(int argc, char **argv, const char *shortopts, const struct option
     /* Leading ':' makes getopt report a missing argument as ':' and stay quiet. */
     snprintf(spec, sizeof(spec), ":%s", shortopts);
     opterr = 0;
+    /* Under qemu-img's name the extensions' long options do not exist (cli_extras). */
+    struct option plain[64];
+    if (longopts && !cli_extras()) {
+        size_t n = 0;
+        for (const struct option *o = longopts; o->name && n + 1 < 64; o++) {
+            if (o->val < CLI_OPT_EXTRA)
+                plain[n++] = *o;
+        }
+        plain[n] = (struct option){0};
+        longopts = plain;
+    }
     int c = getopt_long(argc, argv, spec, longopts, NULL);
     if (c == '?') {
         if (optopt && optopt < 256 && !(optind > 0 && strncmp(argv[optind - 1], "--", 2) == 0))

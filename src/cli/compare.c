@@ -21,6 +21,7 @@ static void on_progress(void *opaque, uint64_t done, uint64_t total)
 {
     (void)opaque;
     cli_progress_update((double)done, (double)total);
+    cli_progress_fd(done, total);
 }
 
 static void on_size_mismatch(void *opaque)
@@ -72,6 +73,7 @@ int cmd_compare(int argc, char **argv)
         {"object", required_argument, NULL, OPT_OBJECT},
         {"image-opts", no_argument, NULL, OPT_IMAGE_OPTS},
         {"force-share", no_argument, NULL, 'U'},
+        CLI_PROGRESS_FD_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     const char *fmt1 = NULL, *fmt2 = NULL, *cache = NULL;
@@ -93,6 +95,11 @@ int cmd_compare(int argc, char **argv)
                 return CMP_OPEN_ERROR;
             break;
         case OPT_IMAGE_OPTS: image_opts = true; break;
+        case CLI_OPT_PROGRESS:
+        case CLI_OPT_PROGRESS_FD:
+            if (cli_progress_fd_option(c, optarg) < 0)
+                return 1;
+            break;
         default: return 1;
         }
     }
@@ -133,6 +140,8 @@ int cmd_compare(int argc, char **argv)
     struct qimg_compare_result res;
     int ret = qimg_compare(n1, n2, &params, &res);
     rc = report(&res, ret, name1, name2, quiet);
+    if (rc == CMP_SAME)
+        cli_progress_fd_end(UINT64_MAX);
 out:
     if (progress) {
         /* qemu-img ends the progress line here, whatever happened after the options. */

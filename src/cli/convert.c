@@ -160,6 +160,7 @@ static int parse_args(int argc, char **argv, struct convert_opts *o)
         {"skip-broken-bitmaps", no_argument, NULL, OPT_SKIP_BROKEN},
         {"salvage", no_argument, NULL, OPT_SALVAGE},
         {"force-share", no_argument, NULL, OPT_FORCE_SHARE},
+        CLI_PROGRESS_FD_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -210,6 +211,11 @@ static int parse_args(int argc, char **argv, struct convert_opts *o)
                 return -1;
             break;
         case OPT_IMAGE_OPTS: o->image_opts = true; break;
+        case CLI_OPT_PROGRESS:
+        case CLI_OPT_PROGRESS_FD:
+            if (cli_progress_fd_option(c, optarg) < 0)
+                return -1;
+            break;
         case OPT_TARGET_IMAGE_OPTS: o->tgt_image_opts = true; break;
         case OPT_TARGET_IS_ZERO: o->target_is_zero = true; break;
         case OPT_BITMAPS: o->bitmaps = true; break;
@@ -363,6 +369,7 @@ static void on_progress(void *opaque, uint64_t done, uint64_t total)
 {
     (void)opaque;
     cli_progress_update((double)done, (double)total);
+    cli_progress_fd(done, total);
 }
 
 static void on_read_error(void *opaque, uint64_t offset, uint64_t len, int errnum)
@@ -552,6 +559,7 @@ int cmd_convert(int argc, char **argv)
         goto out;
     }
     cli_progress_update(1, 1);
+    cli_progress_fd_end(UINT64_MAX);
     if (o.bitmaps && cli_convert_copy_bitmaps(src[0], dst, o.skip_broken) < 0)
         goto out;
     ret = 0;

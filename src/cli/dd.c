@@ -93,6 +93,12 @@ static void copy_error(const struct qimg_copy_result *res, const struct qimg_err
         cli_error_obj(err, NULL);
 }
 
+static void on_progress(void *opaque, uint64_t done, uint64_t total)
+{
+    (void)opaque;
+    cli_progress_fd(done, total);
+}
+
 int cmd_dd(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -100,6 +106,7 @@ int cmd_dd(int argc, char **argv)
         {"image-opts", no_argument, NULL, OPT_IMAGE_OPTS},
         {"force-share", no_argument, NULL, OPT_FORCE_SHARE},
         {"object", required_argument, NULL, OPT_OBJECT},
+        CLI_PROGRESS_FD_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     struct dd_opts o = {.out_fmt = "raw", .bs = 512};
@@ -115,6 +122,11 @@ int cmd_dd(int argc, char **argv)
         case 'U':
         case OPT_FORCE_SHARE: o.force_share = true; break;
         case OPT_IMAGE_OPTS: o.image_opts = true; break;
+        case CLI_OPT_PROGRESS:
+        case CLI_OPT_PROGRESS_FD:
+            if (cli_progress_fd_option(c, optarg) < 0)
+                goto out;
+            break;
         case OPT_OBJECT:
             if (cli_add_object(optarg) < 0)
                 goto out;
@@ -185,12 +197,14 @@ int cmd_dd(int argc, char **argv)
            qemu-img dd leaves it (du, map and info show the same). */
         .sparse_size = 0,
         .flush = true,
+        .progress = on_progress,
     };
     struct qimg_copy_result res;
     if (qimg_copy_run(&job, &res, &err) < 0) {
         copy_error(&res, &err);
         goto out;
     }
+    cli_progress_fd_end(res.data_bytes);
     ret = 0;
 out:
     qimg_node_unref(out);

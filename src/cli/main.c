@@ -20,6 +20,14 @@ static const struct {
     {"snapshot", cmd_snapshot}, {"rebase", cmd_rebase},   {"resize", cmd_resize},
 };
 
+/* Commands of qimg's own, beyond qemu-img (issue 22): only under the qimg name (cli_extras). */
+static const struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+} extra_commands[] = {
+    {"checksum", cmd_checksum},
+};
+
 /*
  * "qemu-img version 9.1.0 (qimg 0.2.0)": the qemu-img release implemented,
  * then qimg's own version in the place where distributions put their package
@@ -48,6 +56,7 @@ static const char help_syntax[] =
     "  bench [-c count] [-d depth] [-f fmt] [--flush-interval=flush_interval] [-i aio] [-n] [--no-drain] [-o offset] [--pattern=pattern] [-q] [-s buffer_size] [-S step_size] [-t cache] [-w] [-U] filename\n"
     "  bitmap (--merge SOURCE | --add | --remove | --clear | --enable | --disable)... [-b source_file [-F source_fmt]] [-g granularity] [--object objectdef] [--image-opts | -f fmt] filename bitmap\n"
     "  check [--object objectdef] [--image-opts] [-q] [-f fmt] [--output=ofmt] [-r [leaks | all]] [-T src_cache] [-U] filename\n"
+    "%s"
     "  commit [--object objectdef] [--image-opts] [-q] [-f fmt] [-t cache] [-b base] [-r rate_limit] [-d] [-p] filename\n"
     "  compare [--object objectdef] [--image-opts] [-f fmt] [-F fmt] [-T src_cache] [-p] [-q] [-s] [-U] filename1 filename2\n"
     "  convert [--object objectdef] [--image-opts] [--target-image-opts] [--target-is-zero] [--bitmaps] [-U] [-C] [-c] [-p] [-q] [-n] [-f fmt] [-t cache] [-T src_cache] [-O output_fmt] [-B backing_file [-F backing_fmt]] [-o options] [-l snapshot_param] [-S sparse_size] [-r rate_limit] [-m num_coroutines] [-W] [--salvage] filename [filename2 [...]] output_filename\n"
@@ -59,6 +68,29 @@ static const char help_syntax[] =
     "  snapshot [--object objectdef] [--image-opts] [-U] [-q] [-l | -a snapshot | -c snapshot | -d snapshot] filename\n"
     "  rebase [--object objectdef] [--image-opts] [-U] [-q] [-f fmt] [-t cache] [-T src_cache] [-p] [-u] [-c] -b backing_file [-F backing_fmt] filename\n"
     "  resize [--object objectdef] [--image-opts] [-f fmt] [--preallocation=prealloc] [-q] [--shrink] filename [+ | -]size\n";
+
+/* The checksum line of "Command syntax:" under the qimg name. */
+static const char help_syntax_checksum[] =
+    "  checksum [--object objectdef] [--image-opts] [-f fmt] [-T src_cache] [-p] [--progress=fd:N] [--progress-fd=N] [-a algorithm] [-U] filename\n";
+
+/* What qimg adds to qemu-img's commands, listed under the qimg name only. */
+static const char help_extras[] =
+    "qimg extensions (not in qemu-img; absent when invoked as qemu-img):\n"
+    "  amend --progress=fd:N | --progress-fd=N\n"
+    "  check --dry-run (with -r leaks or -r all)\n"
+    "  commit --progress=fd:N | --progress-fd=N\n"
+    "  compare --progress=fd:N | --progress-fd=N\n"
+    "  convert --progress=fd:N | --progress-fd=N\n"
+    "  dd --progress=fd:N | --progress-fd=N\n"
+    "  rebase --progress=fd:N | --progress-fd=N\n"
+    "\n"
+    "  'checksum' prints a digest of the guest-visible content, the same for every\n"
+    "       format and layout of it (blksum's construction: 64 KiB blocks, 64\n"
+    "       streams); '-a' names the hash (default sha256)\n"
+    "  '--progress=fd:N' writes '<done>/<total>' in bytes, one line per change, to\n"
+    "       file descriptor N ('--progress-fd=N' is the same)\n"
+    "  '--dry-run' with check -r reports what the repair would change and the exit\n"
+    "       code it would give, without writing to the image\n";
 
 static const char help_params[] =
     "Command parameters:\n"
@@ -154,14 +186,28 @@ static void print_help(void)
            "                         specify tracing options\n"
            "\n",
            cli_prog, cli_prog);
-    fputs(help_syntax, stdout);
+    printf(help_syntax, cli_extras() ? help_syntax_checksum : "");
     fputs("\n", stdout);
     fputs(help_params, stdout);
+    if (cli_extras())
+        printf("\n%s", help_extras);
     printf("\nSupported formats:");
     qimg_driver_foreach(print_format_name, NULL);
     /* Bugs in qimg are not QEMU's: the reports go to this project. */
     printf("\n\nReport bugs in qimg to the qimg project, not to QEMU: see BUGS in qimg(1).\n"
            "More information on the QEMU project at <https://qemu.org>.\n");
+}
+
+/* "-h" or "--help" among a command's arguments (before "--"). */
+static bool wants_help(int argc, char **argv)
+{
+    for (int k = 1; k < argc; k++) {
+        if (!strcmp(argv[k], "-h") || !strcmp(argv[k], "--help"))
+            return true;
+        if (!strcmp(argv[k], "--"))
+            break;
+    }
+    return false;
 }
 
 int main(int argc, char **argv)
@@ -215,15 +261,21 @@ int main(int argc, char **argv)
             optind = 1;
             int sub_argc = argc - i;
             char **sub_argv = argv + i;
-            for (int k = 1; k < sub_argc; k++) {
-                if (!strcmp(sub_argv[k], "-h") || !strcmp(sub_argv[k], "--help")) {
-                    print_help();
-                    return 0;
-                }
-                if (!strcmp(sub_argv[k], "--"))
-                    break;
+            if (wants_help(sub_argc, sub_argv)) {
+                print_help();
+                return 0;
             }
             return commands[c].fn(sub_argc, sub_argv);
+        }
+    }
+    for (size_t c = 0; cli_extras() && c < sizeof(extra_commands) / sizeof(extra_commands[0]); c++) {
+        if (!strcmp(cmd, extra_commands[c].name)) {
+            optind = 1;
+            if (wants_help(argc - i, argv + i)) {
+                print_help();
+                return 0;
+            }
+            return extra_commands[c].fn(argc - i, argv + i);
         }
     }
     return cli_usage_error("Command not found: %s", cmd);

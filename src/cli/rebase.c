@@ -209,6 +209,7 @@ static int safe_merge(const struct rebase_opts *o, struct qimg_node *img, unsign
             cli_progress_add(step);
         }
         off += n;
+        cli_progress_fd(off, (uint64_t)size);
     }
     r = qimg_node_flush(img);
     if (r < 0) {
@@ -232,6 +233,7 @@ static int parse_args(int argc, char **argv, struct rebase_opts *o)
         {"image-opts", no_argument, NULL, OPT_IMAGE_OPTS},
         {"force-share", no_argument, NULL, 'U'},
         {"compress", no_argument, NULL, 'c'},
+        CLI_PROGRESS_FD_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -252,6 +254,11 @@ static int parse_args(int argc, char **argv, struct rebase_opts *o)
                 return -1;
             break;
         case OPT_IMAGE_OPTS: o->img.image_opts = true; break;
+        case CLI_OPT_PROGRESS:
+        case CLI_OPT_PROGRESS_FD:
+            if (cli_progress_fd_option(c, optarg) < 0)
+                return -1;
+            break;
         default: return -1;
         }
     }
@@ -335,6 +342,8 @@ int cmd_rebase(int argc, char **argv)
     }
     cli_progress_update(1, 1);
     cli_progress_end();
+    int64_t vsize = qimg_node_length(img);
+    cli_progress_fd_end(vsize > 0 ? (uint64_t)vsize : 0);
     ret = 0;
 out:
     qimg_node_unref(img);

@@ -159,6 +159,10 @@ int qimg_open_protocol(struct qimg_node **out, const char *filename, struct qimg
             filename = path;
         qimg_opts_set(local, "filename", filename);
     }
+    /* A dry run reads the file only; its writes go to the overlay put over it below. */
+    unsigned dry = flags & QIMG_O_DRY_RUN;
+    if (dry)
+        flags &= ~(QIMG_O_RDWR | QIMG_O_RESIZE | QIMG_O_DRY_RUN);
     struct qimg_node *n = qimg_node_alloc(drv, filename, flags);
     free(path);
     ret = drv->open(n, local, err);
@@ -170,6 +174,13 @@ int qimg_open_protocol(struct qimg_node **out, const char *filename, struct qimg
     }
     n->options = qimg_opts_clone(local);
     qimg_node_refresh_filename(n);
+    if (dry) {
+        ret = qimg_overlay_wrap(&n, flags | QIMG_O_RDWR | QIMG_O_RESIZE | dry, err);
+        if (ret < 0) {
+            qimg_node_unref(n);
+            goto out;
+        }
+    }
     *out = n;
 out:
     if (!opts)

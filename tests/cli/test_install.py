@@ -278,7 +278,7 @@ def test_man_page_names_every_command(inst):
     """qimg(1) describes each command qimg --help lists."""
     helptext = sh([inst.path("bindir", "qimg"), "--help"]).out
     commands = re.findall(r"^  ([a-z]+) [\[(]", helptext, re.M)
-    assert len(commands) == 15
+    assert len(commands) == 16  # qemu-img's 15 and qimg's checksum (issue 22)
     env = dict(os.environ, MANWIDTH="80", LC_ALL="C.UTF-8")
     text = re.sub(r".\x08", "", sh(["man", "-l", inst.path("mandir", "man1", "qimg.1")], env=env).out)
     described = re.findall(r"^       ([a-z]+)$", text, re.M)
@@ -306,7 +306,11 @@ def test_bash_completion(inst, tmp_path):
     assert os.readlink(comp_dir / "qimg-io") == "qimg"
     # Commands, standard options.
     assert complete(inst, "_qimg", "qimg", "co") == ["commit", "compare", "convert"]
-    assert len(complete(inst, "_qimg", "qimg", "")) == 15
+    assert len(complete(inst, "_qimg", "qimg", "")) == 16  # with checksum (qimg only)
+    assert {"--image-opts", "--object", "--progress-fd=", "--progress=", "-T", "-U", "-a", "-f",
+            "-p"} <= set(complete(inst, "_qimg", "qimg", "checksum", "-"))
+    assert complete(inst, "_qimg", "qimg", "check", "--d") == ["--dry-run"]
+    assert complete(inst, "_qimg", "qimg", "dd", "--pro") == ["--progress-fd=", "--progress="]
     assert complete(inst, "_qimg", "qimg", "--v") == ["--version"]
     # A command's options, as its syntax line has them.
     opts = complete(inst, "_qimg", "qimg", "convert", "-")
