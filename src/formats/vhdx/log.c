@@ -15,7 +15,8 @@
  * sector, zero descriptors zeroes), then the headers get new data write GUIDs
  * and drop the log GUID. Entries with a bad checksum, signature, GUID or
  * sizes are not valid and so are never replayed (qemu then opens the image
- * unchanged). Entries are read a sector at a time: hostile lengths cost
+ * unchanged); a bad descriptor in an otherwise good entry fails the open
+ * (EINVAL). Entries are read a sector at a time: hostile lengths cost
  * reads, never memory.
  */
 #include <errno.h>
@@ -90,12 +91,13 @@ static int entry_validate(struct qimg_node *n, uint64_t pos, struct log_entry *l
         ret = desc_get(n, le, i, d);
         if (ret < 0)
             return ret;
+        /* A bad descriptor in an entry whose header is fine fails the open (qemu: EINVAL). */
         if (qimg_le64(d + VHDX_LD_SEQ) != le->seq)
-            return 0;
+            return -EINVAL;
         if (memcmp(d, "desc", 4) == 0)
             data++;
         else if (memcmp(d, "zero", 4) != 0 || qimg_le64(d + VHDX_LD_LEADING) % VHDX_LOG_SECTOR)
-            return 0;
+            return -EINVAL;
     }
     uint64_t first_data = desc_sectors(le->count);
     if (first_data + data > le->length / VHDX_LOG_SECTOR)

@@ -162,8 +162,9 @@ static int parse_headers(struct qimg_node *n, struct qimg_error *err)
     }
     bool v1 = header_valid(s->headers[0]), v2 = header_valid(s->headers[1]);
     uint64_t q1 = qimg_le64(s->headers[0] + VHDX_H_SEQ), q2 = qimg_le64(s->headers[1] + VHDX_H_SEQ);
-    if (v1 && (!v2 || q1 > q2))
-        s->curr_header = 0;
+    if (v1 && (!v2 || q1 > q2 ||
+               (q1 == q2 && memcmp(s->headers[0], s->headers[1], VHDX_HEADER_SIZE) == 0)))
+        s->curr_header = 0; /* equal sequence numbers: only when the headers are identical */
     else if (v2 && (!v1 || q2 > q1))
         s->curr_header = 1;
     else
@@ -179,7 +180,7 @@ static int parse_headers(struct qimg_node *n, struct qimg_error *err)
 
 int vhdx_region_check(struct vhdx_state *s, uint64_t start, uint64_t len)
 {
-    uint64_t end = start + len; /* callers' start and len are < 2^63 */
+    uint64_t end = start + len; /* wraps as qemu's does; reads there fail later (EIO) */
     for (size_t i = s->nregions; i-- > 0;) {
         const struct vhdx_region *r = &s->regions[i];
         if (start < r->end && end > r->start) {
@@ -217,8 +218,6 @@ static int parse_region_table(struct qimg_node *n, struct qimg_error *err)
         const uint8_t *e = rt + VHDX_RT_ENTRIES + (size_t)i * VHDX_RT_ENTRY_SIZE;
         uint64_t off = qimg_le64(e + VHDX_RTE_OFFSET);
         uint32_t len = qimg_le32(e + VHDX_RTE_LENGTH);
-        if (off > (uint64_t)INT64_MAX - len) /* a region past any file */
-            goto out;
         ret = vhdx_region_check(s, off, len);
         if (ret < 0)
             goto out;
@@ -272,9 +271,6 @@ static int meta_table(struct qimg_node *n, struct meta_items *it)
     for (uint16_t i = 0; i < count; i++) {
         const uint8_t *e = t + VHDX_MT_ENTRIES + (size_t)i * VHDX_MT_ENTRY_SIZE;
         uint32_t off = qimg_le32(e + VHDX_MTE_OFFSET);
-        ret = -EINVAL;
-        if (off < VHDX_META_MIN_OFFSET)
-            goto out;
         int k = 0;
         while (k < 6 && memcmp(e, known_items[k], 16) != 0)
             k++;
@@ -285,6 +281,9 @@ static int meta_table(struct qimg_node *n, struct meta_items *it)
             continue;
         }
         if (it->present[k]) /* qemu refuses an item twice */
+            goto out;
+        ret = -EINVAL;
+        if (off < VHDX_META_MIN_OFFSET)
             goto out;
         it->present[k] = true;
         it->off[k] = off;
@@ -349,6 +348,54 @@ static int parse_metadata(struct qimg_node *n, struct qimg_error *err)
     return 0;
 }
 
+/* Is BAT entry i a payload block (not a sector bitmap entry)? */
+static bool is_payload_entry(const struct vhdx_state *s, uint64_t i)
+{
+    return (i + 1) % ((uint64_t)s->chunk_ratio + 1) != 0;
+}
+
+/*
+ * One FULLY_PRESENT entry: its offset must not overflow, a payload block must
+ * not overlap the log, BAT or metadata regions (the CVE-2014-0148 class), and
+ * the block must lie within the file (the last block may be partial).
+ */
+static int check_bat_entry(struct vhdx_state *s, uint64_t i, uint64_t off, int64_t flen,
+                           int *errcnt)
+{
+    int ret = 0;
+    if (off > (uint64_t)INT64_MAX - s->block_size) {
+        vhdx_error_report("VHDX BAT entry %llu offset overflow.", (unsigned long long)i);
+        if (!errcnt)
+            return -EINVAL;
+        ++*errcnt;
+        ret = -EINVAL;
+    } else if (is_payload_entry(s, i) && vhdx_region_check(s, off, s->block_size) < 0) {
+        if (!errcnt)
+            return -EINVAL;
+        ++*errcnt;
+        ret = -EINVAL;
+    }
+    /* qemu's partial last block counts i over all BAT entries, bitmap entries too. */
+    uint64_t block_len = s->block_size;
+    if (i <= s->virtual_size / s->block_size && s->virtual_size - i * s->block_size < block_len)
+        block_len = s->virtual_size - i * s->block_size;
+    if (off >= (uint64_t)flen) {
+        vhdx_error_report("VHDX BAT entry %llu start offset %llu points after end of file "
+                          "(%lld). Image has probably been truncated.",
+                          (unsigned long long)i, (unsigned long long)off, (long long)flen);
+    } else if (off + block_len > (uint64_t)flen) {
+        vhdx_error_report("VHDX BAT entry %llu end offset %llu points after end of file "
+                          "(%lld). Image has probably been truncated.",
+                          (unsigned long long)i, (unsigned long long)(off + block_len - 1),
+                          (long long)flen);
+    } else {
+        return ret;
+    }
+    if (errcnt)
+        ++*errcnt;
+    return -EINVAL;
+}
+
 int vhdx_check_bat_entries(struct qimg_node *n, int *errcnt)
 {
     struct vhdx_state *s = n->opaque;
@@ -363,53 +410,14 @@ int vhdx_check_bat_entries(struct qimg_node *n, int *errcnt)
             return r;
         if ((e & VHDX_BAT_STATE_MASK) != VHDX_BLOCK_FULLY_PRESENT)
             continue;
-        uint64_t off = e & VHDX_BAT_OFFSET_MASK;
-        /* The last block may exist only partly (qemu counts i over all BAT entries). */
-        uint64_t block_len = s->block_size;
-        if (i < s->virtual_size / s->block_size + 1 && s->virtual_size - i * s->block_size < block_len)
-            block_len = s->virtual_size - i * s->block_size;
-        if (off > (uint64_t)INT64_MAX - s->block_size) {
-            vhdx_error_report("VHDX BAT entry %llu offset points after end of file. Image has "
-                              "probably been truncated.",
-                              (unsigned long long)i);
-            ret = -EINVAL;
-        } else if (off >= (uint64_t)flen) {
-            vhdx_error_report("VHDX BAT entry %llu start offset %llu points after end of file "
-                              "(%lld). Image has probably been truncated.",
-                              (unsigned long long)i, (unsigned long long)off, (long long)flen);
-            ret = -EINVAL;
-        } else if (off + block_len > (uint64_t)flen) {
-            vhdx_error_report("VHDX BAT entry %llu end offset %llu points after end of file "
-                              "(%lld). Image has probably been truncated.",
-                              (unsigned long long)i, (unsigned long long)(off + block_len - 1),
-                              (long long)flen);
-            ret = -EINVAL;
-        } else {
-            continue;
+        r = check_bat_entry(s, i, e & VHDX_BAT_OFFSET_MASK, flen, errcnt);
+        if (r < 0) {
+            ret = r;
+            if (!errcnt)
+                break;
         }
-        if (!errcnt)
-            break;
-        ++*errcnt;
     }
     return ret;
-}
-
-/* Payload blocks must not overlap the log, BAT or metadata regions (CVE-2014-0148 class). */
-static int check_bat_regions(struct qimg_node *n)
-{
-    struct vhdx_state *s = n->opaque;
-    for (uint64_t b = 0; b < s->data_blocks; b++) {
-        uint64_t e;
-        int ret = vhdx_bat_get(n, vhdx_bat_index(s, b), &e);
-        if (ret < 0)
-            return ret;
-        if ((e & VHDX_BAT_STATE_MASK) != VHDX_BLOCK_FULLY_PRESENT)
-            continue;
-        ret = vhdx_region_check(s, e & VHDX_BAT_OFFSET_MASK, s->block_size);
-        if (ret < 0)
-            return ret;
-    }
-    return 0;
 }
 
 static int vhdx_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_error *err)
@@ -431,15 +439,18 @@ static int vhdx_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_er
         ret = parse_metadata(n, err);
     if (ret < 0)
         return ret;
+    /* qemu reads the whole BAT region here: beyond 2^63 that read fails (EIO). */
+    if (s->bat_offset > (uint64_t)INT64_MAX - s->bat_length)
+        return open_fail(n, err, -EIO);
     s->mapped = (struct qimg_mapped){.ops = &vhdx_mapped_ops, .block_size = s->block_size};
     qimg_table_cache_init(&s->bat, n->file, VHDX_BAT_CACHE, VHDX_BAT_TABLE);
     s->bat.limit = s->bat_offset + s->bat_entries * 8;
-    ret = check_bat_regions(n);
-    /* qemu-img check reports entries past the end of the file itself (all of them). */
-    if (ret == 0 && !(n->flags & QIMG_O_CHECK))
+    /* qemu-img check reports bad entries itself (all of them). */
+    if (!(n->flags & QIMG_O_CHECK)) {
         ret = vhdx_check_bat_entries(n, NULL);
-    if (ret < 0)
-        return open_fail(n, err, ret);
+        if (ret < 0)
+            return open_fail(n, err, ret);
+    }
     return 0;
 }
 
