@@ -6,7 +6,7 @@
  *   64 KiB   header 1 (random 32-bit sequence number N), 128 KiB header 2 (N + 1),
  *            both with the same random file and data write GUIDs, no log GUID
  *   192 KiB  region table, 256 KiB its copy: BAT then metadata, "required" 0
- *   1 MiB    the log (log_size, zeroes)
+ *   1 MiB    the log (log_size, a hole: zeroes)
  *   +log     the BAT, its length rounded up to 1 MiB
  *   +BAT     the metadata region (1 MiB): table of 5 items, values at +64 KiB
  *   +5 MiB   payload blocks (fixed: block i at data start + i * block size)
@@ -146,18 +146,21 @@ static int write_bat(struct qimg_node *file, const struct vhdx_layout *l)
 
 static int write_layout(struct qimg_node *file, const struct vhdx_layout *l, struct qimg_error *err)
 {
+    /* The header section's parts (the rest, and the log, stay holes reading as zeroes). */
     uint8_t *buf = xcalloc(1, VHDX_MIB);
     build_file_id(buf);
     build_headers(buf + VHDX_HEADER1_OFF, buf + VHDX_HEADER2_OFF, l);
     build_region_table(buf + VHDX_REGION1_OFF, l);
     memcpy(buf + VHDX_REGION2_OFF, buf + VHDX_REGION1_OFF, VHDX_REGION_SIZE);
-    int ret = qimg_node_pwrite(file, 0, VHDX_MIB, buf, 0);
-    memset(buf, 0, VHDX_MIB);
-    /* The log region, zeroed (qemu writes it). */
-    for (uint64_t off = 0; ret == 0 && off < l->log_size; off += VHDX_MIB)
-        ret = qimg_node_pwrite(file, VHDX_HEADER_SECTION_END + off,
-                               qimg_min_u64(VHDX_MIB, l->log_size - off), buf, 0);
+    static const struct { uint64_t off, len; } parts[] = {
+        {0, 4096}, {VHDX_HEADER1_OFF, VHDX_HEADER_SIZE}, {VHDX_HEADER2_OFF, VHDX_HEADER_SIZE},
+        {VHDX_REGION1_OFF, VHDX_REGION_SIZE}, {VHDX_REGION2_OFF, VHDX_REGION_SIZE},
+    };
+    int ret = 0;
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]) && ret == 0; i++)
+        ret = qimg_node_pwrite(file, parts[i].off, parts[i].len, buf + parts[i].off, 0);
     if (ret == 0) {
+        memset(buf, 0, VHDX_MIB);
         build_metadata(buf, l);
         ret = qimg_node_pwrite(file, l->meta_offset, VHDX_META_MIN_OFFSET + 40, buf, 0);
     }

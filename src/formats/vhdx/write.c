@@ -127,10 +127,16 @@ static int write_block(struct qimg_node *n, uint64_t off, uint64_t len, const ui
     /* A block in the header section would overwrite the headers: qemu fails with EFAULT. */
     if (host < VHDX_HEADER_SECTION_END)
         return -EFAULT;
-    ret = qimg_node_pwrite(n->file, host + in, len, buf, 0);
-    if (ret < 0 || !alloc)
+    if (!alloc) {
+        /* In place: the data moves without the lock, as qemu drops its lock for it. */
+        pthread_mutex_unlock(&n->lock);
+        ret = qimg_node_pwrite(n->file, host + in, len, buf, 0);
+        pthread_mutex_lock(&n->lock);
         return ret;
-    return bat_set(n, block, host);
+    }
+    /* A new block: data first, then the BAT entry (crash order: a leak, never garbage). */
+    ret = qimg_node_pwrite(n->file, host + in, len, buf, 0);
+    return ret < 0 ? ret : bat_set(n, block, host);
 }
 
 int vhdx_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf, unsigned flags)
