@@ -100,6 +100,9 @@ static int vhdx_map(struct qimg_node *n, uint64_t off, uint64_t len, struct qimg
     int ret = vhdx_bat_get(n, vhdx_bat_index(s, block), &e);
     if (ret < 0)
         return ret;
+    uint64_t pending;
+    if (vhdx_pending_host(s, block, &pending)) /* being allocated: its data is there */
+        e = pending | VHDX_BLOCK_FULLY_PRESENT;
     *m = (struct qimg_map){.bytes = qimg_min_u64(len, s->block_size - in), .entry = e};
     switch (e & VHDX_BAT_STATE_MASK) {
     case VHDX_BLOCK_NOT_PRESENT:
@@ -462,6 +465,7 @@ static void vhdx_close(struct qimg_node *n)
     if (s->bat.e)
         qimg_table_cache_destroy(&s->bat);
     free(s->regions);
+    free(s->pending);
     free(s);
 }
 

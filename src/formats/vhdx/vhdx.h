@@ -139,6 +139,11 @@ struct vhdx_state {
     uint8_t session_guid[16];
     bool first_write_done;
     bool log_replayed; /* on this open: check reports it as a fixed corruption */
+    /* Blocks given a home whose BAT entry is not written yet (their data is in flight). */
+    struct vhdx_pending {
+        uint64_t block, host;
+    } *pending;
+    size_t npending;
     /* Log position of the next entry and its sequence number. */
     uint32_t log_write;
     uint64_t log_seq;
@@ -166,6 +171,8 @@ int vhdx_log_open(struct qimg_node *n, bool *replayed, struct qimg_error *err);
 int vhdx_log_write_sector(struct qimg_node *n, uint64_t off, const uint8_t *sector);
 
 /* write.c */
+/* Is payload block b being allocated (data in flight)? Its home then. n->lock held. */
+bool vhdx_pending_host(const struct vhdx_state *s, uint64_t block, uint64_t *host);
 int vhdx_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf, unsigned flags);
 
 /* create.c, check.c */

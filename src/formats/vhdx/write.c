@@ -21,6 +21,7 @@
 #include "formats/vhdx/vhdx.h"
 #include "util/bytes.h"
 #include "util/crc32c.h"
+#include "util/mem.h"
 #include "util/uuid.h"
 
 int vhdx_update_header(struct qimg_node *n, bool new_data_guid, const uint8_t *log_guid)
@@ -98,11 +99,47 @@ static int bat_set(struct qimg_node *n, uint64_t block, uint64_t host)
     return ret;
 }
 
+bool vhdx_pending_host(const struct vhdx_state *s, uint64_t block, uint64_t *host)
+{
+    for (size_t i = 0; i < s->npending; i++)
+        if (s->pending[i].block == block) {
+            *host = s->pending[i].host;
+            return true;
+        }
+    return false;
+}
+
+static void pending_add(struct vhdx_state *s, uint64_t block, uint64_t host)
+{
+    s->pending = xrealloc(s->pending, (s->npending + 1) * sizeof(*s->pending));
+    s->pending[s->npending++] = (struct vhdx_pending){block, host};
+}
+
+static void pending_remove(struct vhdx_state *s, uint64_t block)
+{
+    for (size_t i = 0; i < s->npending; i++)
+        if (s->pending[i].block == block) {
+            s->pending[i] = s->pending[--s->npending];
+            return;
+        }
+}
+
+/* The data of one request moves without the lock (qemu drops its lock for it too). */
+static int write_unlocked(struct qimg_node *n, uint64_t host, uint64_t len, const uint8_t *buf)
+{
+    pthread_mutex_unlock(&n->lock);
+    int ret = qimg_node_pwrite(n->file, host, len, buf, 0);
+    pthread_mutex_lock(&n->lock);
+    return ret;
+}
+
 /* Write the part of one payload block at off (len within the block). n->lock held. */
 static int write_block(struct qimg_node *n, uint64_t off, uint64_t len, const uint8_t *buf)
 {
     struct vhdx_state *s = n->opaque;
     uint64_t block = off / s->block_size, in = off % s->block_size, e, host;
+    if (vhdx_pending_host(s, block, &host)) /* another writer is allocating it */
+        return write_unlocked(n, host + in, len, buf);
     int ret = vhdx_bat_get(n, vhdx_bat_index(s, block), &e);
     if (ret < 0)
         return ret;
@@ -127,16 +164,18 @@ static int write_block(struct qimg_node *n, uint64_t off, uint64_t len, const ui
     /* A block in the header section would overwrite the headers: qemu fails with EFAULT. */
     if (host < VHDX_HEADER_SECTION_END)
         return -EFAULT;
-    if (!alloc) {
-        /* In place: the data moves without the lock, as qemu drops its lock for it. */
-        pthread_mutex_unlock(&n->lock);
-        ret = qimg_node_pwrite(n->file, host + in, len, buf, 0);
-        pthread_mutex_lock(&n->lock);
-        return ret;
-    }
-    /* A new block: data first, then the BAT entry (crash order: a leak, never garbage). */
-    ret = qimg_node_pwrite(n->file, host + in, len, buf, 0);
-    return ret < 0 ? ret : bat_set(n, block, host);
+    if (!alloc)
+        return write_unlocked(n, host + in, len, buf);
+    /*
+     * A new block: data first, then the BAT entry (crash order: a leak, never
+     * garbage). Meanwhile other writers and readers find the block pending.
+     */
+    pending_add(s, block, host);
+    ret = write_unlocked(n, host + in, len, buf);
+    if (ret == 0)
+        ret = bat_set(n, block, host);
+    pending_remove(s, block);
+    return ret;
 }
 
 int vhdx_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf, unsigned flags)
