@@ -416,3 +416,22 @@ def test_convert_both_ways(ours, oracle, tmp_path, opts):
         assert r.rc == 0
     same(ours.img("map", "--output=json", "b.vhdx"), oracle.img("map", "--output=json", "b.vhdx"))
     same(ours.img("info", "b.vhdx"), oracle.img("info", "b.vhdx"))
+
+
+def test_parallel_writes_into_one_new_block(ours, oracle, tmp_path):
+    """Eight aio writes into one block not yet allocated: one home, all data kept (the block
+    is pending while its first writer's data moves without the lock)."""
+    assert oracle.img("create", "-q", "-f", "vhdx", "-o", "block_size=1M", "a.vhdx", "16M").rc == 0
+    (tmp_path / "b.vhdx").write_bytes((tmp_path / "a.vhdx").read_bytes())
+    args = []
+    for i in range(8):
+        args += ["-c", f"aio_write -P {i + 1} {i * 128}k 128k"]
+    args += ["-c", "aio_flush"]
+    for i in range(8):
+        args += ["-c", f"read -P {i + 1} {i * 128}k 128k"]
+    a, b = ours.io(*args, "a.vhdx"), oracle.io(*args, "b.vhdx")
+    assert a.rc == b.rc == 0
+    assert sorted(TIMING.sub("X", a.out).splitlines()) == sorted(TIMING.sub("X", b.out).splitlines())
+    check_clean(oracle, "a.vhdx")
+    assert oracle.img("compare", "a.vhdx", "b.vhdx").rc == 0
+    assert (tmp_path / "a.vhdx").stat().st_size == (tmp_path / "b.vhdx").stat().st_size
