@@ -500,3 +500,22 @@ def test_spec_log_replayed(ours, oracle, tmp_path):
     assert a.rc == 0 and "Pattern verification failed" not in a.out
     assert masked(tmp_path / "s.vhdx") == masked(tmp_path / "o.vhdx")
     check_clean(oracle, "s.vhdx")
+
+
+def test_log_of_whole_log_entries_bounded(ours, tmp_path, oracle):
+    """Hostile: every 4 KiB of a 64 MiB log starts an entry that claims the whole log (with a
+    matching GUID, bad checksums): the search is bounded and ends in one error, no hang."""
+    assert oracle.img("create", "-q", "-f", "vhdx", "-o", "log_size=64M", "h.vhdx", "8M").rc == 0
+    path = tmp_path / "h.vhdx"
+    b = bytearray(path.read_bytes())
+    guid = b"\x22" * 16
+    sector = bytearray(4096)
+    struct.pack_into("<4sIIIQII16s", sector, 0, b"loge", 0, 64 * MiB, 0, 1, 0, 0, guid)
+    b[LOG:LOG + 64 * MiB] = bytes(sector) * (16 * 1024)
+    for h in (H1, H2):
+        b[h + 48:h + 64] = guid
+        fix_crc(b, h, 4096)
+    path.write_bytes(b)
+    r = ours.img("info", "h.vhdx", timeout=120)
+    assert r.rc == 1 and r.err == "qemu-img: Could not open 'h.vhdx': Could not open 'h.vhdx': " \
+        "Invalid argument\n"

@@ -30,10 +30,19 @@
 #include "util/mem.h"
 #include "util/uuid.h"
 
+/*
+ * Sector reads allowed while searching and replaying one log (4 GiB of reads):
+ * a log of entries that each claim the whole log would otherwise cost
+ * quadratic time (qemu's search has no bound); a real log needs far less.
+ */
+#define VHDX_LOG_READ_BUDGET (1u << 20)
+
 /* The log sector at byte pos of the log (wrapping), zeroes past the file's end. */
 static int log_read(struct qimg_node *n, uint64_t pos, uint8_t *sector)
 {
     struct vhdx_state *s = n->opaque;
+    if (s->log_reads++ >= VHDX_LOG_READ_BUDGET)
+        return -EINVAL;
     uint64_t off = s->log_offset + pos % s->log_length;
     int64_t flen = qimg_node_length(n->file);
     if (flen < 0)
@@ -215,6 +224,7 @@ int vhdx_log_open(struct qimg_node *n, bool *replayed, struct qimg_error *err)
     struct vhdx_state *s = n->opaque;
     const uint8_t *h = s->headers[s->curr_header];
     *replayed = false;
+    s->log_reads = 0;
     s->log_seq = 1;
     s->log_write = 0;
     if (qimg_uuid_is_null(h + VHDX_H_LOG_GUID))

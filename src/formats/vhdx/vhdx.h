@@ -147,6 +147,7 @@ struct vhdx_state {
     /* Log position of the next entry and its sequence number. */
     uint32_t log_write;
     uint64_t log_seq;
+    uint32_t log_reads; /* sectors read while opening the log (bounded: log.c) */
 };
 
 /* vhdx.c */
