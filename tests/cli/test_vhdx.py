@@ -400,6 +400,8 @@ def test_convert_both_ways(ours, oracle, tmp_path, opts):
     a = ours.img("convert", "-O", "vhdx", *opts, "s.raw", "a.vhdx")
     b = oracle.img("convert", "-O", "vhdx", *opts, "s.raw", "b.vhdx")
     assert (a.rc, a.out, a.err) == (b.rc, b.out, b.err)
+    # the same layout: blocks appended in the same order, BAT updates through the log
+    assert masked_written(tmp_path / "a.vhdx") == masked_written(tmp_path / "b.vhdx")
     check_clean(oracle, "a.vhdx")
     assert oracle.img("compare", "a.vhdx", "s.raw").rc == 0
     assert ours.img("compare", "b.vhdx", "s.raw").rc == 0
