@@ -134,8 +134,8 @@ static int write_bat(struct qimg_node *file, const struct vhdx_layout *l)
         memset(buf, 0, chunk);
         for (uint64_t k = 0; k < n; k++) {
             uint64_t i = i0 + k;
-            if ((i + 1) % (l->chunk_ratio + 1) == 0)
-                continue; /* a sector bitmap entry: NOT_PRESENT */
+            if ((i + 1) % (l->chunk_ratio + 1) == 0 || block >= l->data_blocks)
+                continue; /* a sector bitmap entry (or none at all): NOT_PRESENT */
             qimg_put_le64(buf + 8 * k, payload_entry(l, block++));
         }
         ret = qimg_node_pwrite(file, l->bat_offset + i0 * 8, n * 8, buf, 0);
@@ -246,13 +246,10 @@ static int check_layout(struct vhdx_layout *l, struct qimg_error *err)
         return qimg_error_set(err, -EINVAL, "Block size must be a power of two");
     l->chunk_ratio = VHDX_SECTORS_PER_BITMAP * 512 / l->block_size;
     l->data_blocks = qimg_div_round_up(l->size, l->block_size);
-    l->bat_entries = l->data_blocks + (l->data_blocks ? (l->data_blocks - 1) / l->chunk_ratio : 0);
+    /* qemu's count in 32 bits: a size of 0 wraps to 2^32 / chunk_ratio entries (so does open). */
+    l->bat_entries = l->data_blocks + (uint32_t)(l->data_blocks - 1) / l->chunk_ratio;
     l->bat_offset = VHDX_HEADER_SECTION_END + l->log_size;
-    l->bat_length = qimg_align_up(qimg_div_round_up(l->data_blocks, l->chunk_ratio) *
-                                      (l->chunk_ratio + 1) * 8,
-                                  VHDX_MIB);
-    if (l->bat_length == 0)
-        l->bat_length = VHDX_MIB;
+    l->bat_length = qimg_align_up(l->bat_entries * 8, VHDX_MIB);
     l->meta_offset = l->bat_offset + l->bat_length;
     l->data_offset = l->meta_offset + VHDX_DATA_AFTER_META;
     return 0;

@@ -340,12 +340,13 @@ static int parse_metadata(struct qimg_node *n, struct qimg_error *err)
         return open_fail(n, err, -EINVAL);
     if (s->logical_sector != 512)
         return open_fail(n, err, -ENOTSUP);
-    if (vsize == 0 || vsize > VHDX_MAX_IMAGE_SIZE)
+    if (vsize > VHDX_MAX_IMAGE_SIZE)
         return open_fail(n, err, -EINVAL);
     s->virtual_size = qimg_align_down(vsize, s->logical_sector);
     s->chunk_ratio = (uint32_t)(VHDX_SECTORS_PER_BITMAP * s->logical_sector / s->block_size);
     s->data_blocks = qimg_div_round_up(vsize, s->block_size);
-    s->bat_entries = s->data_blocks + (s->data_blocks - 1) / s->chunk_ratio;
+    /* In 32 bits as qemu counts: a size of 0 needs 2^32 / chunk_ratio entries. */
+    s->bat_entries = s->data_blocks + (uint32_t)(s->data_blocks - 1) / s->chunk_ratio;
     if ((uint64_t)s->bat_length < s->bat_entries * 8)
         return open_fail(n, err, -EINVAL);
     return 0;
