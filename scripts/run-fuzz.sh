@@ -34,6 +34,15 @@ qemu-img create -q -f vpc "$SEEDS/seed-vpc-empty.vhd" 3M
 qemu-img create -q -f vpc "$SEEDS/seed-vpc-data.vhd" 3M
 qemu-io -f vpc -c 'write -P 0x5a 2M 4k' "$SEEDS/seed-vpc-data.vhd" >/dev/null 2>&1 || true
 qemu-img create -q -f vpc -o subformat=fixed,force_size=on "$SEEDS/seed-vpc-fixed.vhd" 8k
+# VHDX: dynamic (one block written, cut after its data) and fixed, cut after the metadata
+# values (3 MiB + 64 KiB + 40): headers, region tables, log entry, BAT and metadata.
+for opts in "block_size=1M" "subformat=fixed,block_state_zero=off,block_size=1M"; do
+    qemu-img create -q -f vhdx -o "$opts" "$SEEDS/vhdx.tmp" 3M
+    qemu-io -f vhdx -c 'write -P 0x5a 0 4k' "$SEEDS/vhdx.tmp" >/dev/null 2>&1 || true
+    head -c 3211304 "$SEEDS/vhdx.tmp" > "$SEEDS/seed-vhdx$i.vhdx"
+    i=$((i + 1))
+done
+rm -f "$SEEDS/vhdx.tmp"
 head -c 65536 /dev/urandom > "$SEEDS/seed-random.raw"
 # A LUKS header area for fuzz-luks (cheap PBKDF2 so the harness unlocks it).
 for opts in "" "cipher-alg=aes-128,cipher-mode=cbc,ivgen-alg=essiv"; do
