@@ -65,7 +65,10 @@ static bool is_growing_redolog(const uint8_t *h)
 static int bochs_probe(const uint8_t *buf, size_t len, const char *filename)
 {
     (void)filename;
-    return len >= BOCHS_HEADER_SIZE && is_growing_redolog(buf) ? 100 : 0;
+    /* qemu probes a 2048-byte buffer, zero-padded past a short file's end. */
+    uint8_t h[BOCHS_HEADER_SIZE] = {0};
+    memcpy(h, buf, qimg_min_u64(len, sizeof(h)));
+    return is_growing_redolog(h) ? 100 : 0;
 }
 
 /* Bytes of the file at off (zeroes past its end, as qemu reads a short file). */

@@ -51,10 +51,9 @@ struct cloop_state {
 static int cloop_probe(const uint8_t *buf, size_t len, const char *filename)
 {
     (void)filename;
+    /* qemu probes a 2048-byte buffer, zero-padded past a short file's end: no match there. */
     size_t n = strlen(cloop_magic);
-    if (n > len)
-        n = len;
-    return memcmp(buf, cloop_magic, n) ? 0 : 2;
+    return len >= n && !memcmp(buf, cloop_magic, n) ? 2 : 0;
 }
 
 static uint64_t offset_at(const struct cloop_state *s, uint64_t i)

@@ -89,3 +89,14 @@ void qimg_warn(const char *fmt, ...)
     fflush(stdout); /* keep the order of interleaved output */
     warning_handler(buf);
 }
+
+void qimg_report(const char *fmt, ...)
+{
+    char buf[QIMG_ERROR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    fflush(stdout);
+    fprintf(stderr, "%s: %s\n", program_invocation_short_name, buf);
+}
