@@ -71,10 +71,16 @@ static int bochs_probe(const uint8_t *buf, size_t len, const char *filename)
     return is_growing_redolog(h) ? 100 : 0;
 }
 
-/* Bytes of the file at off (zeroes past its end, as qemu reads a short file). */
+/*
+ * Bytes of the file at off: zeroes past its end, as qemu reads a short file;
+ * -EIO past what qemu's block layer addresses (INT64_MAX).
+ */
 static int file_read(struct qimg_node *n, uint64_t off, uint64_t len, void *buf)
 {
     const struct bochs_state *s = n->opaque;
+    uint64_t end;
+    if (!qimg_add_u64(off, len, &end) || end > (uint64_t)INT64_MAX)
+        return -EIO;
     uint64_t have = off >= s->file_len ? 0 : qimg_min_u64(s->file_len - off, len);
     if (have) {
         int ret = qimg_node_pread(n->file, off, have, buf, 0);
@@ -181,7 +187,7 @@ static int read_in_extent(struct qimg_node *n, uint64_t off, uint64_t len, uint8
         return 0;
     }
     uint64_t first = (off % s->extent_size) / 512, count = len / 512;
-    /* <= (2^32-2) * 2^9 * (2^23 + 2^14) + 2^32: fits in 64 bits */
+    /* Modulo 2^64 like qemu's (a hostile geometry wraps; file_read refuses what is past 2^63). */
     uint64_t record = s->data_offset +
                       512 * (uint64_t)entry * ((uint64_t)s->extent_blocks + s->bitmap_blocks);
     uint64_t bfirst = first / 8, blast = (first + count - 1) / 8;
