@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "core/builtin.h"
+#include "formats/common/readonly.h"
 #include "util/bytes.h"
 #include "util/mem.h"
 
@@ -71,24 +72,11 @@ static int bochs_probe(const uint8_t *buf, size_t len, const char *filename)
     return is_growing_redolog(h) ? 100 : 0;
 }
 
-/*
- * Bytes of the file at off: zeroes past its end, as qemu reads a short file;
- * -EIO past what qemu's block layer addresses (INT64_MAX).
- */
+/* Bytes of the file at off (zeroes past its end, as qemu reads a short file). */
 static int file_read(struct qimg_node *n, uint64_t off, uint64_t len, void *buf)
 {
     const struct bochs_state *s = n->opaque;
-    uint64_t end;
-    if (!qimg_add_u64(off, len, &end) || end > (uint64_t)INT64_MAX)
-        return -EIO;
-    uint64_t have = off >= s->file_len ? 0 : qimg_min_u64(s->file_len - off, len);
-    if (have) {
-        int ret = qimg_node_pread(n->file, off, have, buf, 0);
-        if (ret < 0)
-            return ret;
-    }
-    memset((uint8_t *)buf + have, 0, len - have);
-    return 0;
+    return qimg_ro_file_read(n->file, s->file_len, off, len, buf);
 }
 
 static int check_geometry(struct bochs_state *s, struct qimg_error *err)
@@ -122,8 +110,9 @@ static int read_catalog(struct qimg_node *n, uint32_t at, struct qimg_error *err
 static int bochs_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_error *err)
 {
     (void)opts;
-    if (n->flags & QIMG_O_RDWR)
-        return qimg_error_set(err, -EACCES, "Image is read-only");
+    int ret = qimg_ro_refuse_write(n, err);
+    if (ret < 0)
+        return ret;
     struct bochs_state *s = xcalloc(1, sizeof(*s));
     n->opaque = s;
     int64_t flen = qimg_node_length(n->file);
@@ -131,7 +120,7 @@ static int bochs_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_e
         return qimg_error_errno(err, (int)flen, "Could not get file size");
     s->file_len = (uint64_t)flen;
     uint8_t h[BOCHS_HEADER_SIZE];
-    int ret = file_read(n, 0, sizeof(h), h);
+    ret = file_read(n, 0, sizeof(h), h);
     if (ret < 0)
         return qimg_error_errno(err, ret, "Could not read bochs header");
     if (!is_growing_redolog(h))

@@ -24,6 +24,7 @@
 #include <zlib.h>
 
 #include "core/builtin.h"
+#include "formats/common/readonly.h"
 #include "util/bytes.h"
 #include "util/mem.h"
 
@@ -65,14 +66,7 @@ static uint64_t offset_at(const struct cloop_state *s, uint64_t i)
 static int file_read(struct qimg_node *n, uint64_t off, uint64_t len, void *buf)
 {
     const struct cloop_state *s = n->opaque;
-    uint64_t have = off >= s->file_len ? 0 : qimg_min_u64(s->file_len - off, len);
-    if (have) {
-        int ret = qimg_node_pread(n->file, off, have, buf, 0);
-        if (ret < 0)
-            return ret;
-    }
-    memset((uint8_t *)buf + have, 0, len - have);
-    return 0;
+    return qimg_ro_file_read(n->file, s->file_len, off, len, buf);
 }
 
 static int check_block_size(uint32_t bs, struct qimg_error *err)
@@ -131,8 +125,9 @@ static int read_offsets(struct qimg_node *n, struct qimg_error *err)
 static int cloop_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_error *err)
 {
     (void)opts;
-    if (n->flags & QIMG_O_RDWR)
-        return qimg_error_set(err, -EACCES, "Image is read-only");
+    int ret = qimg_ro_refuse_write(n, err);
+    if (ret < 0)
+        return ret;
     struct cloop_state *s = xcalloc(1, sizeof(*s));
     n->opaque = s;
     s->cached = UINT64_MAX;
@@ -141,7 +136,7 @@ static int cloop_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_e
         return qimg_error_errno(err, (int)flen, "Could not get file size");
     s->file_len = (uint64_t)flen;
     uint8_t h[8];
-    int ret = file_read(n, CLOOP_OFF_BLOCK_SIZE, sizeof(h), h);
+    ret = file_read(n, CLOOP_OFF_BLOCK_SIZE, sizeof(h), h);
     if (ret < 0)
         return qimg_error_errno(err, ret, "Could not read cloop header");
     s->block_size = qimg_be32(h);

@@ -9,7 +9,6 @@ Hand-made images (`cloop()` below) follow cloop-facts.md "V2 layout": the 128-by
 big-endian u64 absolute offsets (the last one ends the last block) and the zlib (RFC 1950)
 blocks back to back, each inflating to block_size bytes.
 """
-import json
 import re
 import shutil
 import struct
@@ -19,6 +18,7 @@ import zlib
 import pytest
 
 from conftest import strip_child
+from readonly_common import same_info, same_map, same_raw, write, writes_are_refused
 
 HEX = re.compile(r"^(?:[0-9a-f]+: (?: [0-9a-f]{2})+|read .*)")
 PREAMBLE = (b"#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t iso9660 "
@@ -56,59 +56,14 @@ def guest_blocks(block_size, count):
     return out
 
 
-def write(tmp_path, name, data):
-    p = tmp_path / name
-    p.write_bytes(data)
-    return p
-
-
-def same_info(ours, oracle, *argv):
-    """info human (9.1's child section dropped) and JSON (9.1's "children" dropped) match."""
-    a, b = ours.img("info", *argv), oracle.img("info", *argv)
-    assert (a.rc, strip_child(a.out), a.err) == (b.rc, b.out, b.err)
-    a = ours.img("info", "--output=json", *argv)
-    b = oracle.img("info", "--output=json", *argv)
-    assert a.rc == b.rc == 0, (a, b)
-    mine = json.loads(a.out)
-    assert mine.pop("children")[0]["name"] == "file"  # 9.1 adds the file child; 7.2 lacks it
-    assert mine == json.loads(b.out)
-
-
-def same_map(ours, oracle, *argv):
-    """map JSON matches (9.1 adds "compressed", 7.2 lacks it) and human map fails alike."""
-    a = ours.img("map", "--output=json", *argv)
-    b = oracle.img("map", "--output=json", *argv)
-    assert a.rc == b.rc == 0, (a, b)
-    mine = json.loads(a.out)
-    for e in mine:
-        assert e.pop("compressed") is False
-    assert mine == json.loads(b.out)
-    # No host offsets: qemu's human map refuses such images; so must we.
-    a, b = ours.img("map", *argv), oracle.img("map", *argv)
-    assert (a.rc, a.out, a.err) == (b.rc, b.out, b.err)
-
-
-def same_raw(ours, oracle, img, tmp_path, expect=None):
-    a, b = tmp_path / "ours.raw", tmp_path / "oracle.raw"
-    ra = ours.img("convert", "-O", "raw", str(img), str(a))
-    rb = oracle.img("convert", "-O", "raw", str(img), str(b))
-    assert ra.rc == rb.rc == 0, (ra, rb)
-    assert a.read_bytes() == b.read_bytes()
-    if expect is not None:
-        assert a.read_bytes() == expect
-    r = ours.img("compare", str(img), str(b))
-    assert r.rc == 0 and r.out == "Images are identical.\n", r
-    return a.read_bytes()
-
-
 @pytest.mark.parametrize("block_size,count", [(512, 1), (512, 9), (4096, 7), (65536, 5)])
 def test_hand_made_reads_like_qemu(both, tmp_path, block_size, count):
     ours, oracle = both
     blocks = guest_blocks(block_size, count)
     img = write(tmp_path, "t.cloop", cloop(blocks, block_size))
     same_raw(ours, oracle, img, tmp_path, expect=b"".join(blocks))
-    same_info(ours, oracle, str(img))
-    same_map(ours, oracle, str(img))
+    same_info(ours, oracle, img)
+    same_map(ours, oracle, img)
 
 
 @pytest.mark.skipif(not shutil.which("create_compressed_fs"), reason="cloop-utils missing")
@@ -126,8 +81,8 @@ def test_create_compressed_fs_image(both, tmp_path, block_size):
     raw = same_raw(ours, oracle, img, tmp_path)
     assert raw[:len(data)] == data and raw[len(data):] == bytes(len(raw) - len(data))
     assert len(raw) % block_size == 0
-    same_info(ours, oracle, str(img))
-    same_map(ours, oracle, str(img))
+    same_info(ours, oracle, img)
+    same_map(ours, oracle, img)
 
 
 def test_probe_needs_the_preamble(both, tmp_path):
@@ -208,21 +163,7 @@ def test_damaged_blocks_read_as_io_errors(both, tmp_path, how):
 
 
 def test_writes_are_refused(both, tmp_path):
-    ours, oracle = both
-    img = write(tmp_path, "t.cloop", cloop(GOOD, 512))
-    for tool, argv in (("io", ["-c", "write 0 512", str(img)]),
-                       ("img", ["resize", str(img), "1M"]),
-                       ("img", ["amend", "-o", "size=1M", str(img)]),
-                       ("img", ["snapshot", "-c", "s", str(img)]),
-                       ("img", ["rebase", "-u", "-b", "", str(img)])):
-        a = getattr(ours, tool)(*argv)
-        b = getattr(oracle, tool)(*argv)
-        assert (a.rc, a.out, a.err) == (b.rc, b.out, b.err), argv
-        assert "Image is read-only" in a.err
-    a, b = ours.img("check", str(img)), oracle.img("check", str(img))
-    assert (a.rc, a.err) == (b.rc, b.err) == (63, "qemu-img: This image format does not support "
-                                                  "checks\n")
-    assert img.read_bytes() == cloop(GOOD, 512)
+    writes_are_refused(*both, write(tmp_path, "t.cloop", cloop(GOOD, 512)))
 
 
 def test_qemu_io_reads_across_blocks(both, tmp_path):

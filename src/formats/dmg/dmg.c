@@ -17,11 +17,11 @@
 #include <string.h>
 
 #include "core/builtin.h"
+#include "formats/common/readonly.h"
 #include "formats/dmg/dmg.h"
 #include "util/bytes.h"
 #include "util/mem.h"
 
-#define DMG_MAX_ADDRESSABLE ((uint64_t)INT64_MAX) /* qemu: requests past this are -EIO */
 #define DMG_MAX_LENGTH ((uint64_t)INT64_MAX - (1u << 30) + 1) /* qemu's BDRV_MAX_LENGTH */
 #define KOLY_SEARCH 515 /* the last 511 bytes of the second-last sector + 4 */
 
@@ -37,17 +37,7 @@ static int dmg_probe(const uint8_t *buf, size_t len, const char *filename)
 int dmg_file_read(struct qimg_node *n, uint64_t off, uint64_t len, void *buf)
 {
     const struct dmg_state *s = n->opaque;
-    uint64_t end;
-    if (!qimg_add_u64(off, len, &end) || end > DMG_MAX_ADDRESSABLE)
-        return -EIO;
-    uint64_t have = off >= s->file_len ? 0 : qimg_min_u64(s->file_len - off, len);
-    if (have) {
-        int ret = qimg_node_pread(n->file, off, have, buf, 0);
-        if (ret < 0)
-            return ret;
-    }
-    memset((uint8_t *)buf + have, 0, len - have);
-    return 0;
+    return qimg_ro_file_read(n->file, s->file_len, off, len, buf);
 }
 
 static int read_be64(struct qimg_node *n, uint64_t off, uint64_t *v)
@@ -127,8 +117,9 @@ static int check_total_sectors(struct qimg_node *n, struct qimg_error *err)
 static int dmg_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_error *err)
 {
     (void)opts;
-    if (n->flags & QIMG_O_RDWR)
-        return qimg_error_set(err, -EACCES, "Image is read-only");
+    int ret = qimg_ro_refuse_write(n, err);
+    if (ret < 0)
+        return ret;
     struct dmg_state *s = xcalloc(1, sizeof(*s));
     n->opaque = s;
     int64_t flen = qimg_node_length(n->file);
@@ -137,7 +128,7 @@ static int dmg_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_err
                                                 "trailer");
     s->file_len = (uint64_t)flen;
     uint64_t koly;
-    int ret = find_koly(n, &koly, err);
+    ret = find_koly(n, &koly, err);
     if (ret < 0)
         return ret;
     ret = read_tables(n, koly);

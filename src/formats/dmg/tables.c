@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "formats/dmg/dmg.h"
+#include "util/base64.h"
 #include "util/bytes.h"
 #include "util/mem.h"
 
@@ -161,55 +162,6 @@ int dmg_read_resource_fork(struct qimg_node *n, uint64_t begin, uint64_t length)
     return 0;
 }
 
-static int base64_rank(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return c == '=' ? 0 : -1;
-}
-
-/*
- * Base64 the way glib's g_base64_decode reads it (what qemu uses): characters
- * outside the alphabet are skipped, '=' counts as a zero digit, an unfinished
- * group is dropped, and each '=' among the last two digits drops one byte.
- */
-static uint8_t *base64_decode(const char *in, size_t len, size_t *out_len)
-{
-    uint8_t *out = xmalloc(len / 4 * 3 + 3);
-    size_t o = 0;
-    uint32_t v = 0;
-    int digits = 0;
-    for (size_t i = 0; i < len; i++) {
-        int d = base64_rank((unsigned char)in[i]);
-        if (d < 0)
-            continue;
-        v = v << 6 | (uint32_t)d;
-        if (++digits == 4) {
-            out[o++] = (uint8_t)(v >> 16);
-            out[o++] = (uint8_t)(v >> 8);
-            out[o++] = (uint8_t)v;
-            digits = 0;
-        }
-    }
-    for (size_t i = len, seen = 0; i > 0 && seen < 2; i--) {
-        if (base64_rank((unsigned char)in[i - 1]) < 0)
-            continue;
-        if (in[i - 1] == '=' && o > 0)
-            o--;
-        seen++;
-    }
-    *out_len = o;
-    return out;
-}
-
 /* Every <data>...</data> of the plist (a C string: it ends at its first NUL). */
 static int read_plist_data(struct dmg_state *s, char *text)
 {
@@ -220,7 +172,8 @@ static int read_plist_data(struct dmg_state *s, char *text)
         if (!end)
             return -EINVAL; /* malformed XML */
         size_t len;
-        uint8_t *mish = base64_decode(p, (size_t)(end - p), &len);
+        uint8_t *mish;
+        qimg_base64_decode_lenient(p, (size_t)(end - p), &mish, &len);
         int ret = read_mish(s, mish, len, (uint32_t)len);
         free(mish);
         if (ret < 0)
