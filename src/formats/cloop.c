@@ -44,7 +44,7 @@ struct cloop_state {
     uint64_t *offsets;  /* the n_known entries stored inside the file */
     uint64_t n_known;   /* entries past these are 0 (past the end of the file) */
     uint64_t file_len;
-    /* One inflated block, as qemu keeps it (under n->lock). */
+    /* The last inflated block (under n->lock). */
     uint8_t *cache;
     uint64_t cached;    /* block number in cache, UINT64_MAX: none */
 };
@@ -167,12 +167,10 @@ static int64_t cloop_get_length(struct qimg_node *n)
     return (int64_t)((uint64_t)s->n_blocks * s->block_size);
 }
 
-/* Inflate block i into s->cache: exactly block_size bytes or -EIO. n->lock held. */
-static int load_block(struct qimg_node *n, uint64_t i)
+/* Inflate block i into out (block_size bytes): exactly block_size bytes or -EIO. */
+static int inflate_block(struct qimg_node *n, uint64_t i, uint8_t *out)
 {
-    struct cloop_state *s = n->opaque;
-    if (s->cached == i)
-        return 0;
+    const struct cloop_state *s = n->opaque;
     uint64_t start = offset_at(s, i), csize = offset_at(s, i + 1) - start;
     uint8_t *in = xmalloc(csize ? csize : 1); /* <= 128 MiB, checked at open */
     int ret = file_read(n, start, csize, in);
@@ -180,40 +178,57 @@ static int load_block(struct qimg_node *n, uint64_t i)
         free(in);
         return ret;
     }
-    z_stream z = {.next_in = in, .avail_in = (uInt)csize, .next_out = s->cache,
+    z_stream z = {.next_in = in, .avail_in = (uInt)csize, .next_out = out,
                   .avail_out = s->block_size};
-    s->cached = UINT64_MAX;
     ret = -EIO;
     if (inflateInit(&z) == Z_OK) {
-        if (inflate(&z, Z_FINISH) == Z_STREAM_END && z.total_out == s->block_size) {
-            s->cached = i;
+        if (inflate(&z, Z_FINISH) == Z_STREAM_END && z.total_out == s->block_size)
             ret = 0;
-        }
         inflateEnd(&z);
     }
     free(in);
     return ret;
 }
 
+/*
+ * Reads copy from the last inflated block (kept like qemu's) under n->lock;
+ * other blocks are inflated without it, so parallel readers inflate in
+ * parallel, and the result becomes the kept block.
+ */
 static int cloop_pread(struct qimg_node *n, uint64_t off, uint64_t len, void *buf,
                        unsigned flags)
 {
     (void)flags;
     struct cloop_state *s = n->opaque;
-    uint8_t *dst = buf;
+    uint8_t *dst = buf, *spare = NULL;
     int ret = 0;
-    pthread_mutex_lock(&n->lock);
     while (len && ret == 0) {
         uint64_t i = off / s->block_size, in = off % s->block_size;
         uint64_t here = qimg_min_u64(len, s->block_size - in);
-        ret = load_block(n, i);
-        if (ret == 0)
+        pthread_mutex_lock(&n->lock);
+        bool hit = s->cached == i;
+        if (hit)
             memcpy(dst, s->cache + in, here);
+        pthread_mutex_unlock(&n->lock);
+        if (!hit) {
+            if (!spare)
+                spare = xmalloc(s->block_size);
+            ret = inflate_block(n, i, spare);
+            if (ret < 0)
+                break;
+            memcpy(dst, spare + in, here);
+            pthread_mutex_lock(&n->lock);
+            uint8_t *old = s->cache;
+            s->cache = spare;
+            s->cached = i;
+            spare = old;
+            pthread_mutex_unlock(&n->lock);
+        }
         dst += here;
         off += here;
         len -= here;
     }
-    pthread_mutex_unlock(&n->lock);
+    free(spare);
     return ret;
 }
 
