@@ -44,6 +44,21 @@ for opts in "block_size=1M" "subformat=fixed,block_state_zero=off,block_size=1M"
 done
 rm -f "$SEEDS/vhdx.tmp"
 head -c 65536 /dev/urandom > "$SEEDS/seed-random.raw"
+# Read-only formats: cloop from the real tool, and the tests' hand-built cloop, bochs, dmg.
+head -c 300000 /dev/urandom | cat - "$SEEDS/seed-random.raw" > "$SEEDS/cloop.in"
+create_compressed_fs -q -B 65536 "$SEEDS/cloop.in" "$SEEDS/seed-cloop.cloop" >/dev/null 2>&1 || true
+rm -f "$SEEDS/cloop.in"
+/usr/bin/python3 - "$ROOT/tests/cli" "$SEEDS" <<'EOF' || true
+import sys
+sys.path.insert(0, sys.argv[1])
+import test_bochs, test_cloop, test_dmg
+out = sys.argv[2]
+open(out + "/seed-cloop2.cloop", "wb").write(test_cloop.cloop(test_cloop.guest_blocks(4096, 6), 4096))
+open(out + "/seed-bochs.bochs", "wb").write(test_bochs.bochs(1 << 20, data=test_bochs.DATA))
+for fork in ("xml", "rsrc"):
+    chunks = test_dmg.MIXED + [(test_dmg.UDBZ, 2, bytes(1024))]
+    open(out + "/seed-dmg-" + fork + ".dmg", "wb").write(test_dmg.build(chunks, fork=fork)[0])
+EOF
 # A LUKS header area for fuzz-luks (cheap PBKDF2 so the harness unlocks it).
 for opts in "" "cipher-alg=aes-128,cipher-mode=cbc,ivgen-alg=essiv"; do
     qemu-img create -q -f luks --object secret,id=s,data=123456 \

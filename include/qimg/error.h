@@ -45,6 +45,11 @@ void qimg_error_clear(struct qimg_error *err);
 typedef void (*qimg_warning_fn)(const char *text);
 void qimg_set_warning_handler(qimg_warning_fn fn);
 void qimg_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
+ * An error message printed on the spot (QEMU's error_report) where the operation
+ * then fails with a generic error: "PROGRAM: TEXT" on stderr (no "warning:").
+ */
+void qimg_report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static inline bool qimg_error_is_set(const struct qimg_error *err)
 {
     return err && err->msg[0] != '\0';

@@ -15,6 +15,9 @@ void qimg_register_builtin_drivers(void)
     qimg_driver_register(&qimg_vdi_driver);
     qimg_driver_register(&qimg_vpc_driver);
     qimg_driver_register(&qimg_vhdx_driver);
+    qimg_driver_register(&qimg_cloop_driver);
+    qimg_driver_register(&qimg_bochs_driver);
+    qimg_driver_register(&qimg_dmg_driver);
     qimg_driver_register(&qimg_luks_driver);
 #ifdef QIMG_HAVE_LIBNBD
     qimg_driver_register(&qimg_nbd_driver);

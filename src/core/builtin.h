@@ -19,6 +19,9 @@ extern const struct qimg_driver qimg_qcow2_driver;
 extern const struct qimg_driver qimg_vdi_driver;
 extern const struct qimg_driver qimg_vpc_driver;
 extern const struct qimg_driver qimg_vhdx_driver;
+extern const struct qimg_driver qimg_cloop_driver;
+extern const struct qimg_driver qimg_bochs_driver;
+extern const struct qimg_driver qimg_dmg_driver;
 extern const struct qimg_driver qimg_luks_driver;
 extern const struct qimg_driver qimg_nbd_driver; /* with libnbd */
 extern const struct qimg_driver qimg_http_driver; /* these four with libcurl */

@@ -26,13 +26,19 @@ int qimg_base64_decode(const char *in, size_t len, uint8_t **out, size_t *out_le
     for (size_t i = 0; i < len; i++)
         if (sextet(in[i]) < 0 && in[i] != '=' && in[i] != '\n')
             return qimg_error_set(err, -EINVAL, "Base64 data contains invalid characters");
+    qimg_base64_decode_lenient(in, len, out, out_len);
+    return 0;
+}
+
+void qimg_base64_decode_lenient(const char *in, size_t len, uint8_t **out, size_t *out_len)
+{
     uint8_t *buf = xmalloc(len / 4 * 3 + 1);
     size_t n = 0, have = 0, pad = 0;
     uint32_t acc = 0;
     for (size_t i = 0; i < len; i++) {
         int v = in[i] == '=' ? 0 : sextet(in[i]);
         if (v < 0)
-            continue; /* a line break */
+            continue; /* a line break (or, lenient, anything outside the alphabet) */
         /* '=' in the third or fourth place pads the group; earlier it is a zero sextet. */
         if (in[i] == '=' && have >= 2)
             pad++;
@@ -48,5 +54,4 @@ int qimg_base64_decode(const char *in, size_t len, uint8_t **out, size_t *out_le
     buf[n] = 0;
     *out = buf;
     *out_len = n;
-    return 0;
 }

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Base64 (RFC 4648 section 4) decoding for secrets. */
+/* Base64 (RFC 4648 section 4) decoding for secrets and dmg block tables. */
 #ifndef QIMG_UTIL_BASE64_H
 #define QIMG_UTIL_BASE64_H
 
@@ -19,5 +19,10 @@
  */
 int qimg_base64_decode(const char *in, size_t len, uint8_t **out, size_t *out_len,
                        struct qimg_error *err);
+/*
+ * The same decoding, skipping every character outside the alphabet as glib's
+ * g_base64_decode does (QEMU reads dmg's plist <data> that way).
+ */
+void qimg_base64_decode_lenient(const char *in, size_t len, uint8_t **out, size_t *out_len);
 
 #endif

@@ -79,13 +79,28 @@ void qimg_set_warning_handler(qimg_warning_fn fn)
     warning_handler = fn ? fn : default_warning;
 }
 
+static void vformat(char *buf, const char *fmt, va_list ap)
+{
+    vsnprintf(buf, QIMG_ERROR_MAX, fmt, ap);
+    fflush(stdout); /* keep the order of interleaved output */
+}
+
 void qimg_warn(const char *fmt, ...)
 {
     char buf[QIMG_ERROR_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
+    vformat(buf, fmt, ap);
     va_end(ap);
-    fflush(stdout); /* keep the order of interleaved output */
     warning_handler(buf);
+}
+
+void qimg_report(const char *fmt, ...)
+{
+    char buf[QIMG_ERROR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vformat(buf, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%s: %s\n", program_invocation_short_name, buf);
 }
