@@ -176,6 +176,8 @@ static int check_duplicates(struct qimg_node *n, struct qimg_check_result *res, 
             res->corruptions_fixed++;
     }
     free(seen);
+    if (ret == 0)
+        s->duplicate = false;
     return ret;
 }
 

@@ -137,6 +137,7 @@ int parallels_scan_bat(struct qimg_node *n, uint64_t file_len)
     struct parallels_state *s = n->opaque;
     s->data_end = s->data_start;
     s->outside = false;
+    s->duplicate = false;
     free(s->used);
     s->used = NULL;
     s->used_bits = 0;
@@ -154,8 +155,11 @@ int parallels_scan_bat(struct qimg_node *n, uint64_t file_len)
         /* data_end counts clusters past the end of the file too (qemu's image end offset). */
         uint64_t host = parallels_host(s, e);
         s->data_end = qimg_max_u64(s->data_end, host + s->cluster_size);
+        uint64_t bit;
         if (host + s->cluster_size > file_len)
             s->outside = true;
+        else if (used_index(s, host, &bit) && is_used(s, bit))
+            s->duplicate = true;
         else
             parallels_mark_used(s, host, 1, true);
     }
@@ -312,7 +316,7 @@ static int read_header(struct qimg_node *n, uint8_t *h, uint64_t file_len)
 static int open_writable(struct qimg_node *n, struct qimg_error *err)
 {
     struct parallels_state *s = n->opaque;
-    if ((s->unclean || s->data_off_bad || s->outside) && !(n->flags & QIMG_O_CHECK)) {
+    if ((s->unclean || s->data_off_bad || s->outside || s->duplicate) && !(n->flags & QIMG_O_CHECK)) {
         struct qimg_check_result res = {0};
         int ret = parallels_check(n, &res, QIMG_CHECK_FIX_LEAKS | QIMG_CHECK_FIX_ERRORS, err);
         if (ret < 0)
@@ -350,7 +354,9 @@ static int parallels_open(struct qimg_node *n, struct qimg_opts *opts, struct qi
     if (ret < 0)
         return qimg_error_errno(err, ret, "Could not read the BAT");
     uint64_t ext_off = qimg_le64(s->header + PRL_OFF_EXT_OFF);
-    if (ext_off) {
+    if (ext_off && (n->flags & QIMG_O_RDWR)) {
+        qimg_warn("Format Extension ignored in RW mode"); /* as 9.1; ext_off stays */
+    } else if (ext_off) {
         ret = parallels_read_extension(n, ext_off, err);
         if (ret < 0)
             return ret;

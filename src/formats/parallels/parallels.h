@@ -69,6 +69,7 @@ struct parallels_state {
     bool unclean;      /* inuse was set: not closed correctly */
     bool data_off_bad; /* data_off below the BAT or past the end of the file */
     bool outside;      /* a BAT entry points past the end of the file */
+    bool duplicate;    /* two BAT entries point at the same cluster */
     bool writable;     /* opened read-write: inuse set, cleared and truncated on close */
 };
 
