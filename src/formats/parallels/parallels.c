@@ -65,8 +65,13 @@ int parallels_bat_set(struct qimg_node *n, uint32_t i, uint32_t entry)
     if (ret < 0)
         return ret;
     qimg_put_le32(t + in, entry);
-    /* The entry's sector, clipped to the end of the BAT. */
+    /*
+     * The entry's sector, clipped to the BAT: the first table also holds the
+     * header, whose cached copy is stale (s->header is the live one).
+     */
     uint64_t a = qimg_align_down(in, PRL_SECTOR);
+    if (table == 0 && a < PRL_HEADER_SIZE)
+        a = PRL_HEADER_SIZE;
     uint64_t b = qimg_min_u64(qimg_align_up(in + 4, PRL_SECTOR), s->bat.limit - table);
     return qimg_table_cache_store(&s->bat, table, a, b - a);
 }
@@ -289,8 +294,13 @@ static int check_header(struct parallels_state *s, uint64_t file_len, struct qim
     s->off_unit = v1 ? PRL_SECTOR : s->cluster_size;
     /* data_off: at or past the end of the BAT (v2: a whole cluster), inside the file. */
     uint64_t min = qimg_div_round_up(PRL_HEADER_SIZE + 4ull * s->bat_entries, PRL_SECTOR);
+    /*
+     * v2: up to a cluster boundary, rounded as qemu 9.1 rounds, with a mask
+     * (n + d - 1) & -d that is right for powers of two only: its own images
+     * with 1536-byte clusters then have an "incorrect" data_off.
+     */
     if (!v1)
-        min = qimg_div_round_up(min, tracks) * tracks;
+        min = (min + tracks - 1) & (0 - (uint64_t)tracks);
     s->min_data_off = min;
     uint64_t data_off = qimg_le32(h + PRL_OFF_DATA_OFF);
     if (v1 && data_off == 0)
