@@ -333,6 +333,14 @@ static int open_writable(struct qimg_node *n, struct qimg_error *err)
             return qimg_error_is_set(err) ? ret
                                           : qimg_error_errno(err, ret, "Could not repair corrupted image");
     }
+    /* Past data_end lies nothing the BAT uses: qemu cuts it off on close, we now, so
+     * that new clusters there read as zeroes (write.c). */
+    int64_t flen = qimg_node_length(n->file);
+    if (flen > 0 && (uint64_t)flen > s->data_end && !(n->flags & QIMG_O_CHECK)) {
+        int ret = qimg_node_truncate(n->file, s->data_end, false, QIMG_PREALLOC_OFF, NULL);
+        if (ret < 0)
+            return qimg_error_errno(err, ret, "Could not truncate the image");
+    }
     qimg_put_le32(s->header + PRL_OFF_INUSE, PRL_INUSE_MAGIC);
     int ret = parallels_write_header(n);
     if (ret == 0)
@@ -419,7 +427,7 @@ const struct qimg_driver qimg_parallels_driver = {
     .create = parallels_create,
     .get_length = parallels_get_length,
     .pread = qimg_mapped_pread,
-    .pwrite = qimg_mapped_pwrite,
+    .pwrite = parallels_pwrite,
     .pwrite_zeroes = qimg_mapped_pwrite_zeroes,
     .pdiscard = qimg_mapped_pdiscard,
     .block_status = qimg_mapped_block_status,

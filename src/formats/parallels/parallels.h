@@ -92,6 +92,9 @@ int parallels_write_header(struct qimg_node *n);
 uint64_t parallels_find_free(struct parallels_state *s, uint64_t *count);
 void parallels_mark_used(struct parallels_state *s, uint64_t host, uint64_t count, bool used);
 
+/* Guest writes: only the guest's bytes go to new clusters (write.c). */
+int parallels_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf,
+                     unsigned flags);
 int parallels_create(const char *filename, struct qimg_opts *opts, struct qimg_error *err);
 int parallels_check(struct qimg_node *n, struct qimg_check_result *res, int fix,
                     struct qimg_error *err);
