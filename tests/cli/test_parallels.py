@@ -368,7 +368,7 @@ def test_new_cluster_over_leaked_tail_reads_zero(ours, oracle, tmp_path):
     cmds = ["-c", "write -P 0x44 7M 4k", "-c", "read -P 0 7344128 1044480", "-c", "read -P 0x44 7M 4k"]
     x = ours.io(*cmds, "a.img")
     assert x.rc == 0 and "verification failed" not in x.out, x
-    assert (tmp_path / "a.img").stat().st_size == 3 * MiB
+    assert (tmp_path / "a.img").stat().st_size == 4 * MiB
     assert oracle.img("check", "a.img").rc == 0
 
 

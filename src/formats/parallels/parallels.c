@@ -79,6 +79,10 @@ int parallels_bat_set(struct qimg_node *n, uint32_t i, uint32_t entry)
 int parallels_write_header(struct qimg_node *n)
 {
     struct parallels_state *s = n->opaque;
+    /* The first BAT table holds the header too: a write-back of it must carry this one. */
+    uint8_t *t;
+    if (qimg_table_cache_get(&s->bat, 0, false, &t) == 0)
+        memcpy(t, s->header, PRL_HEADER_SIZE);
     return qimg_node_pwrite(n->file, 0, PRL_HEADER_SIZE, s->header, 0);
 }
 
@@ -221,6 +225,7 @@ static int parallels_commit(struct qimg_node *n, struct qimg_alloc *a)
     uint64_t first = a->guest / s->cluster_size;
     for (uint64_t k = 0; k < count; k++) {
         uint64_t host = a->host + k * s->cluster_size;
+        /* Written through at once, as 9.1 does (a crash leaves a leak, not a loss). */
         int ret = parallels_bat_set(n, (uint32_t)(first + k), (uint32_t)(host / s->off_unit));
         if (ret < 0)
             return ret;
@@ -390,9 +395,9 @@ static void parallels_close(struct qimg_node *n)
     if (!s)
         return;
     if (s->writable) {
-        /* qemu clears inuse and drops what lies past the last cluster. */
+        /* qemu writes the BAT, clears inuse and drops what lies past the last cluster. */
         qimg_put_le32(s->header + PRL_OFF_INUSE, 0);
-        if (parallels_write_header(n) == 0) {
+        if (qimg_table_cache_flush(&s->bat) == 0 && parallels_write_header(n) == 0) {
             int64_t flen = qimg_node_length(n->file);
             if (flen > 0 && (uint64_t)flen > s->data_end)
                 qimg_node_truncate(n->file, s->data_end, false, QIMG_PREALLOC_OFF, NULL);
@@ -403,6 +408,15 @@ static void parallels_close(struct qimg_node *n)
         qimg_table_cache_destroy(&s->bat);
     free(s->used);
     free(s);
+}
+
+static int parallels_flush(struct qimg_node *n)
+{
+    struct parallels_state *s = n->opaque;
+    pthread_mutex_lock(&n->lock);
+    int ret = qimg_table_cache_flush(&s->bat);
+    pthread_mutex_unlock(&n->lock);
+    return ret < 0 ? ret : qimg_node_flush(n->file);
 }
 
 static int64_t parallels_get_length(struct qimg_node *n)
@@ -431,6 +445,7 @@ const struct qimg_driver qimg_parallels_driver = {
     .pwrite_zeroes = qimg_mapped_pwrite_zeroes,
     .pdiscard = qimg_mapped_pdiscard,
     .block_status = qimg_mapped_block_status,
+    .flush = parallels_flush,
     .has_zero_init = parallels_has_zero_init,
     .check = parallels_check,
 };

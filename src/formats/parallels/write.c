@@ -18,6 +18,7 @@
 #include "util/bytes.h"
 
 #define MAX_ALLOC (4ull << 20)
+#define GROW_STEP (128ull << 20) /* qemu's default prealloc-size; cut back on close */
 
 /* Make [host, host+len) of the file read as zeroes, growing the file as qemu does. */
 static int prepare_space(struct qimg_node *n, uint64_t host, uint64_t len)
@@ -31,7 +32,10 @@ static int prepare_space(struct qimg_node *n, uint64_t host, uint64_t len)
     if (host < fresh)
         ret = qimg_node_pwrite_zeroes(n->file, host, qimg_min_u64(len, fresh - host), 0);
     if (ret == 0 && host + len > (uint64_t)flen) {
-        ret = qimg_node_truncate(n->file, host + len, false, QIMG_PREALLOC_FALLOC, NULL);
+        uint64_t grown = host + len + GROW_STEP; /* qemu's file length after a crash */
+        ret = qimg_node_truncate(n->file, grown, false, QIMG_PREALLOC_FALLOC, NULL);
+        if (ret < 0)
+            ret = qimg_node_truncate(n->file, host + len, false, QIMG_PREALLOC_FALLOC, NULL);
         if (ret < 0)
             ret = qimg_node_truncate(n->file, host + len, false, QIMG_PREALLOC_OFF, NULL);
     }
