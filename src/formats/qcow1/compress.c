@@ -4,8 +4,8 @@
  * bit 63 set, the compressed size in the cluster_bits bits below it, the host
  * byte offset in the rest. The data is raw deflate (no zlib header) with a
  * 4 KiB window, as qemu writes it (zlib level default, windowBits -12,
- * memLevel 9); a compressed cluster goes at the current end of the file,
- * unaligned. A cluster that does not shrink is written uncompressed.
+ * memLevel 9); a compressed cluster goes at the end of the file, at the next
+ * sector boundary. A cluster that does not shrink is written uncompressed.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -95,7 +95,7 @@ int qcow1_pwrite_compressed(struct qimg_node *n, uint64_t off, uint64_t len, con
     }
     pthread_mutex_lock(&n->lock);
     ret = qcow1_l2_set(n, off, 0, 0); /* the L2 table first, as qemu places it */
-    uint64_t host = s->file_end;
+    uint64_t host = qimg_align_up(s->file_end, 512); /* qemu starts each on a sector */
     if (ret == 0 && host >> (63 - s->cluster_bits))
         ret = -EFBIG;
     if (ret == 0)
