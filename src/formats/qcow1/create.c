@@ -19,6 +19,7 @@
 struct qcow1_params {
     uint64_t size;
     const char *backing_file;
+    const char *secret;
     bool encrypt;
 };
 
@@ -37,13 +38,21 @@ static int take_params(struct qimg_opts *o, struct qcow1_params *p, struct qimg_
     if (format && strcmp(format, "aes"))
         return qimg_error_set(err, -EINVAL, "Unsupported encryption format '%s'", format);
     p->encrypt = legacy || format;
+    p->secret = secret;
+    return 0;
+}
+
+/* After the file exists, as qemu checks it (a missing key leaves an empty file). */
+static int check_secret(const struct qcow1_params *p, struct qimg_error *err)
+{
+    const char *secret = p->secret;
     if (!p->encrypt)
         return 0;
     if (!secret)
         return qimg_error_set(err, -EINVAL, "Parameter 'encrypt.key-secret' is required for cipher");
     uint8_t *pw;
     size_t len;
-    ret = qimg_secret_lookup(secret, &pw, &len, err);
+    int ret = qimg_secret_lookup(secret, &pw, &len, err);
     if (ret == 0)
         free(pw); /* qemu only checks that the key is there */
     return ret;
@@ -108,6 +117,8 @@ int qcow1_create(const char *filename, struct qimg_opts *opts, struct qimg_error
     if (!buf)
         return err->code ? err->code : -EINVAL;
     ret = create_file(filename, opts, err);
+    if (ret == 0)
+        ret = check_secret(&p, err);
     struct qimg_node *file = NULL;
     if (ret == 0)
         ret = qimg_open_protocol(&file, filename, NULL, QIMG_O_RDWR, err);

@@ -327,15 +327,27 @@ static int qcow1_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const v
     return qimg_mapped_pwrite(n, off, len, buf, flags);
 }
 
-/* Encrypted clusters are DATA to block status; their bytes are not the guest's. */
+/*
+ * One cluster at a time, as qemu's qcow driver answers (compare -s sees where
+ * a run ends). Encrypted clusters are DATA without a host offset: their
+ * bytes are not the guest's.
+ */
 static int qcow1_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
                               struct qimg_block_status *st)
 {
     const struct qcow1_state *s = n->opaque;
-    int ret = qimg_mapped_block_status(n, off, len, st);
+    uint64_t to_end = s->cluster_size - (off & (s->cluster_size - 1));
+    int ret = qimg_mapped_block_status(n, off, qimg_min_u64(len, to_end), st);
     if (ret == 0 && s->crypt_method)
         st->flags &= ~QIMG_BLK_OFFSET_VALID;
     return ret;
+}
+
+/* A new image reads as zeroes (qemu: bdrv_has_zero_init_1). */
+static bool qcow1_has_zero_init(struct qimg_node *n)
+{
+    (void)n;
+    return true;
 }
 
 const struct qimg_driver qimg_qcow1_driver = {
@@ -353,4 +365,5 @@ const struct qimg_driver qimg_qcow1_driver = {
     .pwrite_compressed = qcow1_pwrite_compressed,
     .block_status = qcow1_block_status,
     .get_info = qcow1_get_info,
+    .has_zero_init = qcow1_has_zero_init,
 };
