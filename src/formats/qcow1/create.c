@@ -84,6 +84,11 @@ static uint8_t *build(const struct qcow1_params *p, uint64_t *len, struct qimg_e
     unsigned cluster_bits = p->backing_file ? QCOW1_BACKING_CLUSTER_BITS : QCOW1_CLUSTER_BITS;
     unsigned l2_bits = p->backing_file ? QCOW1_BACKING_L2_BITS : QCOW1_L2_BITS;
     uint64_t l1_entries = qimg_div_round_up(p->size, 1ull << (cluster_bits + l2_bits));
+    uint64_t size; /* qemu stores the size rounded up to whole sectors */
+    if (!qimg_round_up_checked(p->size, 512, &size)) {
+        qimg_error_set(err, -EINVAL, "Image too large");
+        return NULL;
+    }
     if (l1_entries > INT32_MAX / 8) {
         qimg_error_set(err, -EINVAL, "Image too large");
         return NULL;
@@ -98,7 +103,7 @@ static uint8_t *build(const struct qcow1_params *p, uint64_t *len, struct qimg_e
         qimg_put_be32(b + QCOW1_OFF_BACKING_SIZE, (uint32_t)name_len);
         memcpy(b + QCOW1_HEADER_SIZE, p->backing_file, name_len);
     }
-    qimg_put_be64(b + QCOW1_OFF_SIZE, p->size);
+    qimg_put_be64(b + QCOW1_OFF_SIZE, size);
     b[QCOW1_OFF_CLUSTER_BITS] = (uint8_t)cluster_bits;
     b[QCOW1_OFF_L2_BITS] = (uint8_t)l2_bits;
     qimg_put_be32(b + QCOW1_OFF_CRYPT, p->encrypt ? QCOW1_CRYPT_AES : QCOW1_CRYPT_NONE);

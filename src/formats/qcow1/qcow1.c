@@ -200,8 +200,8 @@ static int check_header(struct qcow1_state *s, const uint8_t *h, struct qimg_err
         return qimg_error_set(err, -EINVAL, "Image not in qcow format");
     uint32_t version = qimg_be32(h + QCOW1_OFF_VERSION);
     if (version != QCOW1_VERSION)
-        return qimg_error_set(err, -ENOTSUP, "qcow (v1) does not support qcow version %u",
-                              version);
+        return qimg_error_set(err, -ENOTSUP, "qcow (v1) does not support qcow version %u\n"
+                              "Try the 'qcow2' driver instead.", version);
     s->size = qimg_be64(h + QCOW1_OFF_SIZE);
     if (s->size <= 1)
         return qimg_error_set(err, -EINVAL, "Image size is too small (must be at least 2 bytes)");
