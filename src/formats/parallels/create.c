@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "formats/parallels/parallels.h"
+#include "formats/common/create-file.h"
 #include "util/bytes.h"
 #include "util/mem.h"
 
@@ -61,21 +62,6 @@ static int write_layout(struct qimg_node *file, const struct prl_layout *l,
     return 0;
 }
 
-static int create_file(const char *filename, struct qimg_opts *opts, struct qimg_error *err)
-{
-    struct qimg_opts *po = qimg_opts_new();
-    qimg_opts_set(po, "size", "0");
-    const char *keep[] = {"preallocation", "nocow", "extent_size_hint"};
-    for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
-        const char *v = qimg_opts_take(opts, keep[i]);
-        if (v)
-            qimg_opts_set(po, keep[i], v);
-    }
-    int ret = qimg_create_protocol(filename, po, err);
-    qimg_opts_free(po);
-    return ret;
-}
-
 /* qemu-img 9.1's limits and rounding; its messages. */
 static int plan(uint64_t size, uint64_t cluster, struct prl_layout *l, struct qimg_error *err)
 {
@@ -110,7 +96,7 @@ int parallels_create(const char *filename, struct qimg_opts *opts, struct qimg_e
     ret = plan(size, cluster, &l, err);
     if (ret < 0)
         return ret;
-    ret = create_file(filename, opts, err);
+    ret = qimg_format_create_empty_file(filename, opts, err);
     if (ret < 0)
         return ret;
     struct qimg_node *file = NULL;

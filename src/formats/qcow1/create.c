@@ -13,6 +13,7 @@
 
 #include "formats/qcow1/qcow1.h"
 #include "qimg/secret.h"
+#include "formats/common/create-file.h"
 #include "util/bytes.h"
 #include "util/mem.h"
 
@@ -55,21 +56,6 @@ static int check_secret(const struct qcow1_params *p, struct qimg_error *err)
     int ret = qimg_secret_lookup(secret, &pw, &len, err);
     if (ret == 0)
         free(pw); /* qemu only checks that the key is there */
-    return ret;
-}
-
-static int create_file(const char *filename, struct qimg_opts *opts, struct qimg_error *err)
-{
-    struct qimg_opts *po = qimg_opts_new();
-    qimg_opts_set(po, "size", "0");
-    const char *keep[] = {"preallocation", "nocow", "extent_size_hint"};
-    for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
-        const char *v = qimg_opts_take(opts, keep[i]);
-        if (v)
-            qimg_opts_set(po, keep[i], v);
-    }
-    int ret = qimg_create_protocol(filename, po, err);
-    qimg_opts_free(po);
     return ret;
 }
 
@@ -121,7 +107,7 @@ int qcow1_create(const char *filename, struct qimg_opts *opts, struct qimg_error
     uint8_t *buf = build(&p, &len, err);
     if (!buf)
         return err->code ? err->code : -EINVAL;
-    ret = create_file(filename, opts, err);
+    ret = qimg_format_create_empty_file(filename, opts, err);
     if (ret == 0)
         ret = check_secret(&p, err);
     struct qimg_node *file = NULL;
