@@ -2,9 +2,9 @@
 /*
  * The parallels Format Extension cluster (parallels.txt: Format Extension):
  * its magic and MD5 are checked on open as qemu-img 9.1 checks them, and the
- * feature list is walked with every size bounded by the cluster. Dirty
- * bitmaps stored there are not loaded (they are QEMU runtime state; qemu-img
- * info does not list them).
+ * feature list is walked with every size bounded by the cluster (the first
+ * MiB of it). Dirty bitmaps are checked as 9.1 checks them, not loaded: they
+ * are QEMU runtime state, and qemu-img info does not list them.
  */
 #include <errno.h>
 #include <nettle/md5.h>
@@ -17,6 +17,7 @@
 
 #define EXT_CHUNK (1u << 20)
 #define FEATURE_HEADER 24 /* magic, flags, data_size, unused */
+#define BITMAP_HEADER 32  /* size, id, granularity, l1_size */
 
 /* MD5 over the cluster after its first 24 bytes; the first chunk kept in head. */
 static int read_and_hash(struct qimg_node *n, uint64_t pos, uint64_t cluster, uint8_t *head,
@@ -50,8 +51,34 @@ static int read_and_hash(struct qimg_node *n, uint64_t pos, uint64_t cluster, ui
     return ret;
 }
 
+/*
+ * parallels.txt: Dirty bitmaps feature. qemu 9.1's checks and words; the
+ * bitmap itself is not loaded (qemu-img does not show it). A granularity that
+ * is not a power of two (9.1 fails an assertion there) is one clear error.
+ */
+static int check_bitmap(const struct parallels_state *s, const uint8_t *d, uint64_t size,
+                        struct qimg_error *err)
+{
+    if (size < BITMAP_HEADER)
+        return qimg_error_set(err, -EINVAL, "Bitmaps feature corrupted: too small");
+    uint64_t sectors = qimg_le64(d), disk = s->disk_size / PRL_SECTOR;
+    uint32_t granularity = qimg_le32(d + 24), l1_size = qimg_le32(d + 28);
+    if (sectors != disk)
+        return qimg_error_set(err, -EINVAL,
+                              "Bitmap size (in sectors) %llu differs from disk size in sectors %llu",
+                              (unsigned long long)sectors, (unsigned long long)disk);
+    if (BITMAP_HEADER + 8ull * l1_size > size)
+        return qimg_error_set(err, -EINVAL,
+                              "Bitmaps feature corrupted: l1 table exceeds extension data_size");
+    if (granularity == 0 || (granularity & (granularity - 1)))
+        return qimg_error_set(err, -EINVAL, "Bitmap granularity %u is not a power of two",
+                              granularity);
+    return 0;
+}
+
 /* parallels.txt: each feature is a 24-byte header and data_size bytes padded to 8. */
-static int walk_features(const uint8_t *c, uint64_t len, struct qimg_error *err)
+static int walk_features(const struct parallels_state *s, const uint8_t *c, uint64_t len,
+                         struct qimg_error *err)
 {
     uint64_t pos = PRL_EXT_HEADER;
     while (pos + FEATURE_HEADER <= len) {
@@ -62,12 +89,16 @@ static int walk_features(const uint8_t *c, uint64_t len, struct qimg_error *err)
             return 0; /* End of features */
         pos += FEATURE_HEADER;
         if (size > len - pos)
-            return qimg_error_set(err, -EINVAL, "Invalid data_size %llu in Format Extension",
-                                  (unsigned long long)size);
-        if (magic != PRL_EXT_DIRTY_BITMAP && (flags & PRL_EXT_FLAG_NECESSARY))
-            return qimg_error_set(err, -ENOTSUP,
-                                  "Unknown feature 0x%llx in Format Extension",
+            return qimg_error_set(err, -EINVAL,
+                                  "Feature data_size exceedes Format Extension cluster");
+        if (flags)
+            return qimg_error_set(err, -EINVAL, "Flags for extension feature are unsupported");
+        if (magic != PRL_EXT_DIRTY_BITMAP)
+            return qimg_error_set(err, -EINVAL, "Unknown feature: 0x%llx",
                                   (unsigned long long)magic);
+        int ret = check_bitmap(s, c + pos, size, err);
+        if (ret < 0)
+            return ret;
         pos += qimg_align_up(size, 8);
     }
     return qimg_error_set(err, -EINVAL, "Format Extension has no end of features");
@@ -100,7 +131,7 @@ int parallels_read_extension(struct qimg_node *n, uint64_t ext_off, struct qimg_
                                            "extension is corrupted.");
         goto out;
     }
-    ret = walk_features(head, head_len, err);
+    ret = walk_features(s, head, head_len, err);
 out:
     free(head);
     return ret;

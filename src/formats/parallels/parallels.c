@@ -378,7 +378,7 @@ static int parallels_open(struct qimg_node *n, struct qimg_opts *opts, struct qi
         return qimg_error_errno(err, ret, "Could not read the BAT");
     uint64_t ext_off = qimg_le64(s->header + PRL_OFF_EXT_OFF);
     if (ext_off && (n->flags & QIMG_O_RDWR)) {
-        qimg_warn("Format Extension ignored in RW mode"); /* as 9.1; ext_off stays */
+        qimg_warn("Format Extension ignored in RW mode\n"); /* as 9.1; ext_off stays */
     } else if (ext_off) {
         ret = parallels_read_extension(n, ext_off, err);
         if (ret < 0)
