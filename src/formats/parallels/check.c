@@ -60,7 +60,9 @@ static int check_outside(struct qimg_node *n, struct qimg_check_result *res, int
                          uint64_t file_len)
 {
     struct parallels_state *s = n->opaque;
-    for (uint32_t i = 0; i < s->bat_entries; i++) {
+    /* Entries past the end of the file are zero: outside only if a cluster is longer. */
+    uint32_t last = s->cluster_size > file_len ? s->bat_entries : parallels_bat_in_file(s, file_len);
+    for (uint32_t i = 0; i < last; i++) {
         uint32_t e;
         int ret = parallels_bat_get(n, i, &e);
         if (ret < 0)
@@ -86,7 +88,7 @@ static int high_offset(struct qimg_node *n, uint64_t file_len, uint64_t *high)
 {
     struct parallels_state *s = n->opaque;
     *high = 0;
-    for (uint32_t i = 0; i < s->bat_entries; i++) {
+    for (uint32_t i = 0; i < parallels_bat_in_file(s, file_len); i++) {
         uint32_t e;
         int ret = parallels_bat_get(n, i, &e);
         if (ret < 0)
@@ -153,7 +155,8 @@ static int check_duplicates(struct qimg_node *n, struct qimg_check_result *res, 
     uint64_t slots = file_len / s->cluster_size + 1;
     uint8_t *seen = xcalloc(1, (size_t)(slots / 8 + 1));
     int ret = 0;
-    for (uint32_t i = 0; i < s->bat_entries && ret == 0; i++) {
+    uint32_t last = parallels_bat_in_file(s, file_len); /* zeroes past it */
+    for (uint32_t i = 0; i < last && ret == 0; i++) {
         uint32_t e;
         ret = parallels_bat_get(n, i, &e);
         uint64_t host = parallels_host(s, e);
@@ -181,12 +184,12 @@ static int check_duplicates(struct qimg_node *n, struct qimg_check_result *res, 
     return ret;
 }
 
-static int statistics(struct qimg_node *n, struct qimg_check_result *res)
+static int statistics(struct qimg_node *n, struct qimg_check_result *res, uint64_t file_len)
 {
     struct parallels_state *s = n->opaque;
     uint64_t prev = 0;
     res->total_clusters = s->bat_entries;
-    for (uint32_t i = 0; i < s->bat_entries; i++) {
+    for (uint32_t i = 0; i < parallels_bat_in_file(s, file_len); i++) {
         uint32_t e;
         int ret = parallels_bat_get(n, i, &e);
         if (ret < 0)
@@ -224,7 +227,7 @@ static int check_locked(struct qimg_node *n, struct qimg_check_result *res, int 
     if (ret == 0)
         ret = check_duplicates(n, res, fix, file_len);
     if (ret == 0)
-        ret = statistics(n, res);
+        ret = statistics(n, res, file_len);
     return ret;
 }
 

@@ -141,6 +141,13 @@ uint64_t parallels_find_free(struct parallels_state *s, uint64_t *count)
     return s->data_start + first * s->cluster_size;
 }
 
+uint32_t parallels_bat_in_file(const struct parallels_state *s, uint64_t file_len)
+{
+    uint64_t in_file = file_len > PRL_HEADER_SIZE
+                           ? qimg_div_round_up(file_len - PRL_HEADER_SIZE, 4) : 0;
+    return (uint32_t)qimg_min_u64(s->bat_entries, in_file);
+}
+
 int parallels_scan_bat(struct qimg_node *n, uint64_t file_len)
 {
     struct parallels_state *s = n->opaque;
@@ -151,9 +158,7 @@ int parallels_scan_bat(struct qimg_node *n, uint64_t file_len)
     s->used = NULL;
     s->used_bits = 0;
     s->free_hint = 0;
-    /* Entries past the end of the file read as zeroes: only the ones inside count. */
-    uint64_t bat_in_file = file_len > PRL_HEADER_SIZE ? (file_len - PRL_HEADER_SIZE) / 4 : 0;
-    uint32_t scan = (uint32_t)qimg_min_u64(s->bat_entries, bat_in_file);
+    uint32_t scan = parallels_bat_in_file(s, file_len);
     for (uint32_t i = 0; i < scan; i++) {
         uint32_t e;
         int ret = parallels_bat_get(n, i, &e);
@@ -370,6 +375,9 @@ static int parallels_open(struct qimg_node *n, struct qimg_opts *opts, struct qi
     ret = check_header(s, (uint64_t)flen, err);
     if (ret < 0)
         return ret;
+    /* qemu reads header and BAT in one request, which fails past its request limit. */
+    if (PRL_HEADER_SIZE + 4ull * s->bat_entries > PRL_MAX_REQUEST)
+        return qimg_error_set(err, -EIO, "Could not open '%s': Input/output error", n->filename);
     s->mapped = (struct qimg_mapped){.ops = &parallels_mapped_ops, .block_size = s->cluster_size};
     qimg_table_cache_init(&s->bat, n->file, PRL_BAT_CACHE, PRL_BAT_TABLE);
     s->bat.limit = PRL_HEADER_SIZE + 4ull * s->bat_entries;

@@ -40,6 +40,7 @@
 #define PRL_MAX_TRACKS (INT32_MAX / 513)
 #define PRL_MAX_BAT_ENTRIES (INT32_MAX / 4)
 #define PRL_MAX_CLUSTER ((uint64_t)INT32_MAX)
+#define PRL_MAX_REQUEST 0x7ffff000u /* QEMU reads header and BAT at once: at most this (observed) */
 
 /* parallels.txt: Format Extension. */
 #define PRL_EXT_MAGIC 0xab234cef23dcea87ull
@@ -85,6 +86,8 @@ static inline uint64_t parallels_host(const struct parallels_state *s, uint32_t 
 int parallels_bat_get(struct qimg_node *n, uint32_t i, uint32_t *entry);
 /* Set BAT entry i and write its sector through. n->lock held. */
 int parallels_bat_set(struct qimg_node *n, uint32_t i, uint32_t entry);
+/* How many BAT entries lie in a file of file_len bytes (the rest read as zeroes). */
+uint32_t parallels_bat_in_file(const struct parallels_state *s, uint64_t file_len);
 /* Rebuild data_end and the used-cluster bitmap from the BAT (entries inside file_len). */
 int parallels_scan_bat(struct qimg_node *n, uint64_t file_len);
 int parallels_write_header(struct qimg_node *n);
