@@ -18,6 +18,8 @@
 #include "util/mem.h"
 #include "util/report.h"
 
+#define OUTSIDE_REPORT_MAX 65536 /* "outside image" lines printed at most */
+
 static const char *verb(int fix, int kind)
 {
     return fix & kind ? "Repairing" : "ERROR";
@@ -56,30 +58,46 @@ static int check_data_off(struct qimg_node *n, struct qimg_check_result *res, in
     return 0;
 }
 
+/* One "outside" entry: reported (up to a bound), counted, and dropped when repairing. */
+static int outside_entry(struct qimg_node *n, struct qimg_check_result *res, int fix,
+                         uint32_t i, uint32_t e)
+{
+    if ((uint64_t)res->corruptions < OUTSIDE_REPORT_MAX)
+        qimg_check_report("%s cluster %u is outside image\n", verb(fix, QIMG_CHECK_FIX_ERRORS), i);
+    res->corruptions++;
+    if (!(fix & QIMG_CHECK_FIX_ERRORS))
+        return 0;
+    int ret = e ? parallels_bat_set(n, i, 0) : 0; /* a zero entry stays as it is */
+    if (ret == 0)
+        res->corruptions_fixed++;
+    return ret;
+}
+
+/*
+ * 9.1 tests unallocated entries too (as offset 0): in a file shorter than a
+ * cluster they are "outside" as well, even the ones past the end of the file
+ * (which read as zeroes and are not read here). A hostile BAT of millions of
+ * such entries would print millions of lines: past OUTSIDE_REPORT_MAX they
+ * are only counted.
+ */
 static int check_outside(struct qimg_node *n, struct qimg_check_result *res, int fix,
                          uint64_t file_len)
 {
     struct parallels_state *s = n->opaque;
-    /* Entries past the end of the file are zero: outside only if a cluster is longer. */
-    uint32_t last = s->cluster_size > file_len ? s->bat_entries : parallels_bat_in_file(s, file_len);
-    for (uint32_t i = 0; i < last; i++) {
+    uint32_t in_file = parallels_bat_in_file(s, file_len);
+    for (uint32_t i = 0; i < in_file; i++) {
         uint32_t e;
         int ret = parallels_bat_get(n, i, &e);
         if (ret < 0)
             return ret;
-        /* 9.1 tests unallocated entries too (as offset 0): in a file shorter than a
-         * cluster they are "outside" as well. */
-        if (parallels_host(s, e) + s->cluster_size <= file_len)
-            continue;
-        qimg_check_report("%s cluster %u is outside image\n", verb(fix, QIMG_CHECK_FIX_ERRORS), i);
-        res->corruptions++;
-        if (fix & QIMG_CHECK_FIX_ERRORS) {
-            ret = parallels_bat_set(n, i, 0);
+        if (parallels_host(s, e) + s->cluster_size > file_len) {
+            ret = outside_entry(n, res, fix, i, e);
             if (ret < 0)
                 return ret;
-            res->corruptions_fixed++;
         }
     }
+    for (uint32_t i = in_file; s->cluster_size > file_len && i < s->bat_entries; i++)
+        outside_entry(n, res, fix, i, 0);
     return 0;
 }
 

@@ -187,10 +187,13 @@ static int parallels_map(struct qimg_node *n, uint64_t off, uint64_t len, struct
     while (pos < end) {
         uint64_t idx = pos / s->cluster_size, in = pos % s->cluster_size;
         uint32_t e = 0;
-        if (idx < s->bat_entries) { /* a disk size past the BAT reads as zeroes */
+        uint64_t next = pos - in + s->cluster_size;
+        if (idx < s->bat_entries) {
             int ret = parallels_bat_get(n, (uint32_t)idx, &e);
             if (ret < 0)
                 return ret;
+        } else {
+            next = end; /* a disk size past the BAT (hostile) reads as zeroes, all of it */
         }
         enum qimg_map_kind kind = e ? QIMG_MAP_DATA : QIMG_MAP_UNALLOCATED;
         uint64_t host = parallels_host(s, e) + in;
@@ -203,7 +206,7 @@ static int parallels_map(struct qimg_node *n, uint64_t off, uint64_t len, struct
         } else if (kind != m->kind || (kind == QIMG_MAP_DATA && host != m->host + (pos - off))) {
             break;
         }
-        pos = qimg_min_u64(end, pos - in + s->cluster_size);
+        pos = qimg_min_u64(end, next);
     }
     m->bytes = pos - off;
     return 0;

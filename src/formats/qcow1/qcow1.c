@@ -45,10 +45,11 @@ static int qcow1_probe(const uint8_t *buf, size_t len, const char *filename)
                : 0;
 }
 
+/* Pieces of the L1 table counted from its start: no entry straddles two (any offset). */
 static void l1_locate(const struct qcow1_state *s, uint64_t i, uint64_t *table, uint64_t *in)
 {
-    uint64_t byte = s->l1_offset + i * 8;
-    *table = byte - byte % QCOW1_L1_TABLE;
+    uint64_t byte = i * 8;
+    *table = s->l1_offset + (byte - byte % QCOW1_L1_TABLE);
     *in = byte % QCOW1_L1_TABLE;
 }
 
@@ -137,11 +138,18 @@ static int qcow1_map(struct qimg_node *n, uint64_t off, uint64_t len, struct qim
     struct qcow1_state *s = n->opaque;
     uint64_t pos = off, end = off + len;
     while (pos < end) {
-        uint64_t e;
-        int ret = qcow1_l2_entry(n, pos, &e);
+        uint64_t e = 0, l2 = 0;
+        uint64_t span = s->cluster_size << s->l2_bits;
+        int ret = l1_get(n, pos >> (s->cluster_bits + s->l2_bits), &l2);
+        if (ret == 0 && l2)
+            ret = qcow1_l2_entry(n, pos, &e);
         if (ret < 0)
             return ret;
         uint64_t in = pos & (s->cluster_size - 1);
+        /* no L2 table: the rest of its span is unallocated, in one step */
+        uint64_t next = l2 ? pos - in + s->cluster_size : (pos | (span - 1)) + 1;
+        if (!l2)
+            e = 0;
         enum qimg_map_kind kind = !e ? QIMG_MAP_UNALLOCATED
                                   : (e & QCOW1_COMPRESSED) ? QIMG_MAP_COMPRESSED
                                                            : QIMG_MAP_DATA;
@@ -156,7 +164,7 @@ static int qcow1_map(struct qimg_node *n, uint64_t off, uint64_t len, struct qim
                    (kind == QIMG_MAP_DATA && host != m->host + (pos - off))) {
             break;
         }
-        pos = qimg_min_u64(end, pos - in + s->cluster_size);
+        pos = qimg_min_u64(end, next);
     }
     m->bytes = pos - off;
     return 0;
