@@ -233,3 +233,19 @@ def test_convert_compressed_partial_last_cluster(ours, oracle, tmp_path):
     assert (tmp_path / "a.img").read_bytes() == (tmp_path / "b.img").read_bytes()
     r = oracle.img("compare", "src.raw", "a.img")
     assert r.rc == 0, r
+
+
+def test_commit_empties_top_like_oracle(ours, oracle, tmp_path):
+    """commit writes the top's clusters into the base, then empties the top: L1 zeroed and
+    the file cut after it (qemu's make_empty for qcow)."""
+    for tool, base, top in ((ours, "a-base.img", "a-top.img"), (oracle, "b-base.img", "b-top.img")):
+        assert oracle.img("create", "-q", "-f", "qcow", base, "10M").rc == 0
+        assert oracle.img("create", "-q", "-f", "qcow", "-b", base, "-F", "qcow", top).rc == 0
+        assert oracle.io("-c", "write -P 5 0 4k", "-c", "write -P 6 6M 64k", top).rc == 0
+        r = tool.img("commit", top)
+        assert (r.rc, r.out, r.err) == (0, "Image committed.\n", ""), r
+    for a, b in (("a-base.img", "b-base.img"), ("a-top.img", "b-top.img")):
+        x, y = (tmp_path / a).read_bytes(), (tmp_path / b).read_bytes()
+        # the top's header names its base: a-base.img / b-base.img
+        assert x.replace(b"a-base.img", b"b-base.img") == y
+    assert (tmp_path / "a-top.img").stat().st_size == 64 + 40

@@ -351,6 +351,31 @@ static int qcow1_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
     return ret;
 }
 
+/*
+ * commit's emptying of the top image, as qemu does it: a zeroed L1 table and
+ * the file cut right after it (the L2 tables and clusters go with the cut).
+ */
+static int qcow1_make_empty(struct qimg_node *n, struct qimg_error *err)
+{
+    struct qcow1_state *s = n->opaque;
+    uint64_t end = s->l1_offset + s->l1_entries * 8;
+    pthread_mutex_lock(&n->lock);
+    int ret = qimg_node_pwrite_zeroes(n->file, s->l1_offset, s->l1_entries * 8, 0);
+    if (ret == 0)
+        ret = qimg_node_truncate(n->file, end, false, QIMG_PREALLOC_OFF, err);
+    /* the cached tables are stale now */
+    qimg_table_cache_destroy(&s->l1);
+    qimg_table_cache_destroy(&s->l2);
+    qimg_table_cache_init(&s->l1, n->file, QCOW1_L1_CACHE, QCOW1_L1_TABLE);
+    s->l1.limit = end;
+    qimg_table_cache_init(&s->l2, n->file, QCOW1_L2_CACHE, s->l2_bytes);
+    s->file_end = end;
+    pthread_mutex_unlock(&n->lock);
+    if (ret < 0)
+        return qimg_error_is_set(err) ? ret : qimg_error_errno(err, ret, "Could not empty the image");
+    return 0;
+}
+
 /* A new image reads as zeroes (qemu: bdrv_has_zero_init_1). */
 static bool qcow1_has_zero_init(struct qimg_node *n)
 {
@@ -374,4 +399,5 @@ const struct qimg_driver qimg_qcow1_driver = {
     .block_status = qcow1_block_status,
     .get_info = qcow1_get_info,
     .has_zero_init = qcow1_has_zero_init,
+    .make_empty = qcow1_make_empty,
 };
