@@ -43,6 +43,18 @@ for opts in "block_size=1M" "subformat=fixed,block_state_zero=off,block_size=1M"
     i=$((i + 1))
 done
 rm -f "$SEEDS/vhdx.tmp"
+# parallels (1 MiB and 64 KiB clusters) and qcow (v1; compressed clusters too).
+for opts in "" "cluster_size=64k"; do
+    f="$SEEDS/seed-prl$i.parallels"
+    qemu-img create -q -f parallels ${opts:+-o $opts} "$f" 3M
+    qemu-io -f parallels -c 'write -P 0x5a 2M 4k' -c 'write -P 1 0 4k' "$f" >/dev/null 2>&1 || true
+    i=$((i + 1))
+done
+qemu-img create -q -f qcow "$SEEDS/seed-qcow.qcow" 3M
+qemu-io -f qcow -c 'write -P 0x5a 2M 4k' -c 'write -P 1 0 4k' "$SEEDS/seed-qcow.qcow" >/dev/null 2>&1 || true
+head -c 200000 /dev/urandom > "$SEEDS/qcow-src.raw"
+qemu-img convert -c -O qcow "$SEEDS/qcow-src.raw" "$SEEDS/seed-qcowz.qcow" >/dev/null 2>&1 || true
+rm -f "$SEEDS/qcow-src.raw"
 head -c 65536 /dev/urandom > "$SEEDS/seed-random.raw"
 # Read-only formats: cloop from the real tool, and the tests' hand-built cloop, bochs, dmg.
 head -c 300000 /dev/urandom | cat - "$SEEDS/seed-random.raw" > "$SEEDS/cloop.in"

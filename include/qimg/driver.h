@@ -148,6 +148,9 @@ struct qimg_driver {
     bool is_filter;       /* blkdebug-like: passes requests to its file child */
     /* Format shares its file's permissions with others (raw does; qcow2 refuses writers). */
     bool shares_all;
+    /* Unallocated ranges read from a backing file (zeroes without one) even without
+     * change_backing_file (QEMU's supports_backing: parallels). */
+    bool supports_backing;
     /* Create options, in the order "Formatting ..." prints them; -o help sorts them. */
     const struct qimg_opt_desc *create_opts;
     /* Options "amend -o" accepts (and "amend -o help" lists); NULL: no amendment. */

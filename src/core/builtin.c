@@ -18,6 +18,8 @@ void qimg_register_builtin_drivers(void)
     qimg_driver_register(&qimg_cloop_driver);
     qimg_driver_register(&qimg_bochs_driver);
     qimg_driver_register(&qimg_dmg_driver);
+    qimg_driver_register(&qimg_parallels_driver);
+    qimg_driver_register(&qimg_qcow1_driver);
     qimg_driver_register(&qimg_luks_driver);
 #ifdef QIMG_HAVE_LIBNBD
     qimg_driver_register(&qimg_nbd_driver);

@@ -22,6 +22,8 @@ extern const struct qimg_driver qimg_vhdx_driver;
 extern const struct qimg_driver qimg_cloop_driver;
 extern const struct qimg_driver qimg_bochs_driver;
 extern const struct qimg_driver qimg_dmg_driver;
+extern const struct qimg_driver qimg_parallels_driver;
+extern const struct qimg_driver qimg_qcow1_driver;
 extern const struct qimg_driver qimg_luks_driver;
 extern const struct qimg_driver qimg_nbd_driver; /* with libnbd */
 extern const struct qimg_driver qimg_http_driver; /* these four with libcurl */

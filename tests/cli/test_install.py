@@ -322,7 +322,7 @@ def test_bash_completion(inst, tmp_path):
     # Formats.
     fmts = complete(inst, "_qimg", "qimg", "create", "-f", "")
     assert {"raw", "qcow2", "file"} <= set(fmts)
-    assert complete(inst, "_qimg", "qimg", "convert", "-O", "qc") == ["qcow2"]
+    assert complete(inst, "_qimg", "qimg", "convert", "-O", "qc") == ["qcow", "qcow2"]
     # -o keys of the format given, after commas too.
     keys = complete(inst, "_qimg", "qimg", "create", "-f", "qcow2", "-o", "")
     assert {"cluster_size=", "compat=", "lazy_refcounts=", "size="} <= set(keys)

@@ -139,6 +139,17 @@ static int read_old_locked(struct qimg_node *n, uint64_t off, uint64_t len, uint
     return read_runs(n, off, inside, dst, true);
 }
 
+/* Block sizes need not be powers of two (parallels clusters of 63 sectors). */
+static uint64_t block_round_down(uint64_t v, uint64_t bs)
+{
+    return v - v % bs;
+}
+
+static uint64_t block_round_up(uint64_t v, uint64_t bs)
+{
+    return block_round_down(v + bs - 1, bs);
+}
+
 static int check_host_write(struct qimg_node *n, uint64_t host, uint64_t len)
 {
     const struct qimg_mapped_ops *ops = qimg_mapped_of(n)->ops;
@@ -178,7 +189,7 @@ static int write_alloc(struct qimg_node *n, uint64_t off, uint64_t end, const ui
                        uint64_t *done)
 {
     struct qimg_mapped *mp = qimg_mapped_of(n);
-    uint64_t c0 = qimg_align_down(off, mp->block_size);
+    uint64_t c0 = off - off % mp->block_size; /* any block size (parallels: 63 sectors) */
     struct qimg_alloc a;
     int ret = alloc_extent(n, c0, end, &a);
     if (ret < 0)
@@ -279,10 +290,10 @@ int qimg_mapped_pwrite_zeroes(struct qimg_node *n, uint64_t off, uint64_t len, u
     if (!mp->ops->zero_blocks)
         return -ENOTSUP; /* the core writes zeroes as data (QEMU's generic fallback) */
     uint64_t bs = mp->block_size;
-    uint64_t a = qimg_align_up(off, bs), b = qimg_align_down(off + len, bs);
+    uint64_t a = block_round_up(off, bs), b = block_round_down(off + len, bs);
     int64_t size = n->drv->get_length(n);
     if (size >= 0 && off + len == (uint64_t)size)
-        b = qimg_align_up(off + len, bs); /* the image's partial last block counts as whole */
+        b = block_round_up(off + len, bs); /* the image's partial last block counts as whole */
     if (b <= a) {
         if (flags & QIMG_REQ_NO_FALLBACK)
             return -ENOTSUP;
@@ -307,7 +318,7 @@ int qimg_mapped_pdiscard(struct qimg_node *n, uint64_t off, uint64_t len)
     if (!mp->ops->discard_blocks)
         return 0; /* discard is advisory */
     uint64_t bs = mp->block_size;
-    uint64_t a = qimg_align_up(off, bs), b = qimg_align_down(off + len, bs);
+    uint64_t a = block_round_up(off, bs), b = block_round_down(off + len, bs);
     int64_t size = n->drv->get_length(n);
     if (size >= 0 && off + len == (uint64_t)size)
         b = off + len;

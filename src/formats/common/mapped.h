@@ -99,7 +99,7 @@ struct qimg_mapped_ops {
 
 struct qimg_mapped {
     const struct qimg_mapped_ops *ops;
-    uint64_t block_size;    /* allocation unit (cluster, VDI block); a power of two */
+    uint64_t block_size;    /* allocation unit (cluster, VDI block); any multiple of 512 */
     struct qimg_node *data; /* node holding guest data (NULL: n->file) */
     uint64_t max_alloc;     /* bytes buffered per allocating write (0: 4 MiB) */
 };
