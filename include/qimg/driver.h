@@ -61,6 +61,7 @@ struct qimg_driver_info {
     uint64_t vm_state_offset; /* where saved VM state would start (qemu-io info), 0: none */
     bool dirty;
     bool encrypted;
+    bool needs_compressed_writes; /* convert compresses to it (vmdk streamOptimized) */
     struct qimg_json *format_specific; /* {"type": ..., "data": {...}} or NULL */
     struct qimg_json *snapshots;       /* array of SnapshotInfo, or NULL */
 };
@@ -148,6 +149,8 @@ struct qimg_driver {
     bool is_filter;       /* blkdebug-like: passes requests to its file child */
     /* Format shares its file's permissions with others (raw does; qcow2 refuses writers). */
     bool shares_all;
+    /* Has backing files without change_backing_file (vmdk): unallocated reads as zeroes. */
+    bool supports_backing;
     /* Create options, in the order "Formatting ..." prints them; -o help sorts them. */
     const struct qimg_opt_desc *create_opts;
     /* Options "amend -o" accepts (and "amend -o help" lists); NULL: no amendment. */

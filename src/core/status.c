@@ -69,7 +69,7 @@ int qimg_chain_block_status(struct qimg_node *top, struct qimg_node *base, uint6
         if (st->flags & (QIMG_BLK_DATA | QIMG_BLK_ZERO))
             return 0;
         len = st->bytes;
-        if (!n->drv->change_backing_file)
+        if (!n->drv->change_backing_file && !n->drv->supports_backing)
             st->flags |= QIMG_BLK_UNKNOWN; /* no backing support: no "reads as zeroes" rule */
         if (!n->backing || n->backing == base)
             return 0;

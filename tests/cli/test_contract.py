@@ -49,6 +49,13 @@ FORMATS = [
     # qemu writes random image and modification UUIDs into the VDI header.
     Fmt("vdi", {"dynamic": [], "static": ["-o", "static=on"]}, size="5000000",
         mask=((0x188, 0x1A8),)),
+    # vmdk: qemu writes a random CID ("%x", so its length varies too) into the descriptor.
+    Fmt("vmdk", {"monolithicSparse": [], "zeroed": ["-o", "zeroed_grain=on"],
+                 "streamOptimized": ["-o", "subformat=streamOptimized"]},
+        mask=((0x200, 0x2A00),)),
+    Fmt("vmdk", {"twoGbMaxExtentSparse": ["-o", "subformat=twoGbMaxExtentSparse"],
+                 "monolithicFlat": ["-o", "subformat=monolithicFlat"],
+                 "twoGbMaxExtentFlat": ["-o", "subformat=twoGbMaxExtentFlat"]}, byte_exact=False),
 ]
 
 CASES = [pytest.param(f, v, id=f"{f.name}-{v}") for f in FORMATS for v in f.variants]

@@ -50,6 +50,8 @@ struct qimg_map {
      */
     bool recurse;
     uint64_t entry;  /* the format's raw table entry (COMPRESSED: its descriptor) */
+    /* Node holding the run's host bytes, NULL: the layer's data node (VMDK extent files). */
+    struct qimg_node *file;
 };
 
 /* A range of new blocks between alloc and commit. */
@@ -64,6 +66,7 @@ struct qimg_alloc {
      */
     uint64_t written_start, written_end;
     void *priv;     /* the format's state from alloc to commit/abort (old entries) */
+    struct qimg_node *file; /* set by alloc: where host lives, NULL: the layer's data node */
 };
 
 struct qimg_mapped_ops {
