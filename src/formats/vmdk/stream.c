@@ -12,7 +12,7 @@
  * The level is zlib's fastest: any zlib stream is valid for VMware and
  * qemu, and it is what makes convert to streamOptimized scale.
  */
-#include <errno.h>
+#include <errno.h> /* program_invocation_short_name (_GNU_SOURCE) */
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -20,6 +20,7 @@
 #include "formats/vmdk/vmdk.h"
 #include "util/bytes.h"
 #include "util/mem.h"
+#include "util/report.h"
 
 #define VMDK_ZLIB_LEVEL Z_BEST_SPEED
 
@@ -51,18 +52,37 @@ long vmdk_compress(struct qimg_node *n, const void *in, uint64_t len, void *out,
     return deflate_grain(in, len, out, cap);
 }
 
+/* Is the grain at off written already? qemu refuses a second write (with its message). */
+static int grain_taken(struct vmdk_extent *e, uint64_t off, uint64_t *g)
+{
+    *g = (off - e->start * VMDK_SECTOR) / e->grain;
+    uint32_t gte;
+    int ret = vmdk_gte_get(e, *g, &gte, NULL);
+    if (ret < 0)
+        return ret;
+    if (gte && !(e->zero_grain && gte == VMDK_GTE_ZEROED)) {
+        /* qemu's error_report(): "PROGRAM: text" on stderr while the request fails */
+        qimg_check_report("%s: Could not write to allocated cluster for streamOptimized\n",
+                          program_invocation_short_name);
+        return -EIO;
+    }
+    return 0;
+}
+
 /* Append marker + data at the extent's end, padded to a sector; point the grain at it. */
-static int append_grain(struct qimg_node *n, uint64_t off, const void *cdata, size_t clen)
+static int append_grain(struct qimg_node *n, uint64_t off, uint64_t len, const void *cdata,
+                        size_t clen)
 {
     struct vmdk_state *s = n->opaque;
     struct vmdk_extent *e = vmdk_find_extent(s, off);
-    uint64_t g = (off - e->start * VMDK_SECTOR) / e->grain;
-    uint32_t gte;
-    int ret = vmdk_gte_get(e, g, &gte, NULL);
+    if (!e || !e->compressed)
+        return -EIO;
+    uint64_t g;
+    int ret = grain_taken(e, off, &g);
     if (ret < 0)
         return ret;
-    if (gte && !(e->zero_grain && gte == VMDK_GTE_ZEROED))
-        return -EIO; /* qemu: "Could not write to allocated cluster for streamOptimized" */
+    if (!whole_grain(s, off, len))
+        return -EINVAL;
     if (e->next_grain / VMDK_SECTOR >= VMDK_EXTENT_MAX_SECTORS)
         return -EIO;
     uint64_t total = qimg_align_up(VMDK_GRAIN_MARKER_SIZE + clen, VMDK_SECTOR);
@@ -90,11 +110,8 @@ static int append_grain(struct qimg_node *n, uint64_t off, const void *cdata, si
 int vmdk_pwrite_precompressed(struct qimg_node *n, uint64_t off, uint64_t len, const void *cdata,
                               size_t clen)
 {
-    struct vmdk_state *s = n->opaque;
-    if (!whole_grain(s, off, len))
-        return -EINVAL;
     pthread_mutex_lock(&n->lock);
-    int ret = append_grain(n, off, cdata, clen);
+    int ret = append_grain(n, off, len, cdata, clen);
     pthread_mutex_unlock(&n->lock);
     return ret;
 }
@@ -111,11 +128,8 @@ static int write_grains(struct qimg_node *n, uint64_t off, uint64_t len, const u
         if (!e)
             return -EIO;
         uint64_t ext_end = (e->start + e->sectors) * VMDK_SECTOR;
-        uint64_t here = qimg_min_u64(len, qimg_min_u64(e->grain, ext_end - off));
-        if (!whole_grain(s, off, here)) {
-            ret = -EINVAL;
-            break;
-        }
+        uint64_t in = (off - e->start * VMDK_SECTOR) % e->grain;
+        uint64_t here = qimg_min_u64(len, qimg_min_u64(e->grain - in, ext_end - off));
         size_t need = (size_t)compressBound(here);
         if (need > cap) {
             free(cbuf);
