@@ -269,6 +269,11 @@ struct qimg_driver {
      * plain_filename: the name otherwise (NULL: keep the file's name).
      */
     const char *const *strong_opts;
+    /*
+     * Children besides file, backing and data-file (vmdk's extent files):
+     * the i-th, named into name ("extents.0"), or NULL past the last.
+     */
+    struct qimg_node *(*extra_child)(struct qimg_node *n, size_t i, char *name, size_t cap);
     const char *child_name;
     char *(*plain_filename)(struct qimg_node *n);
 

@@ -42,8 +42,8 @@ static int setup_sparse(struct vmdk_extent *e, uint64_t grain_sectors, uint64_t 
         return qimg_error_set(err, -EFBIG, "Invalid granularity, image may be corrupt");
     if (e->l1_size > VMDK_MAX_L1_SIZE)
         return qimg_error_set(err, -EFBIG, "L1 size too big");
-    if (grain_sectors == 0 || e->sectors > INT64_MAX / VMDK_SECTOR)
-        return qimg_error_set(err, -EINVAL, "Invalid VMDK extent header");
+    if (grain_sectors == 0)
+        return qimg_error_set(err, -EINVAL, "Invalid granularity, image may be corrupt");
     e->grain = grain_sectors * VMDK_SECTOR;
     int64_t flen = qimg_node_length(e->file);
     if (flen < 0)
@@ -118,6 +118,9 @@ static int open_vmdk4(struct qimg_node *n, struct qimg_node *file, const char *t
         if (ret < 0)
             return ret;
     }
+    uint64_t desc_off = qimg_le64(h + VMDK4_OFF_DESC_OFFSET);
+    if (qimg_le64(h + VMDK4_OFF_CAPACITY) == 0 && desc_off && file == n->file)
+        return vmdk_open_desc_at(n, desc_off, err);
     uint32_t version = qimg_le32(h + VMDK4_OFF_VERSION), flags = qimg_le32(h + VMDK4_OFF_FLAGS);
     uint64_t capacity = qimg_le64(h + VMDK4_OFF_CAPACITY), gran = qimg_le64(h + VMDK4_OFF_GRAIN);
     uint32_t gtes = qimg_le32(h + VMDK4_OFF_GTES_PER_GT);
@@ -133,7 +136,8 @@ static int open_vmdk4(struct qimg_node *n, struct qimg_node *file, const char *t
     uint32_t l1_entry_sectors = (uint32_t)(gtes * gran);
     if (l1_entry_sectors == 0)
         return qimg_error_set(err, -EINVAL, "L1 entry size is invalid");
-    uint64_t l1_size = capacity / l1_entry_sectors + (capacity % l1_entry_sectors != 0);
+    /* qemu's arithmetic: a wrapping 64-bit sum, kept in 32 bits */
+    uint32_t l1_size = (uint32_t)((capacity + l1_entry_sectors - 1) / l1_entry_sectors);
     int64_t flen = qimg_node_length(file);
     if (flen < 0)
         return qimg_error_errno(err, (int)flen, "Could not get the file's length");
@@ -150,7 +154,7 @@ static int open_vmdk4(struct qimg_node *n, struct qimg_node *file, const char *t
         .version = version,
         .sectors = capacity,
         .gt_entries = gtes,
-        .l1_size = (uint32_t)l1_size,
+        .l1_size = l1_size,
     };
     snprintf(e.type, sizeof(e.type), "%s", type);
     uint64_t gd = qimg_le64(h + VMDK4_OFF_GD), rgd = qimg_le64(h + VMDK4_OFF_RGD);

@@ -207,13 +207,25 @@ static int open_desc_file(struct qimg_node *n, const char *text, struct qimg_err
     return ret;
 }
 
+int vmdk_open_desc_at(struct qimg_node *n, uint64_t desc_sector, struct qimg_error *err)
+{
+    if (desc_sector > INT64_MAX / VMDK_SECTOR)
+        return qimg_error_set(err, -EINVAL, "Could not read from file: %s", strerror(EINVAL));
+    char *buf = NULL;
+    int ret = read_desc(n->file, desc_sector * VMDK_SECTOR, &buf, err);
+    if (ret == 0)
+        ret = open_desc_file(n, buf, err);
+    free(buf);
+    return ret;
+}
+
 /* Extents follow each other in guest order; the sum is the disk. */
 static int place_extents(struct vmdk_state *s, struct qimg_error *err)
 {
     uint64_t at = 0;
     for (size_t i = 0; i < s->n_extents; i++) {
         s->extents[i].start = at;
-        if (!qimg_add_u64(at, s->extents[i].sectors, &at) || at > INT64_MAX / VMDK_SECTOR)
+        if (!qimg_add_u64(at, s->extents[i].sectors, &at))
             return qimg_error_set(err, -EFBIG, "VMDK image is too large");
     }
     s->total_sectors = at;
@@ -302,6 +314,8 @@ static void vmdk_close(struct qimg_node *n)
 static int64_t vmdk_get_length(struct qimg_node *n)
 {
     const struct vmdk_state *s = n->opaque;
+    if (s->total_sectors > INT64_MAX / VMDK_SECTOR)
+        return -EFBIG; /* qemu: "Can't get image size '...': File too large" */
     return (int64_t)(s->total_sectors * VMDK_SECTOR);
 }
 
@@ -482,6 +496,16 @@ static int vmdk_get_info(struct qimg_node *n, struct qimg_driver_info *info,
     return 0;
 }
 
+/* Extent files other than the descriptor's own file are the node's "extents.N" children. */
+static struct qimg_node *vmdk_extra_child(struct qimg_node *n, size_t i, char *name, size_t cap)
+{
+    const struct vmdk_state *s = n->opaque;
+    if (i >= s->n_extents || s->extents[i].file == n->file)
+        return NULL;
+    snprintf(name, cap, "extents.%zu", i);
+    return s->extents[i].file;
+}
+
 const struct qimg_driver qimg_vmdk_driver = {
     .name = "vmdk",
     .supports_backing = true,
@@ -502,4 +526,5 @@ const struct qimg_driver qimg_vmdk_driver = {
     .has_zero_init = vmdk_has_zero_init,
     .get_info = vmdk_get_info,
     .check = vmdk_check,
+    .extra_child = vmdk_extra_child,
 };

@@ -143,6 +143,8 @@ int vmdk_inflate_grain(struct vmdk_extent *e, uint64_t host, uint8_t *out, uint6
 struct vmdk_extent *vmdk_find_extent(struct vmdk_state *s, uint64_t off);
 int vmdk_update_cid(struct qimg_node *n);
 uint32_t vmdk_random_cid(void);
+/* A sparse header of capacity 0 with a descriptor offset: the descriptor (sectors) is the image. */
+int vmdk_open_desc_at(struct qimg_node *n, uint64_t desc_sector, struct qimg_error *err);
 
 /* create.c */
 int vmdk_create(const char *filename, struct qimg_opts *opts, struct qimg_error *err);
