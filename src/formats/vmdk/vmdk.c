@@ -220,8 +220,9 @@ int vmdk_open_desc_at(struct qimg_node *n, uint64_t desc_sector, struct qimg_err
 }
 
 /* Extents follow each other in guest order; the sum is the disk. */
-static int place_extents(struct vmdk_state *s, struct qimg_error *err)
+static int place_extents(struct qimg_node *n, struct qimg_error *err)
 {
+    struct vmdk_state *s = n->opaque;
     uint64_t at = 0;
     for (size_t i = 0; i < s->n_extents; i++) {
         s->extents[i].start = at;
@@ -229,6 +230,9 @@ static int place_extents(struct vmdk_state *s, struct qimg_error *err)
             return qimg_error_set(err, -EFBIG, "VMDK image is too large");
     }
     s->total_sectors = at;
+    if (at > INT64_MAX / VMDK_SECTOR)
+        return qimg_error_set(err, -EFBIG, "Can't get image size '%s': %s", n->filename,
+                              strerror(EFBIG));
     return 0;
 }
 
@@ -285,7 +289,7 @@ static int vmdk_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_er
     }
     free(buf);
     if (ret == 0)
-        ret = place_extents(s, err);
+        ret = place_extents(n, err);
     if (ret == 0)
         ret = read_desc_keys(n, err);
     if (ret < 0)
