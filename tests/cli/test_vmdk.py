@@ -331,7 +331,7 @@ def test_huge_capacity_one_clear_error(ours, oracle, tmp_path):
     prefix, which qimg's CLI adds to every open error)."""
     assert oracle.img("create", "-q", "-f", "vmdk", "h.vmdk", "4M").rc == 0
     patch(tmp_path / "h.vmdk", 12, "<Q", 1 << 62)
-    for args in (["info"], ["check"], ["map"]):
+    for args in (["info"], ["map"]):  # (7.2's check opens it and fails on sector 0)
         x, y = ours.img(*args, "h.vmdk"), oracle.img(*args, "h.vmdk")
         assert x.rc == y.rc == 1 and x.out == y.out == ""
         assert x.err.endswith("File too large\n") and y.err.endswith("File too large\n")
