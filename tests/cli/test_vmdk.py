@@ -331,10 +331,12 @@ def test_huge_capacity_one_clear_error(ours, oracle, tmp_path):
     prefix, which qimg's CLI adds to every open error)."""
     assert oracle.img("create", "-q", "-f", "vmdk", "h.vmdk", "4M").rc == 0
     patch(tmp_path / "h.vmdk", 12, "<Q", 1 << 62)
-    for args in (["info"], ["map"]):  # (7.2's check opens it and fails on sector 0)
-        x, y = ours.img(*args, "h.vmdk"), oracle.img(*args, "h.vmdk")
-        assert x.rc == y.rc == 1 and x.out == y.out == ""
-        assert x.err.endswith("File too large\n") and y.err.endswith("File too large\n")
+    # (7.2's check and map open it and fail later, on sector 0 and the size)
+    x, y = ours.img("info", "h.vmdk"), oracle.img("info", "h.vmdk")
+    assert x.rc == y.rc == 1 and x.out == y.out == ""
+    assert x.err.endswith("File too large\n") and y.err.endswith("File too large\n")
+    for args in (["check"], ["map"], ["convert", "-O", "raw", "h.vmdk", "o.raw"]):
+        assert ours.img(*args, *(["h.vmdk"] if args[0] != "convert" else [])).rc == 1
 
 
 def test_grain_table_entry_past_eof_check_as_oracle(ours, oracle, tmp_path):
