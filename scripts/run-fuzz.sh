@@ -29,6 +29,16 @@ for opts in "" "static=on"; do
     qemu-io -f vdi -c 'write -P 0x5a 2M 4k' -c 'write -P 1 0 4k' "$f" >/dev/null 2>&1 || true
     i=$((i + 1))
 done
+# VMDK: sparse (versions 1-3, zeroed grains, stream-optimized) with data, and descriptor text.
+for opts in "" "zeroed_grain=on" "subformat=streamOptimized"; do
+    f="$SEEDS/seed-vmdk$i.vmdk"
+    qemu-img create -q -f vmdk ${opts:+-o $opts} "$f" 2M
+    qemu-io -f vmdk -c 'write -P 0x5a 0 64k' -c 'write -z 1M 64k' "$f" >/dev/null 2>&1 || true
+    i=$((i + 1))
+done
+qemu-img create -q -f vmdk -o subformat=monolithicFlat "$SEEDS/flat.tmp" 1M &&
+    cp "$SEEDS/flat.tmp" "$SEEDS/seed-vmdk-desc.txt"
+rm -f "$SEEDS"/flat*.tmp "$SEEDS"/flat-flat.tmp
 head -c 65536 /dev/urandom > "$SEEDS/seed-random.raw"
 # A LUKS header area for fuzz-luks (cheap PBKDF2 so the harness unlocks it).
 for opts in "" "cipher-alg=aes-128,cipher-mode=cbc,ivgen-alg=essiv"; do

@@ -446,3 +446,20 @@ def test_first_write_rewrites_cid(ours, oracle, tmp_path):
     assert norm_desc(before) == norm_desc(after)
     assert CID.search(before)[0] != CID.search(after)[0]
     check_clean(oracle, "c.vmdk")
+
+
+def test_parent_cid_mismatch_refuses_backing_reads(ours, oracle, tmp_path):
+    """Writing to the base gives it a new CID: qemu then refuses to read the overlay's
+    unallocated parts (EINVAL), while allocated parts still read."""
+    assert oracle.img("create", "-q", "-f", "vmdk", "b.vmdk", "1M").rc == 0
+    assert oracle.img("create", "-q", "-f", "vmdk", "-F", "vmdk", "-b", "b.vmdk", "t.vmdk").rc == 0
+    assert oracle.io("-f", "vmdk", "-c", "write -P 2 64k 64k", "t.vmdk").rc == 0
+    assert oracle.io("-f", "vmdk", "-c", "write -P 1 0 4k", "b.vmdk").rc == 0
+    t = re.compile(r"\d+\.\d+ sec \([^)]*\)")
+    for script in (["-c", "read 0 4k"], ["-c", "read -P 2 64k 64k"]):
+        x = ours.io("-f", "vmdk", *script, "t.vmdk")
+        y = oracle.io("-f", "vmdk", *script, "t.vmdk")
+        assert (x.rc, t.sub("X", x.out), x.err) == (y.rc, t.sub("X", y.out), y.err)
+    x = ours.img("convert", "-O", "raw", "t.vmdk", "x.raw")
+    y = oracle.img("convert", "-O", "raw", "t.vmdk", "y.raw")
+    assert (x.rc, x.out, x.err) == (y.rc, y.out, y.err)
