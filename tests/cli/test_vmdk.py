@@ -463,3 +463,22 @@ def test_parent_cid_mismatch_refuses_backing_reads(ours, oracle, tmp_path):
     x = ours.img("convert", "-O", "raw", "t.vmdk", "x.raw")
     y = oracle.img("convert", "-O", "raw", "t.vmdk", "y.raw")
     assert (x.rc, x.out, x.err) == (y.rc, y.out, y.err)
+
+
+REFUSALS = {
+    "check-r": ["check", "-r", "all", "r.vmdk"],
+    "resize": ["resize", "r.vmdk", "+1M"],
+    "measure": ["measure", "-O", "vmdk", "r.vmdk"],
+    "amend": ["amend", "-o", "zeroed_grain=on", "r.vmdk"],
+    "rebase": ["rebase", "-u", "-F", "vmdk", "-b", "", "r.vmdk"],
+    "snapshot": ["snapshot", "-c", "s1", "r.vmdk"],
+}
+
+
+@pytest.mark.parametrize("name", REFUSALS)
+def test_unsupported_as_oracle(ours, oracle, tmp_path, name):
+    assert oracle.img("create", "-q", "-f", "vmdk", "r.vmdk", "1M").rc == 0
+    x, y = ours.img(*REFUSALS[name]), oracle.img(*REFUSALS[name])
+    # 9.1 prints "...: Operation not supported", 7.2 "...: -95 (Operation not supported)"
+    y.err = y.err.replace("-95 (Operation not supported)", "Operation not supported")
+    assert (x.rc, x.out, x.err) == (y.rc, y.out, y.err)

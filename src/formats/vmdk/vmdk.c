@@ -522,8 +522,9 @@ static int vmdk_get_info(struct qimg_node *n, struct qimg_driver_info *info,
 {
     (void)err;
     const struct vmdk_state *s = n->opaque;
-    const struct vmdk_extent *e0 = &s->extents[0];
-    bool same = true;
+    /* A descriptor without usable extents: qemu 9.1 asserts here; qimg reports none. */
+    const struct vmdk_extent *e0 = s->n_extents ? &s->extents[0] : NULL;
+    bool same = e0 != NULL;
     for (size_t i = 1; i < s->n_extents; i++) {
         const struct vmdk_extent *e = &s->extents[i];
         same = same && e->flat == e0->flat && e->compressed == e0->compressed &&
