@@ -61,7 +61,7 @@ static int vmdk_map(struct qimg_node *n, uint64_t off, uint64_t len, struct qimg
 static int vmdk_alloc(struct qimg_node *n, struct qimg_alloc *a)
 {
     struct vmdk_extent *e = vmdk_find_extent(n->opaque, a->guest);
-    if (!e || e->flat || e->cowd)
+    if (!e || e->flat)
         return -EIO;
     if (e->compressed)
         return -EINVAL; /* qemu: only whole grains, compressed (see stream.c) */
