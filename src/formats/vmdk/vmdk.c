@@ -270,6 +270,7 @@ static int read_desc_keys(struct qimg_node *n, struct qimg_error *err)
 }
 
 static void vmdk_close(struct qimg_node *n);
+static int vmdk_flush(struct qimg_node *n);
 
 static int vmdk_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_error *err)
 {
@@ -432,12 +433,15 @@ static int vmdk_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const vo
     struct vmdk_extent *e = vmdk_find_extent(n->opaque, off);
     if (e && e->compressed)
         return vmdk_stream_pwrite(n, off, len, buf);
-    int ret = qimg_mapped_pwrite(n, off, len, buf, flags);
+    /* FUA: the extent files hold the data, not the layer's data node */
+    int ret = qimg_mapped_pwrite(n, off, len, buf, flags & ~QIMG_REQ_FUA);
     if (ret == 0) {
         pthread_mutex_lock(&n->lock);
         ret = vmdk_update_cid(n);
         pthread_mutex_unlock(&n->lock);
     }
+    if (ret == 0 && (flags & QIMG_REQ_FUA))
+        ret = vmdk_flush(n);
     return ret;
 }
 
@@ -481,6 +485,17 @@ static int vmdk_pwrite_zeroes(struct qimg_node *n, uint64_t off, uint64_t len, u
         ret = vmdk_update_cid(n);
     pthread_mutex_unlock(&n->lock);
     return ret;
+}
+
+/* Every extent file (data written through the layer lands there), then the descriptor's. */
+static int vmdk_flush(struct qimg_node *n)
+{
+    const struct vmdk_state *s = n->opaque;
+    int ret = 0;
+    for (size_t i = 0; i < s->n_extents && ret == 0; i++)
+        if (s->extents[i].file != n->file)
+            ret = qimg_node_flush(s->extents[i].file);
+    return ret ? ret : qimg_node_flush(n->file);
 }
 
 /* One grain at a time (a flat extent is one "grain"), as qemu's block status answers. */
@@ -573,6 +588,7 @@ const struct qimg_driver qimg_vmdk_driver = {
     .compress = vmdk_compress,
     .pwrite_precompressed = vmdk_pwrite_precompressed,
     .block_status = vmdk_block_status,
+    .flush = vmdk_flush,
     .has_zero_init = vmdk_has_zero_init,
     .get_info = vmdk_get_info,
     .check = vmdk_check,
