@@ -13,21 +13,7 @@ import zlib
 
 import pytest
 
-
-
-def strip_child(text):
-    """9.1's human info adds "Child node '/file':" and "Child node '/extents.N':" sections
-    that 7.2 lacks: drop them with their indented lines."""
-    out, skip = [], False
-    for line in text.splitlines(keepends=True):
-        if line.startswith("Child node '/"):
-            skip = True
-            continue
-        if skip and line.startswith("    "):
-            continue
-        skip = False
-        out.append(line)
-    return "".join(out)
+from conftest import strip_child  # drops 9.1's "Child node" sections (file, extents.N)
 
 MiB = 1 << 20
 CID = re.compile(r"^CID=[0-9a-f]+$", re.M)
