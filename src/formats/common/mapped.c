@@ -42,6 +42,29 @@ static int map_run(struct qimg_node *n, uint64_t off, uint64_t len, struct qimg_
     return ret;
 }
 
+/* A run about to be read: the format's veto on reading its backing file. n->lock held. */
+static int backing_read_ok(struct qimg_node *n, const struct qimg_map *m)
+{
+    const struct qimg_mapped_ops *ops = qimg_mapped_of(n)->ops;
+    if (m->kind != QIMG_MAP_UNALLOCATED || !n->backing || !ops->backing_read_ok)
+        return 0;
+    return ops->backing_read_ok(n);
+}
+
+/* Map a run for reading it (map_run plus the backing veto). */
+static int map_for_read(struct qimg_node *n, uint64_t off, uint64_t len, struct qimg_map *r,
+                        bool locked)
+{
+    if (!locked)
+        pthread_mutex_lock(&n->lock);
+    int ret = map_locked(n, off, len, r);
+    if (ret == 0)
+        ret = backing_read_ok(n, r);
+    if (!locked)
+        pthread_mutex_unlock(&n->lock);
+    return ret;
+}
+
 /* The node a run's or an allocation's host bytes live in. */
 static struct qimg_node *run_node(struct qimg_node *n, struct qimg_node *file)
 {
@@ -112,7 +135,7 @@ static int read_runs(struct qimg_node *n, uint64_t off, uint64_t len, uint8_t *d
 {
     while (len) {
         struct qimg_map m;
-        int ret = locked ? map_locked(n, off, len, &m) : map_run(n, off, len, &m);
+        int ret = map_for_read(n, off, len, &m, locked);
         if (ret == 0)
             ret = qimg_mapped_read_run(n, off, &m, dst);
         if (ret < 0)

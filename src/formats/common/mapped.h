@@ -96,6 +96,12 @@ struct qimg_mapped_ops {
      * corrupt and return -EIO). n->lock held.
      */
     int (*check_host_write)(struct qimg_node *n, uint64_t host, uint64_t len);
+    /*
+     * Optional: may the backing file be read for an unallocated run (reads
+     * and COW)? An error fails the request (vmdk: the parent CID must match).
+     * n->lock held. NULL: always.
+     */
+    int (*backing_read_ok)(struct qimg_node *n);
     /* Optional: deallocate the whole blocks of [off, off+len). n->lock held. NULL: no-op. */
     int (*discard_blocks)(struct qimg_node *n, uint64_t off, uint64_t len);
 };

@@ -101,8 +101,11 @@ static int vmdk_commit(struct qimg_node *n, struct qimg_alloc *a)
     return qimg_node_flush(e->file);
 }
 
+static int vmdk_backing_read_ok(struct qimg_node *n);
+
 static const struct qimg_mapped_ops vmdk_mapped_ops = {
     .map = vmdk_map,
+    .backing_read_ok = vmdk_backing_read_ok,
     .alloc = vmdk_alloc,
     .commit = vmdk_commit,
     .read_compressed = vmdk_read_compressed,
@@ -387,43 +390,15 @@ int vmdk_update_cid(struct qimg_node *n)
  * image recorded (parentCID); a backing file of another format has none.
  * Checked once per open, like qemu's cid_checked. n->lock held.
  */
-static bool parent_cid_valid(struct qimg_node *n)
+static int vmdk_backing_read_ok(struct qimg_node *n)
 {
     struct vmdk_state *s = n->opaque;
     if (s->cid_checked || !n->backing)
-        return true;
+        return 0;
     struct qimg_node *b = n->backing;
-    if (b->drv != &qimg_vmdk_driver)
-        return false;
-    if (((struct vmdk_state *)b->opaque)->cid != s->parent_cid)
-        return false;
+    if (b->drv != &qimg_vmdk_driver || ((struct vmdk_state *)b->opaque)->cid != s->parent_cid)
+        return -EINVAL;
     s->cid_checked = true;
-    return true;
-}
-
-/* Reads through the layer; an unallocated run with a backing file needs a valid parent CID. */
-static int vmdk_pread(struct qimg_node *n, uint64_t off, uint64_t len, void *buf, unsigned flags)
-{
-    if (!n->backing)
-        return qimg_mapped_pread(n, off, len, buf, flags);
-    uint8_t *dst = buf;
-    while (len) {
-        struct qimg_map m = {0};
-        pthread_mutex_lock(&n->lock);
-        int ret = vmdk_map(n, off, len, &m);
-        if (ret == 0 && (m.bytes == 0 || m.bytes > len))
-            ret = -EIO;
-        if (ret == 0 && m.kind == QIMG_MAP_UNALLOCATED && !parent_cid_valid(n))
-            ret = -EINVAL;
-        pthread_mutex_unlock(&n->lock);
-        if (ret == 0)
-            ret = qimg_mapped_read_run(n, off, &m, dst);
-        if (ret < 0)
-            return ret;
-        off += m.bytes;
-        dst += m.bytes;
-        len -= m.bytes;
-    }
     return 0;
 }
 
@@ -581,7 +556,7 @@ const struct qimg_driver qimg_vmdk_driver = {
     .create = vmdk_create,
     .get_length = vmdk_get_length,
     .get_allocated_size = vmdk_get_allocated_size,
-    .pread = vmdk_pread,
+    .pread = qimg_mapped_pread,
     .pwrite = vmdk_pwrite,
     .pwrite_zeroes = vmdk_pwrite_zeroes,
     .pwrite_compressed = vmdk_pwrite_compressed,
