@@ -55,6 +55,16 @@ qemu-io -f qcow -c 'write -P 0x5a 2M 4k' -c 'write -P 1 0 4k' "$SEEDS/seed-qcow.
 head -c 200000 /dev/urandom > "$SEEDS/qcow-src.raw"
 qemu-img convert -c -O qcow "$SEEDS/qcow-src.raw" "$SEEDS/seed-qcowz.qcow" >/dev/null 2>&1 || true
 rm -f "$SEEDS/qcow-src.raw"
+# VMDK: sparse (versions 1-3, zeroed grains, stream-optimized) with data, and descriptor text.
+for opts in "" "zeroed_grain=on" "subformat=streamOptimized"; do
+    f="$SEEDS/seed-vmdk$i.vmdk"
+    qemu-img create -q -f vmdk ${opts:+-o $opts} "$f" 2M
+    qemu-io -f vmdk -c 'write -P 0x5a 0 64k' -c 'write -z 1M 64k' "$f" >/dev/null 2>&1 || true
+    i=$((i + 1))
+done
+qemu-img create -q -f vmdk -o subformat=monolithicFlat "$SEEDS/flat.tmp" 1M &&
+    cp "$SEEDS/flat.tmp" "$SEEDS/seed-vmdk-desc.txt"
+rm -f "$SEEDS"/flat*.tmp "$SEEDS"/flat-flat.tmp
 head -c 65536 /dev/urandom > "$SEEDS/seed-random.raw"
 # Read-only formats: cloop from the real tool, and the tests' hand-built cloop, bochs, dmg.
 head -c 300000 /dev/urandom | cat - "$SEEDS/seed-random.raw" > "$SEEDS/cloop.in"

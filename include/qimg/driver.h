@@ -61,6 +61,7 @@ struct qimg_driver_info {
     uint64_t vm_state_offset; /* where saved VM state would start (qemu-io info), 0: none */
     bool dirty;
     bool encrypted;
+    bool needs_compressed_writes; /* convert compresses to it (vmdk streamOptimized) */
     struct qimg_json *format_specific; /* {"type": ..., "data": {...}} or NULL */
     struct qimg_json *snapshots;       /* array of SnapshotInfo, or NULL */
 };
@@ -149,7 +150,7 @@ struct qimg_driver {
     /* Format shares its file's permissions with others (raw does; qcow2 refuses writers). */
     bool shares_all;
     /* Unallocated ranges read from a backing file (zeroes without one) even without
-     * change_backing_file (QEMU's supports_backing: parallels). */
+     * change_backing_file (QEMU's supports_backing: parallels, qcow, vmdk). */
     bool supports_backing;
     /* Create options, in the order "Formatting ..." prints them; -o help sorts them. */
     const struct qimg_opt_desc *create_opts;
@@ -269,6 +270,11 @@ struct qimg_driver {
      * plain_filename: the name otherwise (NULL: keep the file's name).
      */
     const char *const *strong_opts;
+    /*
+     * Children besides file, backing and data-file (vmdk's extent files):
+     * the i-th, named into name ("extents.0"), or NULL past the last.
+     */
+    struct qimg_node *(*extra_child)(struct qimg_node *n, size_t i, char *name, size_t cap);
     const char *child_name;
     char *(*plain_filename)(struct qimg_node *n);
 

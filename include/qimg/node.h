@@ -154,6 +154,8 @@ int qimg_node_pwrite_precompressed(struct qimg_node *n, uint64_t off, uint64_t l
 bool qimg_node_has_zero_init(struct qimg_node *n);
 /* Cluster size for copy granularity, 0 when the format has none. */
 uint64_t qimg_node_cluster_size(struct qimg_node *n);
+/* The format takes compressed writes only (qemu's needs_compressed_writes): convert compresses. */
+bool qimg_node_needs_compressed_writes(struct qimg_node *n);
 
 /*
  * Block status of this one layer for [off, off+len): fills st for the run

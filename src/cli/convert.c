@@ -544,7 +544,7 @@ int cmd_convert(int argc, char **argv)
         .out_of_order = o.ooo,
         .sparse_size = o.sparse,
         .target_is_zero = o.target_is_zero || (!o.skip_create && qimg_node_has_zero_init(dst)),
-        .compress = o.compress,
+        .compress = o.compress || qimg_node_needs_compressed_writes(dst),
         .offload = o.copy_range,
         .salvage = o.salvage,
         .rate_limit = o.rate,

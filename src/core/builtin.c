@@ -20,6 +20,7 @@ void qimg_register_builtin_drivers(void)
     qimg_driver_register(&qimg_dmg_driver);
     qimg_driver_register(&qimg_parallels_driver);
     qimg_driver_register(&qimg_qcow1_driver);
+    qimg_driver_register(&qimg_vmdk_driver);
     qimg_driver_register(&qimg_luks_driver);
 #ifdef QIMG_HAVE_LIBNBD
     qimg_driver_register(&qimg_nbd_driver);

@@ -24,6 +24,7 @@ extern const struct qimg_driver qimg_bochs_driver;
 extern const struct qimg_driver qimg_dmg_driver;
 extern const struct qimg_driver qimg_parallels_driver;
 extern const struct qimg_driver qimg_qcow1_driver;
+extern const struct qimg_driver qimg_vmdk_driver;
 extern const struct qimg_driver qimg_luks_driver;
 extern const struct qimg_driver qimg_nbd_driver; /* with libnbd */
 extern const struct qimg_driver qimg_http_driver; /* these four with libcurl */

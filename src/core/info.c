@@ -22,6 +22,26 @@ static struct qimg_json *child_info(const char *name, struct qimg_node *child,
     return c;
 }
 
+/* The format's own children (vmdk extents), newest first as QEMU lists them; false on error. */
+static bool extra_children(struct qimg_node *n, struct qimg_json *children,
+                           struct qimg_error *err)
+{
+    if (!n->drv->extra_child)
+        return true;
+    size_t count = 0;
+    char name[64];
+    while (n->drv->extra_child(n, count, name, sizeof(name)))
+        count++;
+    for (size_t i = count; i-- > 0;) {
+        struct qimg_node *c = n->drv->extra_child(n, i, name, sizeof(name));
+        struct qimg_json *ci = child_info(name, c, err);
+        if (!ci)
+            return false;
+        qimg_json_append(children, ci);
+    }
+    return true;
+}
+
 /*
  * QEMU prints dirty-flag only when the driver answers its get_info: formats
  * with metadata, the file protocol, and raw and filters whose file does;
@@ -84,6 +104,10 @@ static struct qimg_json *node_info(struct qimg_node *n, struct qimg_error *err)
         qimg_json_add(j, "format-specific", fs);
     }
     struct qimg_json *children = qimg_json_add(j, "children", qimg_json_array());
+    if (!extra_children(n, children, err)) {
+        qimg_json_free(j);
+        return NULL;
+    }
     struct {
         const char *name;
         struct qimg_node *node;

@@ -284,3 +284,13 @@ uint64_t qimg_node_cluster_size(struct qimg_node *n)
     qimg_json_free(info.snapshots);
     return info.cluster_size;
 }
+
+bool qimg_node_needs_compressed_writes(struct qimg_node *n)
+{
+    struct qimg_driver_info info = {0};
+    if (!n->drv->get_info || n->drv->get_info(n, &info, NULL) < 0)
+        return false;
+    qimg_json_free(info.format_specific);
+    qimg_json_free(info.snapshots);
+    return info.needs_compressed_writes;
+}

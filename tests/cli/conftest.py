@@ -110,11 +110,12 @@ def data_runs(path):
 
 
 def strip_child(text):
-    """qemu-img 9.1's human info adds "Child node '/file':" sections that 7.2 lacks: drop
-    them (and their indented lines) so our output compares with the 7.2 oracle's."""
+    """qemu-img 9.1's human info adds "Child node '/file':" sections (and vmdk's
+    "Child node '/extents.N':") that 7.2 lacks: drop them (and their indented lines)
+    so our output compares with the 7.2 oracle's."""
     out, skip = [], False
     for line in text.splitlines(keepends=True):
-        if line.startswith("Child node '/file':"):
+        if line.startswith("Child node '/file':") or line.startswith("Child node '/extents."):
             skip = True
             continue
         if skip and line.startswith("    "):

@@ -36,6 +36,8 @@ class Fmt:
     excluded: dict = field(default_factory=dict)
 
 
+SCRIPTS_NAMES = ("write-read", "unaligned", "zero", "zero-unmap", "discard", "overwrite", "tail")
+
 FORMATS = [
     Fmt("raw", {"default": []}),
     Fmt("qcow2", {"default": [], "4k": ["-o", "cluster_size=4k"], "v2": ["-o", "compat=0.10"],
@@ -79,6 +81,19 @@ FORMATS = [
                            "test_parallels.py::test_truncated_check_as_9_1",
         }),
     Fmt("qcow", {"default": []}),
+    # vmdk: qemu writes a random CID ("%x", so its length varies too) into the descriptor.
+    Fmt("vmdk", {"monolithicSparse": [], "zeroed": ["-o", "zeroed_grain=on"]},
+        mask=((0x200, 0x2A00),)),
+    # Not byte-exact: descriptor files (CID length) and deflate output (qimg: zlib level 1).
+    Fmt("vmdk", {"streamOptimized": ["-o", "subformat=streamOptimized"],
+                 "twoGbMaxExtentSparse": ["-o", "subformat=twoGbMaxExtentSparse"],
+                 "monolithicFlat": ["-o", "subformat=monolithicFlat"],
+                 "twoGbMaxExtentFlat": ["-o", "subformat=twoGbMaxExtentFlat"]}, byte_exact=False,
+        excluded={**{f"io:{s}:streamOptimized": "9.1 maps grains \"compressed\": true, 7.2 has "
+                     "no such key (test_vmdk.py covers stream I/O)" for s in SCRIPTS_NAMES},
+                  **{f"{t}:streamOptimized": "its script writes part of a grain, which qemu "
+                     "refuses for streamOptimized (test_vmdk.py)" for t in
+                     ("compare", "info", "resize", "truncations")}}),
 ]
 
 CASES = [pytest.param(f, v, id=f"{f.name}-{v}") for f in FORMATS for v in f.variants]
@@ -173,7 +188,7 @@ def test_io_script(ours, oracle, tmp_path, fmt, variant, script):
         assert masked(fmt, tmp_path / "a.img") == masked(fmt, tmp_path / "b.img")
     for args in (["map", "--output=json"], ["map"]):
         a = ours.img(*args, "-f", fmt.name, "b.img")
-        a.out = a.out.replace("b.img", "a.img")
+        a.out = re.sub(r"\bb(-\w+)?\.img", r"a\1.img", a.out)  # also extents (b-flat.img)
         same(a, oracle.img(*args, "-f", fmt.name, "a.img"))
 
 
@@ -223,7 +238,7 @@ def test_check_and_info(ours, oracle, tmp_path, fmt, variant):
         same(ours.img(*args, "-f", fmt.name, "a.img"), oracle.img(*args, "-f", fmt.name, "a.img"))
     a = json.loads(ours.img("info", "--output=json", "a.img").out)
     b = json.loads(oracle.img("info", "--output=json", "a.img").out)
-    assert a.pop("children")[0]["name"] == "file"
+    assert a.pop("children")[-1]["name"] == "file"  # after vmdk's "extents.N"
     a.pop("actual-size", None), b.pop("actual-size", None)  # the filesystem's business
     assert a == b
 

@@ -27,7 +27,13 @@ struct toy {
     uint64_t written_start, written_end;
     uint64_t forbidden_host; /* check_host_write refuses writes touching it (0: none) */
     uint64_t zero_off, zero_len;
+    /* Blocks from SPLIT on live in other (per-run data node), appended at other_end. */
+    struct qimg_node *other;
+    uint64_t other_end;
+    int backing_veto; /* backing_read_ok's answer */
 };
+
+#define SPLIT 8u
 
 static int toy_map(struct qimg_node *n, uint64_t off, uint64_t len, struct qimg_map *m)
 {
@@ -37,14 +43,21 @@ static int toy_map(struct qimg_node *n, uint64_t off, uint64_t len, struct qimg_
     m->host_valid = m->in_place = m->kind == QIMG_MAP_DATA;
     m->host = m->host_valid ? e + in : 0;
     m->bytes = BS - in < len ? BS - in : len; /* one block per run: simple and legal */
+    m->file = t->other && off / BS >= SPLIT ? t->other : NULL;
     return 0;
 }
 
 static int toy_alloc(struct qimg_node *n, struct qimg_alloc *a)
 {
     struct toy *t = n->opaque;
-    a->host = t->file_end;
-    t->file_end += a->bytes;
+    if (t->other && a->guest / BS >= SPLIT) {
+        a->file = t->other;
+        a->host = t->other_end;
+        t->other_end += a->bytes;
+    } else {
+        a->host = t->file_end;
+        t->file_end += a->bytes;
+    }
     t->allocs++;
     return 0;
 }
@@ -89,10 +102,15 @@ static int toy_check_host_write(struct qimg_node *n, uint64_t host, uint64_t len
     return 0;
 }
 
+static int toy_backing_read_ok(struct qimg_node *n)
+{
+    return ((struct toy *)n->opaque)->backing_veto;
+}
+
 static const struct qimg_mapped_ops toy_ops = {
     .map = toy_map, .alloc = toy_alloc, .commit = toy_commit,
     .zero_blocks = toy_zero, .discard_blocks = toy_discard,
-    .check_host_write = toy_check_host_write,
+    .check_host_write = toy_check_host_write, .backing_read_ok = toy_backing_read_ok,
 };
 
 static int64_t toy_length(struct qimg_node *n)
@@ -227,6 +245,50 @@ static void test_backing_cow(void)
     qimg_node_unref(n);
 }
 
+/* Runs and allocations may name their own data node (vmdk extent files). */
+static void test_per_run_file(void)
+{
+    struct qimg_node *n = toy_open();
+    struct toy *t = n->opaque;
+    t->other = open_file("other.img", 0);
+    t->other_end = BS; /* host 0 would read as "unallocated" in the toy's table */
+    uint8_t pat[BS], buf[BS];
+    memset(pat, 0x5c, sizeof(pat));
+    CHECK(qimg_node_pwrite(n, SPLIT * BS, BS, pat, 0) == 0);
+    CHECK(t->table[SPLIT] == BS && t->other_end == 2 * BS);
+    CHECK(qimg_node_length(t->other) == 2 * BS && qimg_node_length(n->file) == 0);
+    CHECK(qimg_node_pread(t->other, BS, BS, buf, 0) == 0 && all(buf, 0x5c, BS));
+    CHECK(qimg_node_pread(n, SPLIT * BS, BS, buf, 0) == 0 && all(buf, 0x5c, BS));
+    memset(pat, 0x5d, 100);
+    CHECK(qimg_node_pwrite(n, SPLIT * BS, 100, pat, 0) == 0); /* in place, in other */
+    CHECK(qimg_node_pread(t->other, BS, BS, buf, 0) == 0 && all(buf, 0x5d, 100));
+    struct qimg_block_status st;
+    CHECK(qimg_node_block_status(n, SPLIT * BS, BS, &st) == 0);
+    CHECK(st.file == t->other && st.offset == BS && (st.flags & QIMG_BLK_OFFSET_VALID));
+    qimg_node_unref(t->other);
+    qimg_node_unref(n);
+}
+
+/* backing_read_ok vetoes reads of unallocated runs from the backing file, COW included. */
+static void test_backing_veto(void)
+{
+    struct qimg_node *n = toy_open();
+    struct toy *t = n->opaque;
+    n->backing = open_file("backing2.raw", NBLOCKS * BS);
+    uint8_t buf[BS];
+    memset(buf, 1, sizeof(buf));
+    CHECK(qimg_node_pwrite(n, 0, BS, buf, 0) == 0);
+    t->backing_veto = -EINVAL;
+    CHECK(qimg_node_pread(n, BS, BS, buf, 0) == -EINVAL);
+    CHECK(qimg_node_pread(n, 0, BS, buf, 0) == 0 && all(buf, 1, BS));
+    CHECK(qimg_node_pwrite(n, 2 * BS + 10, 10, buf, 0) == -EINVAL); /* COW head */
+    struct qimg_block_status st;
+    CHECK(qimg_node_block_status(n, BS, BS, &st) == 0 && st.flags == 0);
+    t->backing_veto = 0;
+    CHECK(qimg_node_pread(n, BS, BS, buf, 0) == 0 && all(buf, 0, BS));
+    qimg_node_unref(n);
+}
+
 static void test_zero_and_discard(void)
 {
     struct qimg_node *n = toy_open();
@@ -292,6 +354,8 @@ int main(void)
         {"multi-block write, alloc cap", test_multi_block_write_and_cap},
         {"backing copy-on-write", test_backing_cow},
         {"zero writes and discard", test_zero_and_discard},
+        {"per-run data node", test_per_run_file},
+        {"backing read veto", test_backing_veto},
         {"table cache", test_table_cache},
         {NULL, NULL},
     };

@@ -42,10 +42,39 @@ static int map_run(struct qimg_node *n, uint64_t off, uint64_t len, struct qimg_
     return ret;
 }
 
-/* Read host bytes; zeroes past the end of the data node (as QEMU reads short files). */
-static int host_read(struct qimg_node *n, uint64_t host, uint64_t len, uint8_t *dst)
+/* A run about to be read: the format's veto on reading its backing file. n->lock held. */
+static int backing_read_ok(struct qimg_node *n, const struct qimg_map *m)
 {
-    struct qimg_node *d = data_node(n);
+    const struct qimg_mapped_ops *ops = qimg_mapped_of(n)->ops;
+    if (m->kind != QIMG_MAP_UNALLOCATED || !n->backing || !ops->backing_read_ok)
+        return 0;
+    return ops->backing_read_ok(n);
+}
+
+/* Map a run for reading it (map_run plus the backing veto). */
+static int map_for_read(struct qimg_node *n, uint64_t off, uint64_t len, struct qimg_map *r,
+                        bool locked)
+{
+    if (!locked)
+        pthread_mutex_lock(&n->lock);
+    int ret = map_locked(n, off, len, r);
+    if (ret == 0)
+        ret = backing_read_ok(n, r);
+    if (!locked)
+        pthread_mutex_unlock(&n->lock);
+    return ret;
+}
+
+/* The node a run's or an allocation's host bytes live in. */
+static struct qimg_node *run_node(struct qimg_node *n, struct qimg_node *file)
+{
+    return file ? file : data_node(n);
+}
+
+/* Read host bytes; zeroes past the end of the data node (as QEMU reads short files). */
+static int host_read(struct qimg_node *n, struct qimg_node *d, uint64_t host, uint64_t len,
+                     uint8_t *dst)
+{
     int64_t flen = qimg_node_length(d);
     if (flen < 0)
         return (int)flen;
@@ -90,7 +119,7 @@ int qimg_mapped_read_run(struct qimg_node *n, uint64_t off, const struct qimg_ma
         memset(buf, 0, m->bytes);
         return 0;
     case QIMG_MAP_DATA:
-        return host_read(n, m->host, m->bytes, buf);
+        return host_read(n, run_node(n, m->file), m->host, m->bytes, buf);
     case QIMG_MAP_COMPRESSED: {
         const struct qimg_mapped_ops *ops = qimg_mapped_of(n)->ops;
         if (!ops->read_compressed)
@@ -106,7 +135,7 @@ static int read_runs(struct qimg_node *n, uint64_t off, uint64_t len, uint8_t *d
 {
     while (len) {
         struct qimg_map m;
-        int ret = locked ? map_locked(n, off, len, &m) : map_run(n, off, len, &m);
+        int ret = map_for_read(n, off, len, &m, locked);
         if (ret == 0)
             ret = qimg_mapped_read_run(n, off, &m, dst);
         if (ret < 0)
@@ -209,7 +238,7 @@ static int write_alloc(struct qimg_node *n, uint64_t off, uint64_t end, const ui
         if (!whole)
             memcpy(buf + (off - c0), src, wend - off);
         qimg_debug_event(n->file, QIMG_DBG_WRITE_AIO);
-        ret = qimg_node_pwrite(data_node(n), a.host, a.bytes, whole ? src : buf, 0);
+        ret = qimg_node_pwrite(run_node(n, a.file), a.host, a.bytes, whole ? src : buf, 0);
     }
     free(buf);
     a.written_start = c0;
@@ -236,7 +265,7 @@ int qimg_mapped_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const vo
             pthread_mutex_unlock(&n->lock);
             if (ret == 0) {
                 qimg_debug_event(n->file, QIMG_DBG_WRITE_AIO);
-                ret = qimg_node_pwrite(data_node(n), m.host, m.bytes, src, 0);
+                ret = qimg_node_pwrite(run_node(n, m.file), m.host, m.bytes, src, 0);
             }
             done = m.bytes;
         } else {
@@ -337,9 +366,8 @@ int qimg_mapped_pdiscard(struct qimg_node *n, uint64_t off, uint64_t len)
  * reaching the node's end, or a run starting at or past it, reads as zeroes
  * whole (observed with qemu-img 9.1 on truncated static VDI images).
  */
-static void probe_host_zero(struct qimg_node *n, struct qimg_block_status *st)
+static void probe_host_zero(struct qimg_node *d, struct qimg_block_status *st)
 {
-    struct qimg_node *d = data_node(n);
     int64_t flen = qimg_node_length(d);
     if (flen < 0)
         return;
@@ -384,9 +412,9 @@ int qimg_mapped_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
     if (m.host_valid && m.kind != QIMG_MAP_COMPRESSED) {
         st->flags |= QIMG_BLK_OFFSET_VALID;
         st->offset = m.host;
-        st->file = data_node(n);
+        st->file = run_node(n, m.file);
         if (m.kind == QIMG_MAP_DATA && m.recurse)
-            probe_host_zero(n, st);
+            probe_host_zero(st->file, st);
     }
     return 0;
 }

@@ -50,6 +50,8 @@ struct qimg_map {
      */
     bool recurse;
     uint64_t entry;  /* the format's raw table entry (COMPRESSED: its descriptor) */
+    /* Node holding the run's host bytes, NULL: the layer's data node (VMDK extent files). */
+    struct qimg_node *file;
 };
 
 /* A range of new blocks between alloc and commit. */
@@ -64,6 +66,7 @@ struct qimg_alloc {
      */
     uint64_t written_start, written_end;
     void *priv;     /* the format's state from alloc to commit/abort (old entries) */
+    struct qimg_node *file; /* set by alloc: where host lives, NULL: the layer's data node */
 };
 
 struct qimg_mapped_ops {
@@ -93,6 +96,12 @@ struct qimg_mapped_ops {
      * corrupt and return -EIO). n->lock held.
      */
     int (*check_host_write)(struct qimg_node *n, uint64_t host, uint64_t len);
+    /*
+     * Optional: may the backing file be read for an unallocated run (reads
+     * and COW)? An error fails the request (vmdk: the parent CID must match).
+     * n->lock held. NULL: always.
+     */
+    int (*backing_read_ok)(struct qimg_node *n);
     /* Optional: deallocate the whole blocks of [off, off+len). n->lock held. NULL: no-op. */
     int (*discard_blocks)(struct qimg_node *n, uint64_t off, uint64_t len);
 };
