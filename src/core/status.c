@@ -48,6 +48,17 @@ int qimg_node_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
     return 0;
 }
 
+/*
+ * The layer whose backing continues the chain below n: a filter (QEMU skips
+ * them in the chain) stands for the first node under it that is not one.
+ */
+static struct qimg_node *chain_layer(struct qimg_node *n)
+{
+    while (n->drv->is_filter && n->file && !n->backing)
+        n = n->file;
+    return n;
+}
+
 int qimg_chain_block_status(struct qimg_node *top, struct qimg_node *base, uint64_t off,
                             uint64_t len, struct qimg_block_status *st)
 {
@@ -69,6 +80,7 @@ int qimg_chain_block_status(struct qimg_node *top, struct qimg_node *base, uint6
         if (st->flags & (QIMG_BLK_DATA | QIMG_BLK_ZERO))
             return 0;
         len = st->bytes;
+        n = chain_layer(n);
         if (!n->drv->change_backing_file)
             st->flags |= QIMG_BLK_UNKNOWN; /* no backing support: no "reads as zeroes" rule */
         if (!n->backing || n->backing == base)

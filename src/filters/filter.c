@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: MIT */
+/* Passthrough callbacks shared by the block filters (filter.h). */
+#include <errno.h>
+#include <string.h>
+
+#include "filters/filter.h"
+#include "qimg/json.h"
+
+int64_t filter_get_length(struct qimg_node *n)
+{
+    return qimg_node_length(n->file);
+}
+
+int filter_pread(struct qimg_node *n, uint64_t off, uint64_t len, void *buf, unsigned flags)
+{
+    return qimg_node_pread(n->file, off, len, buf, flags);
+}
+
+int filter_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf,
+                  unsigned flags)
+{
+    return qimg_node_pwrite(n->file, off, len, buf, flags);
+}
+
+int filter_pwrite_zeroes(struct qimg_node *n, uint64_t off, uint64_t len, unsigned flags)
+{
+    return qimg_node_pwrite_zeroes(n->file, off, len, flags);
+}
+
+int filter_pwrite_compressed(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf)
+{
+    return qimg_node_pwrite_compressed(n->file, off, len, buf);
+}
+
+int filter_pdiscard(struct qimg_node *n, uint64_t off, uint64_t len)
+{
+    return qimg_node_pdiscard(n->file, off, len);
+}
+
+int filter_flush(struct qimg_node *n)
+{
+    return qimg_node_flush(n->file);
+}
+
+int filter_truncate(struct qimg_node *n, uint64_t size, bool exact, enum qimg_prealloc prealloc,
+                    struct qimg_error *err)
+{
+    return qimg_node_truncate(n->file, size, exact, prealloc, err);
+}
+
+int filter_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
+                        struct qimg_block_status *st)
+{
+    return qimg_node_block_status(n->file, off, len, st);
+}
+
+bool filter_has_zero_init(struct qimg_node *n)
+{
+    return qimg_node_has_zero_init(n->file);
+}
+
+int filter_get_info(struct qimg_node *n, struct qimg_driver_info *info, struct qimg_error *err)
+{
+    struct qimg_node *src = n->file;
+    while (src && !src->drv->get_info && src->drv->is_filter)
+        src = src->file;
+    if (!src || !src->drv->get_info) {
+        const char *name = src ? src->drv->name : "";
+        return !strcmp(name, "file") || !strcmp(name, "host_device") ? 0 : -ENOTSUP;
+    }
+    int ret = src->drv->get_info(src, info, err);
+    qimg_json_free(info->format_specific);
+    qimg_json_free(info->snapshots);
+    info->format_specific = NULL;
+    info->snapshots = NULL;
+    return ret;
+}
