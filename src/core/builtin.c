@@ -16,6 +16,8 @@ void qimg_register_builtin_drivers(void)
     qimg_driver_register(&qimg_luks_driver);
     qimg_driver_register(&qimg_copy_on_read_driver);
     qimg_driver_register(&qimg_preallocate_driver);
+    qimg_driver_register(&qimg_compress_driver);
+    qimg_driver_register(&qimg_throttle_driver);
 #ifdef QIMG_HAVE_LIBNBD
     qimg_driver_register(&qimg_nbd_driver);
 #endif

@@ -158,10 +158,153 @@ def test_preallocate_bad_options(both, extra):
     assert outs[0][0] != 0
 
 
+# ---- compress ----
+
+def make_source(path):
+    """1 MiB raw: compressible data, random data and zeroes, in whole 64 KiB clusters."""
+    with open(path, "wb") as f:
+        f.truncate(1 << 20)
+        f.write(b"abcd" * (1 << 15))
+        f.seek(512 << 10)
+        f.write(os.urandom(64 << 10))
+        f.seek(768 << 10)
+        f.write(bytes(range(256)) * 256)
+
+
+COMPRESS_QCOW2 = "driver=compress,file.driver=qcow2,file.file.filename=c.qcow2"
+
+
+def test_compress_convert_makes_compressed_clusters(both):
+    """convert -n through the filter stores compressed clusters (an incompressible one
+    plainly); the oracle's check and map agree with what it made itself."""
+    outs = []
+    for tool, d in zip(both, workdirs(both)):
+        make_source(d / "src.raw")
+        assert tool.img("create", "-f", "qcow2", "c.qcow2", "1M", cwd=d).rc == 0
+        r = tool.img("convert", "-n", "src.raw", "--target-image-opts", COMPRESS_QCOW2, cwd=d)
+        check = both[1].img("check", "c.qcow2", cwd=d)
+        assert check.rc == 0, check
+        assert both[1].img("compare", "src.raw", "c.qcow2", cwd=d).rc == 0
+        outs.append((r.rc, r.out, r.err, check.out, map_json(both[1], "c.qcow2", cwd=d)))
+    assert outs[0] == outs[1]
+    assert "compressed clusters" in outs[0][3] and "0.00% compressed" not in outs[0][3]
+
+
+def test_compress_qemu_io_writes(both):
+    """Partial clusters are read, merged and written whole; a cluster already allocated
+    cannot take a compressed write (EIO), as in QEMU."""
+    outs = []
+    for tool, d in zip(both, workdirs(both)):
+        assert tool.img("create", "-f", "qcow2", "c.qcow2", "1M", cwd=d).rc == 0
+        r = tool.io("-c", "write -P 1 0 64k", "-c", "write -P 2 512 4k", "-c",
+                    "write -P 3 1020k 4k", "-c", "write -P 4 256k 32k", "-c",
+                    "read -P 4 256k 32k", "-c", "read -P 0 288k 32k", "-c", "map",
+                    "--image-opts", COMPRESS_QCOW2, cwd=d)
+        outs.append((r.rc, normalize(r.out), r.err, map_json(both[1], "c.qcow2", cwd=d),
+                     both[1].img("check", "c.qcow2", cwd=d).out))
+    assert outs[0] == outs[1]
+    assert "write failed: Input/output error" in outs[0][1]
+
+
+@pytest.mark.parametrize("child", ["file.driver=file,file.filename=r.raw",
+                                   "file.driver=raw,file.file.filename=r.raw"])
+def test_compress_refuses_child_without_compression(both, child):
+    outs = []
+    for tool, d in zip(both, workdirs(both)):
+        (d / "r.raw").write_bytes(bytes(1 << 16))
+        r = tool.io("-c", "write 0 4k", "--image-opts", "driver=compress," + child, cwd=d)
+        outs.append((r.rc, r.out, r.err))
+    assert outs[0] == outs[1]
+    assert "Compression is not supported for underlying format" in outs[0][2]
+
+
+# ---- throttle ----
+
+THROTTLE_RAW = "driver=throttle,throttle-group=tg,file.driver=file,file.filename=r.raw"
+
+
+def test_throttle_data_and_rate(both):
+    """Data passes unchanged; 3 MiB at 1 MiB/s (the first MiB a burst) take about 2 s."""
+    import time
+    outs = []
+    for tool, d in zip(both, workdirs(both)):
+        (d / "r.raw").write_bytes(bytes(4 << 20))
+        t0 = time.monotonic()
+        r = tool.io("--object", "throttle-group,id=tg,limits.bps-total=1048576",
+                    "-c", "write -P 7 0 1M", "-c", "read -P 7 0 1M", "-c", "read -P 0 1M 1M",
+                    "--image-opts", THROTTLE_RAW, cwd=d)
+        elapsed = time.monotonic() - t0
+        outs.append((r.rc, re.sub(r"\d+ ops;.*", "", r.out), r.err))
+        assert 1.4 < elapsed < 6, elapsed
+    assert outs[0] == outs[1]
+
+
+def test_throttle_group_shared_by_json_object(both):
+    outs = []
+    for tool, d in zip(both, workdirs(both)):
+        (d / "r.raw").write_bytes(bytes(1 << 20))
+        r = tool.io("--object", '{"qom-type": "throttle-group", "id": "tg", '
+                    '"limits": {"iops-total": 1000}}', "-c", "write -P 9 0 4k",
+                    "-c", "read -P 9 0 4k",
+                    'json:{"driver": "throttle", "throttle-group": "tg", '
+                    '"file": {"driver": "file", "filename": "r.raw"}}', cwd=d)
+        outs.append((r.rc, normalize(r.out), r.err))
+    assert outs[0] == outs[1]
+    assert outs[0][0] == 0
+
+
+@pytest.mark.parametrize("objopts", [
+    "limits.iops-total=5,limits.iops-read=3",
+    "limits.bps-total=5,limits.bps-write-max=8",
+    "limits.iops-total-max=5",
+    "limits.iops-total=-1",
+    "limits.bps-total=1000000000000001",
+    "limits.iops-total=5,limits.iops-total-max=2",
+    "limits.iops-total=5,limits.iops-total-max=20,limits.iops-total-max-length=0",
+    "limits.iops-size=5",
+    "limits.iops-total-max-length=5",
+    "limits.iops-total=5,limits.iops-total-max=6,limits.iops-total-max-length=100000000000",
+    "limits.iops-total=1000000000000000,limits.iops-total-max=1000000000000000,"
+    "limits.iops-total-max-length=2",
+    "limits.iops-total=5,limits.iops-total-max=6,limits.iops-total-max-length=-1",
+    "limits.iops-total=1.5",
+    "x-iops-total=abc",
+    "limits.foo=1",
+    "limits=5",
+])
+def test_throttle_group_bad_limits(both, objopts):
+    outs = []
+    for tool, d in zip(both, workdirs(both)):
+        (d / "r.raw").write_bytes(bytes(1 << 16))
+        r = tool.io("--object", "throttle-group,id=tg," + objopts, "-c", "read 0 4k",
+                    "--image-opts", THROTTLE_RAW, cwd=d)
+        outs.append((r.rc, r.out, r.err))
+    assert outs[0] == outs[1]
+    assert outs[0][0] != 0
+
+
+@pytest.mark.parametrize("objects,image", [
+    ([], THROTTLE_RAW),
+    ([], "driver=throttle,file.driver=file,file.filename=r.raw"),
+    (["--object", "secret,id=tg,data=x"], THROTTLE_RAW),
+    (["--object", "throttle-group,id=tg"], THROTTLE_RAW.replace(",file.", ",limits.iops-total=5,file.", 1)),
+])
+def test_throttle_bad_open(both, objects, image):
+    outs = []
+    for tool, d in zip(both, workdirs(both)):
+        (d / "r.raw").write_bytes(bytes(1 << 16))
+        r = tool.io(*objects, "-c", "read 0 4k", "--image-opts", image, cwd=d)
+        outs.append((r.rc, r.out, r.err))
+    assert outs[0] == outs[1]
+    assert outs[0][0] != 0
+
+
 # ---- info and map through a filter ----
 
 FILTER_OPTS = {
+    "compress": "driver=compress",
     "preallocate": "driver=preallocate",
+    "throttle": "driver=throttle,throttle-group=tg",
 }
 
 
