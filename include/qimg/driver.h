@@ -267,6 +267,12 @@ struct qimg_driver {
      */
     const char *const *strong_opts;
     const char *child_name;
+    /*
+     * Children besides file, backing and data-file (blkverify's "test",
+     * quorum's "children.N"): the i-th, with its name, or NULL past the last.
+     * qemu-img info lists them before the file child.
+     */
+    struct qimg_node *(*extra_child)(struct qimg_node *n, size_t i, const char **name);
     char *(*plain_filename)(struct qimg_node *n);
 
     /*

@@ -84,10 +84,22 @@ static struct qimg_json *node_info(struct qimg_node *n, struct qimg_error *err)
         qimg_json_add(j, "format-specific", fs);
     }
     struct qimg_json *children = qimg_json_add(j, "children", qimg_json_array());
+    const char *extra_name;
+    struct qimg_node *extra;
+    for (size_t i = 0; n->drv->extra_child && (extra = n->drv->extra_child(n, i, &extra_name));
+         i++) {
+        struct qimg_json *c = child_info(extra_name, extra, err);
+        if (!c) {
+            qimg_json_free(j);
+            return NULL;
+        }
+        qimg_json_append(children, c);
+    }
     struct {
         const char *name;
         struct qimg_node *node;
-    } kids[] = {{"backing", n->backing}, {"file", n->file}, {"data-file", n->data_file}};
+    } kids[] = {{"backing", n->backing},
+                 {n->drv->child_name ? n->drv->child_name : "file", n->file}, {"data-file", n->data_file}};
     for (size_t i = 0; i < sizeof(kids) / sizeof(kids[0]); i++) {
         if (!kids[i].node || (i > 1 && kids[i].node == n->file))
             continue;

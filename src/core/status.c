@@ -38,6 +38,11 @@ int qimg_node_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
             qimg_node_block_status(st->file, st->offset, st->bytes, &sub) == 0) {
             if (sub.bytes < st->bytes)
                 st->bytes = sub.bytes;
+            if (st->file->drv->is_filter && (sub.flags & QIMG_BLK_OFFSET_VALID) && sub.file) {
+                /* the data lies in the node under the filter (map names it, as QEMU's) */
+                st->file = sub.file;
+                st->offset = sub.offset;
+            }
             if ((sub.flags & QIMG_BLK_ZERO) && !(sub.flags & QIMG_BLK_DATA))
                 st->flags = (st->flags & ~QIMG_BLK_DATA) | QIMG_BLK_ZERO;
             else if (!(sub.flags & (QIMG_BLK_ZERO | QIMG_BLK_DATA)))

@@ -75,3 +75,27 @@ int filter_get_info(struct qimg_node *n, struct qimg_driver_info *info, struct q
     info->snapshots = NULL;
     return ret;
 }
+
+int filter_open_child(struct qimg_node **out, const char *name, const char *filename,
+                      struct qimg_opts *child_opts, bool probe_format, unsigned flags,
+                      struct qimg_error *err)
+{
+    if (!filename && child_opts->n == 0)
+        return qimg_error_set(err, -EINVAL, "A block device must be specified for \"%s\"", name);
+    const char *drvname = qimg_opts_peek(child_opts, "driver");
+    const struct qimg_driver *drv = drvname ? qimg_driver_find(drvname) : NULL;
+    if ((drv && !drv->is_protocol) || (!drvname && probe_format)) {
+        if (!drvname && !filename)
+            filename = qimg_opts_take(child_opts, "filename");
+        return qimg_open(out, filename, NULL, child_opts, flags, err);
+    }
+    int ret = qimg_open_protocol(out, filename, child_opts, flags, err);
+    const char *unused = ret == 0 ? qimg_opts_first_unused(child_opts) : NULL;
+    if (unused) {
+        ret = qimg_error_set(err, -EINVAL, "Block protocol '%s' doesn't support the option '%s'",
+                             (*out)->drv->name, unused);
+        qimg_node_unref(*out);
+        *out = NULL;
+    }
+    return ret;
+}

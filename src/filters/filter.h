@@ -49,3 +49,14 @@ int filter_get_info(struct qimg_node *n, struct qimg_driver_info *info, struct q
     .has_zero_init = filter_has_zero_init, .get_info = filter_get_info
 
 #endif
+
+/*
+ * Open a filter's child that is not "file" (blkverify's raw and test,
+ * quorum's children.N) from its filename (or NULL) and its "NAME.*" options,
+ * as QEMU opens a child: with a format driver named, the whole image; a
+ * format child (probe_format) otherwise probed; a file child by its protocol.
+ * Nothing given: "A block device must be specified for "NAME"".
+ */
+int filter_open_child(struct qimg_node **out, const char *name, const char *filename,
+                      struct qimg_opts *child_opts, bool probe_format, unsigned flags,
+                      struct qimg_error *err);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "qimg/error.h"
@@ -88,4 +89,28 @@ void qimg_warn(const char *fmt, ...)
     va_end(ap);
     fflush(stdout); /* keep the order of interleaved output */
     warning_handler(buf);
+}
+
+static void default_fatal(const char *text)
+{
+    fflush(stdout);
+    fprintf(stderr, "%s\n", text);
+    exit(1);
+}
+
+static qimg_fatal_fn fatal_handler = default_fatal;
+
+void qimg_set_fatal_handler(qimg_fatal_fn fn)
+{
+    fatal_handler = fn ? fn : default_fatal;
+}
+
+void qimg_fatal(const char *fmt, ...)
+{
+    char buf[QIMG_ERROR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    fatal_handler(buf);
 }

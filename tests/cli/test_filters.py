@@ -325,3 +325,92 @@ def test_info_map_through_filter(both, flt):
                      m.out, m.err, map_json(tool, *args, cwd=d)))
     assert outs[0] == outs[1]
     assert outs[0][0] == 0
+
+
+# ---- blkverify ----
+
+def make_verify_pair(tool, d, differ_at=None):
+    """a.raw and b.qcow2 with the same data (0x05 at 64 KiB); a.raw also differing at
+    differ_at when given."""
+    assert tool.img("create", "-f", "raw", "a.raw", "1M", cwd=d).rc == 0
+    assert tool.img("create", "-f", "qcow2", "b.qcow2", "1M", cwd=d).rc == 0
+    assert tool.io("-f", "raw", "-c", "write -P 5 64k 4k", "a.raw", cwd=d).rc == 0
+    assert tool.io("-c", "write -P 5 64k 4k", "b.qcow2", cwd=d).rc == 0
+    if differ_at is not None:
+        assert tool.io("-f", "raw", "-c", f"write -P 7 {differ_at} 512", "a.raw", cwd=d).rc == 0
+
+
+def test_blkverify_agreeing_images(both):
+    """Reads and writes go to both; equal images read back without complaint."""
+    outs = []
+    for tool, d in zip(both, workdirs(both)):
+        make_verify_pair(tool, d)
+        r = tool.io("-f", "raw", "-c", "read -P 5 64k 4k", "-c", "write -P 6 8k 512",
+                    "-c", "read -P 6 8k 512", "-c", "read 0 1M", "blkverify:a.raw:b.qcow2",
+                    cwd=d)
+        outs.append((r.rc, normalize(r.out), r.err, (d / "a.raw").read_bytes()[8192:8704]))
+    assert outs[0] == outs[1]
+    assert outs[0][0] == 0 and outs[0][3] == b"\x06" * 512
+
+
+@pytest.mark.parametrize("read", ["read 0 1M", "read 64k 128k", "read 130k 512"])
+def test_blkverify_mismatch_stops(both, read):
+    """A difference ends the process with QEMU's line and status 1."""
+    outs = []
+    for tool, d in zip(both, workdirs(both)):
+        make_verify_pair(tool, d, differ_at=130 << 10)
+        r = tool.io("-f", "raw", "-c", read, "-c", "read 0 4k", "blkverify:a.raw:b.qcow2",
+                    cwd=d)
+        outs.append((r.rc, r.out, r.err))
+    assert outs[0] == outs[1]
+    assert outs[0][0] == 1 and "contents mismatch at offset 133120" in outs[0][2]
+
+
+def test_blkverify_return_value_mismatch(both):
+    """The image under test fails a read the raw copy serves (blkdebug under it)."""
+    name = ('json:{"driver": "raw", "file": {"driver": "blkverify", '
+            '"raw": {"driver": "file", "filename": "a.raw"}, '
+            '"test": {"driver": "raw", "file": {"driver": "blkdebug", '
+            '"inject-error": [{"event": "read_aio"}], '
+            '"image": {"driver": "file", "filename": "b.raw"}}}}}')
+    outs = []
+    for tool, d in zip(both, workdirs(both)):
+        (d / "a.raw").write_bytes(bytes(1 << 16))
+        (d / "b.raw").write_bytes(bytes(1 << 16))
+        r = tool.io("-c", "read 0 4k", name, cwd=d)
+        outs.append((r.rc, r.out, r.err))
+    assert outs[0] == outs[1]
+    assert "return value mismatch -5 != 0" in outs[0][2]
+
+
+@pytest.mark.parametrize("args", [
+    ["blkverify:a.raw"],
+    ["blkverify:a.raw:"],
+    ["blkverify:a.raw:nonexist.raw"],
+    ["blkverify:nonexist.raw:a.raw"],
+    ["--image-opts", "driver=blkverify,raw.filename=a.raw"],
+    ["--image-opts", "driver=blkverify,test.driver=qcow2,test.file.filename=b.qcow2"],
+    ["--image-opts", "driver=blkverify,x-raw=a.raw,test.driver=qcow2,"
+                     "test.file.filename=b.qcow2,foo=1"],
+])
+def test_blkverify_bad_open(both, args):
+    outs = []
+    for tool, d in zip(both, workdirs(both)):
+        make_verify_pair(tool, d)
+        r = tool.io("-c", "read 0 4k", *args, cwd=d)
+        outs.append((r.rc, r.out, r.err))
+    assert outs[0] == outs[1]
+    assert outs[0][0] != 0
+
+
+def test_blkverify_info_map(both):
+    """info shows the raw copy's geometry; map names the raw copy as the file."""
+    outs = []
+    for tool, d in zip(both, workdirs(both)):
+        make_verify_pair(tool, d)
+        info = tool.img("info", "-f", "raw", "blkverify:a.raw:b.qcow2", cwd=d)
+        m = tool.img("map", "-f", "raw", "blkverify:a.raw:b.qcow2", cwd=d)
+        outs.append((info.rc, strip_child(info.out), info.err, m.rc, m.out, m.err,
+                     map_json(tool, "-f", "raw", "blkverify:a.raw:b.qcow2", cwd=d)))
+    assert outs[0] == outs[1]
+    assert "a.raw" in outs[0][4]
