@@ -146,6 +146,9 @@ struct qimg_driver {
     const char *protocol_prefix; /* "nbd" for "nbd:..." / "nbd://..."; NULL for file */
     const char *const *protocol_aliases; /* further prefixes ("nbd+unix"), NULL-terminated */
     bool is_filter;       /* blkdebug-like: passes requests to its file child */
+    /* Opened from its options alone like a protocol (no "file" child: quorum), but a
+     * format in messages ("Block format 'quorum' does not support the option"). */
+    bool format_without_file;
     /* Format shares its file's permissions with others (raw does; qcow2 refuses writers). */
     bool shares_all;
     /* Create options, in the order "Formatting ..." prints them; -o help sorts them. */

@@ -15,5 +15,7 @@ char *qimg_parse_file_prefix(const struct qimg_driver *drv, const char *filename
 char *qimg_resolve_backing_path(const char *overlay, const char *backing);
 /* After open: the name QEMU would give the node (core/filename.c). */
 void qimg_node_refresh_filename(struct qimg_node *n);
+/* The node as a json: name describes it ({"driver": ..., options, children}). */
+struct qimg_json *qimg_node_describe(const struct qimg_node *n);
 
 #endif

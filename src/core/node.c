@@ -95,7 +95,7 @@ static int check_unused(const struct qimg_node *n, struct qimg_opts *opts, struc
     const char *key = first_unused_qdict(opts);
     if (!key)
         return 0;
-    if (n->drv->is_protocol)
+    if (n->drv->is_protocol && !n->drv->format_without_file)
         return qimg_error_set(err, -EINVAL, "Block protocol '%s' doesn't support the option '%s'",
                               n->drv->name, key);
     return qimg_error_set(err, -EINVAL, "Block format '%s' does not support the option '%s'",

@@ -14,7 +14,7 @@ import re
 
 import pytest
 
-from conftest import QIMG_IO, strip_child
+from conftest import QIMG_IO
 
 pytestmark = pytest.mark.skipif(not QIMG_IO.exists(), reason="qimg-io is not built")
 
@@ -32,6 +32,20 @@ def workdirs(both):
         d.mkdir(exist_ok=True)
         out.append(d)
     return out
+
+
+def strip_child_nodes(text):
+    """Drop 9.1's "Child node '...':" sections (any child name; 7.2 prints none)."""
+    out, skip = [], False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("Child node '"):
+            skip = True
+            continue
+        if skip and line.startswith("    "):
+            continue
+        skip = False
+        out.append(line)
+    return "".join(out)
 
 
 def strip_json_children(obj):
@@ -320,7 +334,7 @@ def test_info_map_through_filter(both, flt):
         info = tool.img("info", *args, cwd=d)
         infoj = tool.img("info", "--output=json", *args, cwd=d)
         m = tool.img("map", *args, cwd=d)
-        outs.append((info.rc, strip_child(info.out), info.err,
+        outs.append((info.rc, strip_child_nodes(info.out), info.err,
                      strip_json_children(json.loads(infoj.out)) if infoj.rc == 0 else infoj.err,
                      m.out, m.err, map_json(tool, *args, cwd=d)))
     assert outs[0] == outs[1]
@@ -410,7 +424,130 @@ def test_blkverify_info_map(both):
         make_verify_pair(tool, d)
         info = tool.img("info", "-f", "raw", "blkverify:a.raw:b.qcow2", cwd=d)
         m = tool.img("map", "-f", "raw", "blkverify:a.raw:b.qcow2", cwd=d)
-        outs.append((info.rc, strip_child(info.out), info.err, m.rc, m.out, m.err,
+        outs.append((info.rc, strip_child_nodes(info.out), info.err, m.rc, m.out, m.err,
                      map_json(tool, "-f", "raw", "blkverify:a.raw:b.qcow2", cwd=d)))
     assert outs[0] == outs[1]
     assert "a.raw" in outs[0][4]
+
+
+# ---- quorum ----
+
+def quorum_opts(files, extra=""):
+    kids = ",".join(f"children.{i}.driver=raw,children.{i}.file.filename={f}"
+                    for i, f in enumerate(files))
+    return f"driver=quorum{extra},{kids}"
+
+
+def make_copies(d, corrupt=("q1.raw",)):
+    """Three 1 MiB copies with 0x01 in the first 64 KiB; corrupt ones hold 0x09 at 4 KiB."""
+    for name in ("q0.raw", "q1.raw", "q2.raw"):
+        data = bytearray(1 << 20)
+        data[:65536] = b"\1" * 65536
+        if name in corrupt:
+            data[4096:8192] = b"\x09" * 4096
+        (d / name).write_bytes(bytes(data))
+
+
+READS = ["-c", "read -P 1 0 64k", "-c", "read -P 1 0 4k", "-c", "read -P 1 4k 4k"]
+Q3 = ["q0.raw", "q1.raw", "q2.raw"]
+
+
+@pytest.mark.parametrize("files,extra,corrupt", [
+    (Q3, ",vote-threshold=2", ("q1.raw",)),        # the corrupted copy is out-voted
+    (Q3, ",vote-threshold=1", ("q1.raw",)),
+    (Q3, ",vote-threshold=3", ("q1.raw",)),        # no quorum: EIO where they differ
+    (Q3, ",vote-threshold=2", ("q1.raw", "q2.raw")),  # two bad copies win
+    (Q3, ",vote-threshold=1", ("q1.raw", "q2.raw", "q0.raw")),
+    (["q0.raw", "q1.raw"], ",vote-threshold=1", ("q1.raw",)),  # a tie: the later copy
+    (["q1.raw", "q0.raw"], ",vote-threshold=1", ("q1.raw",)),
+    (["q1.raw", "q0.raw"], ",vote-threshold=2,read-pattern=fifo", ("q1.raw",)),
+    (["q1.raw", "q0.raw"], ",vote-threshold=1,read-pattern=quorum", ("q1.raw",)),
+])
+def test_quorum_votes(both, files, extra, corrupt):
+    outs = []
+    for tool, d in zip(both, workdirs(both)):
+        make_copies(d, corrupt)
+        r = tool.io(*READS, "-c", "read -v 4k 16", "--image-opts", quorum_opts(files, extra),
+                    cwd=d)
+        outs.append((r.rc, normalize(r.out), r.err))
+    assert outs[0] == outs[1]
+
+
+def test_quorum_rewrite_corrupted(both):
+    """rewrite-corrupted=on repairs the out-voted copy on read."""
+    outs = []
+    for tool, d in zip(both, workdirs(both)):
+        make_copies(d)
+        r = tool.io(*READS, "--image-opts", quorum_opts(Q3, ",vote-threshold=2,"
+                                                         "rewrite-corrupted=on"), cwd=d)
+        outs.append((r.rc, normalize(r.out), r.err, (d / "q1.raw").read_bytes()))
+    assert outs[0] == outs[1]
+    assert outs[0][3][4096:8192] == b"\1" * 4096
+
+
+def test_quorum_writes_reach_every_child(both):
+    outs = []
+    for tool, d in zip(both, workdirs(both)):
+        make_copies(d, ())
+        r = tool.io("-c", "write -P 7 100k 8k", "-c", "write -z 0 4k", "-c", "flush",
+                    "-c", "read -P 7 100k 8k", "--image-opts",
+                    quorum_opts(Q3, ",vote-threshold=2"), cwd=d)
+        outs.append((r.rc, normalize(r.out), r.err,
+                     [(d / f).read_bytes() for f in Q3]))
+    assert outs[0] == outs[1]
+    assert outs[0][3][0] == outs[0][3][1] == outs[0][3][2]
+
+
+def test_quorum_blkverify_mismatch_stops(both):
+    outs = []
+    for tool, d in zip(both, workdirs(both)):
+        make_copies(d)
+        r = tool.io(*READS, "--image-opts",
+                    quorum_opts(["q1.raw", "q0.raw"], ",vote-threshold=2,blkverify=on"), cwd=d)
+        outs.append((r.rc, r.out, r.err))
+    assert outs[0] == outs[1]
+    assert outs[0][0] == 1 and "quorum: offset=0 bytes=65536 contents mismatch at offset 4096" \
+        in outs[0][2]
+
+
+@pytest.mark.parametrize("spec", [
+    "driver=quorum",
+    "driver=quorum,vote-threshold=1",
+    quorum_opts(Q3),
+    quorum_opts(Q3, ",vote-threshold=0"),
+    quorum_opts(Q3, ",vote-threshold=4"),
+    quorum_opts(Q3, ",vote-threshold=x"),
+    quorum_opts(Q3, ",vote-threshold=2,read-pattern=bogus"),
+    quorum_opts(Q3, ",vote-threshold=2,blkverify=on"),
+    quorum_opts(["q0.raw", "q1.raw"], ",vote-threshold=2,blkverify=on,rewrite-corrupted=on"),
+    quorum_opts(Q3, ",vote-threshold=2,rewrite-corrupted=x"),
+    quorum_opts(Q3, ",vote-threshold=2,foo=1"),
+    quorum_opts(["q0.raw", "nonexist.raw"], ",vote-threshold=1"),
+    "driver=quorum,vote-threshold=1,children.0=foo",
+    "driver=quorum,vote-threshold=1,children.1.driver=raw,children.1.file.filename=q1.raw",
+])
+def test_quorum_bad_options(both, spec):
+    outs = []
+    for tool, d in zip(both, workdirs(both)):
+        make_copies(d, ())
+        r = tool.io("-c", "read 0 4k", "--image-opts", spec, cwd=d)
+        outs.append((r.rc, r.out, r.err))
+    assert outs[0] == outs[1]
+    assert outs[0][0] != 0
+
+
+def test_quorum_info_map(both):
+    """info names the node in JSON with its children (listed last first); map shows data
+    without a host offset (human map refuses it, as qemu-img does)."""
+    spec = quorum_opts(Q3, ",vote-threshold=2")
+    outs = []
+    for tool, d in zip(both, workdirs(both)):
+        make_copies(d)
+        info = tool.img("info", "--image-opts", spec, cwd=d)
+        infoj = tool.img("info", "--output=json", "--image-opts", spec, cwd=d)
+        m = tool.img("map", "--image-opts", spec, cwd=d)
+        outs.append((info.rc, strip_child_nodes(info.out), info.err,
+                     strip_json_children(json.loads(infoj.out)), m.rc, m.out, m.err,
+                     map_json(tool, "--image-opts", spec, cwd=d)))
+    assert outs[0] == outs[1]
+    assert outs[0][0] == 0 and outs[0][1].startswith('image: json:{"children": [')
