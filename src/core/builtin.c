@@ -20,6 +20,7 @@ void qimg_register_builtin_drivers(void)
     qimg_driver_register(&qimg_throttle_driver);
     qimg_driver_register(&qimg_blkverify_driver);
     qimg_driver_register(&qimg_quorum_driver);
+    qimg_driver_register(&qimg_blklogwrites_driver);
 #ifdef QIMG_HAVE_LIBNBD
     qimg_driver_register(&qimg_nbd_driver);
 #endif

@@ -25,6 +25,7 @@ extern const struct qimg_driver qimg_compress_driver;
 extern const struct qimg_driver qimg_throttle_driver;
 extern const struct qimg_driver qimg_blkverify_driver;
 extern const struct qimg_driver qimg_quorum_driver;
+extern const struct qimg_driver qimg_blklogwrites_driver;
 extern const struct qimg_driver qimg_nbd_driver; /* with libnbd */
 extern const struct qimg_driver qimg_http_driver; /* these four with libcurl */
 extern const struct qimg_driver qimg_https_driver;

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* Passthrough callbacks shared by the block filters (filter.h). */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "filters/filter.h"
 #include "qimg/json.h"
+#include "util/mem.h"
 
 int64_t filter_get_length(struct qimg_node *n)
 {
@@ -98,4 +100,36 @@ int filter_open_child(struct qimg_node **out, const char *name, const char *file
         *out = NULL;
     }
     return ret;
+}
+
+static struct qimg_json *typed_value(const struct qimg_opt *o)
+{
+    char *end;
+    long long v = strtoll(o->value, &end, 10);
+    if (o->type == QIMG_OPTV_NUMBER && *o->value && !*end)
+        return qimg_json_int(v);
+    if (o->type == QIMG_OPTV_BOOL)
+        return qimg_json_bool(!strcmp(o->value, "on"));
+    return qimg_json_string(o->value);
+}
+
+struct qimg_json *filter_name_dict(const struct qimg_node *n, const struct qimg_opt_desc *desc)
+{
+    struct qimg_json *d = qimg_json_object();
+    qimg_json_add_str(d, "driver", n->drv->name);
+    for (size_t i = 0; n->options && i < n->options->n; i++) {
+        const struct qimg_opt *o = &n->options->v[i];
+        if (o->value && qimg_opt_desc_find(desc, o->key))
+            qimg_json_add(d, o->key, typed_value(o));
+    }
+    return d;
+}
+
+char *filter_json_name(struct qimg_json *dict)
+{
+    char *body = qimg_json_compact(dict);
+    qimg_json_free(dict);
+    char *name = xasprintf("json:%s", body);
+    free(body);
+    return name;
 }

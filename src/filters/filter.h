@@ -40,6 +40,16 @@ int filter_get_info(struct qimg_node *n, struct qimg_driver_info *info, struct q
 #pragma clang diagnostic ignored "-Winitializer-overrides"
 #elif defined(__GNUC__)
 #pragma GCC diagnostic ignored "-Woverride-init"
+
+/*
+ * Names for filters QEMU always names in JSON (quorum, blklogwrites): a dict
+ * of the driver and the options of desc the node was opened with (typed as
+ * given); the caller adds the children, then filter_json_name turns it into
+ * "json:{...}" (members in QEMU's order) and frees it.
+ */
+struct qimg_json *filter_name_dict(const struct qimg_node *n, const struct qimg_opt_desc *desc);
+char *filter_json_name(struct qimg_json *dict);
+
 #endif
 #define QIMG_FILTER_PASSTHROUGH                                                                    \
     .is_filter = true, .get_length = filter_get_length, .pread = filter_pread,                     \
@@ -47,6 +57,16 @@ int filter_get_info(struct qimg_node *n, struct qimg_driver_info *info, struct q
     .pwrite_compressed = filter_pwrite_compressed, .pdiscard = filter_pdiscard,                    \
     .flush = filter_flush, .truncate = filter_truncate, .block_status = filter_block_status,        \
     .has_zero_init = filter_has_zero_init, .get_info = filter_get_info
+
+
+/*
+ * Names for filters QEMU always names in JSON (quorum, blklogwrites): a dict
+ * of the driver and the options of desc the node was opened with (typed as
+ * given); the caller adds the children, then filter_json_name turns it into
+ * "json:{...}" (members in QEMU's order) and frees it.
+ */
+struct qimg_json *filter_name_dict(const struct qimg_node *n, const struct qimg_opt_desc *desc);
+char *filter_json_name(struct qimg_json *dict);
 
 #endif
 

@@ -341,36 +341,15 @@ static struct qimg_node *quorum_extra_child(struct qimg_node *n, size_t i, const
     return s->children[s->n - 1 - i];
 }
 
-static struct qimg_json *typed(const struct qimg_opt *o)
-{
-    char *end;
-    long long v = strtoll(o->value, &end, 10);
-    if (o->type == QIMG_OPTV_NUMBER && *o->value && !*end)
-        return qimg_json_int(v);
-    if (o->type == QIMG_OPTV_BOOL)
-        return qimg_json_bool(!strcmp(o->value, "on"));
-    return qimg_json_string(o->value);
-}
-
 /* Always a json: name: the driver, its options as given, and the children. */
 static char *quorum_plain_filename(struct qimg_node *n)
 {
     struct quorum_state *s = n->opaque;
-    struct qimg_json *d = qimg_json_object();
-    qimg_json_add_str(d, "driver", "quorum");
-    for (size_t i = 0; n->options && i < n->options->n; i++) {
-        const struct qimg_opt *o = &n->options->v[i];
-        if (o->value && qimg_opt_desc_find(quorum_open_opts, o->key))
-            qimg_json_add(d, o->key, typed(o));
-    }
+    struct qimg_json *d = filter_name_dict(n, quorum_open_opts);
     struct qimg_json *arr = qimg_json_add(d, "children", qimg_json_array());
     for (size_t i = 0; i < s->n; i++)
         qimg_json_append(arr, qimg_node_describe(s->children[i]));
-    char *body = qimg_json_compact(d);
-    qimg_json_free(d);
-    char *name = xasprintf("json:%s", body);
-    free(body);
-    return name;
+    return filter_json_name(d);
 }
 
 const struct qimg_driver qimg_quorum_driver = {

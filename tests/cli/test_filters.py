@@ -551,3 +551,100 @@ def test_quorum_info_map(both):
                      map_json(tool, "--image-opts", spec, cwd=d)))
     assert outs[0] == outs[1]
     assert outs[0][0] == 0 and outs[0][1].startswith('image: json:{"children": [')
+
+
+# ---- blklogwrites ----
+
+BLKLOG = "driver=blklogwrites,file.driver=file,file.filename=d.raw,log.driver=file,log.filename=l.log"
+
+
+def run_blklog(both, opts, cmds, seed=None):
+    """Run cmds through the filter with each tool on a fresh 1 MiB d.raw and an empty (or
+    seeded) l.log; returns (rc, out, err, log bytes, data bytes) per tool. The cache mode is
+    always named: qemu-io defaults to writethrough, qimg-io to writeback."""
+    outs = []
+    for tool, d in zip(both, workdirs(both)):
+        (d / "d.raw").write_bytes(bytes(1 << 20))
+        (d / "l.log").write_bytes(seed or b"")
+        r = tool.io(*cmds, "--image-opts", BLKLOG + opts, cwd=d)
+        outs.append((r.rc, normalize(r.out), r.err, (d / "l.log").read_bytes(),
+                     (d / "d.raw").read_bytes()))
+    return outs
+
+
+@pytest.mark.parametrize("opts,cmds", [
+    ("", ["-t", "writeback", "-c", "write -P 1 0 4k", "-c", "write -P 2 8k 512", "-c", "flush",
+          "-c", "write -z 16k 4k", "-c", "discard 64k 4k"]),
+    (",log-sector-size=4096", ["-t", "writeback", "-c", "write -P 1 512 4k", "-c",
+                               "write -f -P 2 8k 512", "-c", "flush", "-c", "flush"]),
+    (",log-sector-size=32", ["-t", "writeback", "-c", "write -P 3 0 1k"]),
+    (",log-super-update-interval=2", ["-t", "unsafe", "-c", "write -P 1 0 4k", "-c",
+                                      "write -P 2 8k 512", "-c", "write -P 3 8k 512"]),
+    ("", ["-t", "writethrough", "-c", "write 0 512", "-c", "write 512 512", "-c",
+          "write 1k 512"]),
+    ("", ["-t", "writeback", "-c", "flush"]),  # nothing written: no log at all
+    ("", ["-t", "writeback", "-c", "write 0 512", "-c", "write 512 512", "-c", "write 1k 512",
+          "-c", "write -f 0 512", "-c", "write 0 512", "-c", "flush", "-c", "flush"]),
+])
+def test_blklogwrites_log_is_byte_identical(both, opts, cmds):
+    """The log is the dm-log-writes layout QEMU writes, byte for byte."""
+    outs = run_blklog(both, opts, cmds)
+    assert outs[0] == outs[1]
+    assert outs[0][0] == 0
+
+
+def test_blklogwrites_append(both):
+    """log-append=on continues a log (here one QEMU wrote); without it the log restarts."""
+    seed = run_blklog(both, "", ["-t", "writeback", "-c", "write -P 1 0 4k", "-c",
+                                 "write -P 2 8k 4k"])[1][3]
+    assert seed[:8] == b"rhswfsj\0"
+    a = run_blklog(both, ",log-append=on", ["-t", "writeback", "-c", "write -P 3 4k 4k",
+                                            "-c", "discard 0 4k"], seed)
+    b = run_blklog(both, "", ["-t", "writeback", "-c", "write -P 3 4k 512"], seed)
+    assert a[0] == a[1] and b[0] == b[1]
+    assert len(a[0][3]) > len(seed)
+
+
+@pytest.mark.parametrize("opts,seed", [
+    (",log-sector-size=3", None), (",log-sector-size=16", None),
+    (",log-sector-size=16M", None), (",log-sector-size=2M", None),
+    (",log-append=on,log-sector-size=512", None), (",log-super-update-interval=0", None),
+    (",log-super-update-interval=x", None), (",log-append=x", None), (",foo=1", None),
+    (",log-append=on", b"\x55" * 4096),
+    (",log-append=on", (0x6a736677736872).to_bytes(8, "little") + (2).to_bytes(8, "little")
+     + bytes(496)),
+])
+def test_blklogwrites_bad_options(both, opts, seed):
+    outs = run_blklog(both, opts, ["-t", "writeback", "-c", "write 0 4k"], seed)
+    assert outs[0] == outs[1]
+    assert outs[0][0] != 0
+
+
+@pytest.mark.parametrize("spec", [
+    "driver=blklogwrites,file.driver=file,file.filename=d.raw",
+    "driver=blklogwrites,log.driver=file,log.filename=l.log",
+])
+def test_blklogwrites_missing_child(both, spec):
+    outs = []
+    for tool, d in zip(both, workdirs(both)):
+        (d / "d.raw").write_bytes(bytes(1 << 16))
+        (d / "l.log").write_bytes(b"")
+        r = tool.io("-c", "read 0 4k", "--image-opts", spec, cwd=d)
+        outs.append((r.rc, r.out, r.err))
+    assert outs[0] == outs[1]
+    assert "A block device must be specified for" in outs[0][2]
+
+
+def test_blklogwrites_info_map(both):
+    outs = []
+    for tool, d in zip(both, workdirs(both)):
+        (d / "d.raw").write_bytes(bytes(1 << 20))
+        (d / "l.log").write_bytes(b"")
+        spec = BLKLOG + ",log-sector-size=4096"
+        info = tool.img("info", "--image-opts", spec, cwd=d)
+        infoj = tool.img("info", "--output=json", "--image-opts", spec, cwd=d)
+        outs.append((info.rc, strip_child_nodes(info.out), info.err,
+                     strip_json_children(json.loads(infoj.out)),
+                     map_json(tool, "--image-opts", spec, cwd=d)))
+    assert outs[0] == outs[1]
+    assert outs[0][1].startswith('image: json:{"log": {"driver": "file"')
