@@ -14,7 +14,7 @@ import re
 
 import pytest
 
-from conftest import QIMG_IO
+from conftest import QIMG_IO, strip_child
 
 pytestmark = pytest.mark.skipif(not QIMG_IO.exists(), reason="qimg-io is not built")
 
@@ -36,16 +36,7 @@ def workdirs(both):
 
 def strip_child_nodes(text):
     """Drop 9.1's "Child node '...':" sections (any child name; 7.2 prints none)."""
-    out, skip = [], False
-    for line in text.splitlines(keepends=True):
-        if line.startswith("Child node '"):
-            skip = True
-            continue
-        if skip and line.startswith("    "):
-            continue
-        skip = False
-        out.append(line)
-    return "".join(out)
+    return strip_child(text, "Child node '")
 
 
 def strip_json_children(obj):
@@ -648,3 +639,51 @@ def test_blklogwrites_info_map(both):
                      map_json(tool, "--image-opts", spec, cwd=d)))
     assert outs[0] == outs[1]
     assert outs[0][1].startswith('image: json:{"log": {"driver": "file"')
+
+
+# ---- raw with offset and size over any child ----
+
+def make_window_source(tool, d):
+    assert tool.img("create", "-f", "qcow2", "rq.qcow2", "1M", cwd=d).rc == 0
+    assert tool.io("-c", "write -P 3 64k 64k", "-c", "write -P 4 128k 64k", "rq.qcow2",
+                   cwd=d).rc == 0
+
+
+@pytest.mark.parametrize("spec", [
+    "driver=raw,offset=64k,size=128k,file.driver=qcow2,file.file.filename=rq.qcow2",
+    "driver=raw,offset=0x18000,file.driver=qcow2,file.file.filename=rq.qcow2",
+    "driver=raw,file.driver=qcow2,file.file.filename=rq.qcow2",
+    "driver=raw,offset=64k,size=64k,file.driver=throttle,file.throttle-group=tg,"
+    "file.file.driver=qcow2,file.file.file.filename=rq.qcow2",
+])
+def test_raw_window_over_format_and_filter(both, spec):
+    """raw's offset/size window over a format or a filter: data, info and map (host
+    offsets of the qcow2 below, unallocated ranges reading as zeroes) as qemu-img shows."""
+    outs = []
+    for tool, d in zip(both, workdirs(both)):
+        make_window_source(tool, d)
+        obj = ["--object", "throttle-group,id=tg"]
+        r = tool.io(*obj, "-r", "-c", "read -P 3 0 4k", "-c", "read -v 65532 8",
+                    "--image-opts", spec, cwd=d)
+        info = tool.img("info", *obj, "--image-opts", spec, cwd=d)
+        outs.append((r.rc, normalize(r.out), r.err, info.rc, strip_child_nodes(info.out),
+                     info.err, map_json(tool, *obj, "--image-opts", spec, cwd=d)))
+    assert outs[0] == outs[1]
+    assert outs[0][3] == 0
+
+
+@pytest.mark.parametrize("window,msg", [
+    ("offset=64k,size=1M", "The sum of offset (0) and size (0) has to be smaller or equal to "
+                           "the  actual size of the containing file (1048576)"),
+    ("offset=2M", "Offset (0) cannot be greater than size of the containing file (1048576)"),
+    ("size=1000", "Specified size is not multiple of 512"),
+])
+def test_raw_window_errors(ours, oracle, window, msg):
+    """9.1 names offset and size 0 in the first two messages (7.2: the values given)."""
+    spec = f"driver=raw,{window},file.driver=qcow2,file.file.filename=rq.qcow2"
+    make_window_source(oracle, ours.cwd)
+    a = ours.img("info", "--image-opts", spec)
+    b = oracle.img("info", "--image-opts", spec)
+    assert a.rc == b.rc == 1
+    assert a.err == f"qemu-img: Could not open '{spec}': {msg}\n"
+    assert re.sub(r"\(\d+\)", "(N)", a.err) == re.sub(r"\(\d+\)", "(N)", b.err)
