@@ -147,6 +147,9 @@ struct qimg_driver {
     const char *protocol_prefix; /* "nbd" for "nbd:..." / "nbd://..."; NULL for file */
     const char *const *protocol_aliases; /* further prefixes ("nbd+unix"), NULL-terminated */
     bool is_filter;       /* blkdebug-like: passes requests to its file child */
+    /* Opened from its options alone like a protocol (no "file" child: quorum), but a
+     * format in messages ("Block format 'quorum' does not support the option"). */
+    bool format_without_file;
     /* Format shares its file's permissions with others (raw does; qcow2 refuses writers). */
     bool shares_all;
     /* Unallocated ranges read from a backing file (zeroes without one) even without
@@ -271,8 +274,10 @@ struct qimg_driver {
      */
     const char *const *strong_opts;
     /*
-     * Children besides file, backing and data-file (vmdk's extent files):
-     * the i-th, named into name ("extents.0"), or NULL past the last.
+     * Children besides file, backing and data-file (vmdk's "extents.N",
+     * blkverify's "test", quorum's "children.N", blklogwrites' "log"): the
+     * i-th, named into name, or NULL past the last. qemu-img info lists them
+     * last first, before the file child.
      */
     struct qimg_node *(*extra_child)(struct qimg_node *n, size_t i, char *name, size_t cap);
     const char *child_name;

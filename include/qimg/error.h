@@ -50,6 +50,14 @@ void qimg_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * then fails with a generic error: "PROGRAM: TEXT" on stderr (no "warning:").
  */
 void qimg_report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+ * Failures that end the process in QEMU rather than fail a request (blkverify
+ * finding its two images differ). The handler gets the text (one line, no
+ * newline). The default writes "TEXT\n" to stderr and exits with status 1,
+ * as QEMU does; a handler that returns lets the request fail with -EIO.
+ */
+typedef void (*qimg_fatal_fn)(const char *text);
+void qimg_set_fatal_handler(qimg_fatal_fn fn);
+void qimg_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static inline bool qimg_error_is_set(const struct qimg_error *err)
 {
     return err && err->msg[0] != '\0';

@@ -92,10 +92,13 @@ static void print_with_children(const struct qimg_json *info, int indent, bool p
         char child_path[8192];
         snprintf(child_path, sizeof(child_path), "%s/%s", path, name);
         printf("%*sChild node '%s':\n", indent * 4, "", child_path);
-        /* A child is shown as a protocol unless it is a format (raw over qcow2). */
+        /* A child is shown as a protocol unless it is a format (raw over qcow2) or has
+         * children of its own (a filter such as blkdebug). */
         const struct qimg_json *ci = qimg_json_get(c, "info");
         const struct qimg_driver *drv = qimg_driver_find(json_str(qimg_json_get(ci, "format")));
-        print_with_children(ci, indent + 1, !drv || drv->is_protocol, child_path);
+        const struct qimg_json *grandchildren = qimg_json_get(ci, "children");
+        bool leaf = !grandchildren || grandchildren->n == 0;
+        print_with_children(ci, indent + 1, (!drv || drv->is_protocol) && leaf, child_path);
     }
 }
 

@@ -22,6 +22,13 @@ void qimg_register_builtin_drivers(void)
     qimg_driver_register(&qimg_qcow1_driver);
     qimg_driver_register(&qimg_vmdk_driver);
     qimg_driver_register(&qimg_luks_driver);
+    qimg_driver_register(&qimg_copy_on_read_driver);
+    qimg_driver_register(&qimg_preallocate_driver);
+    qimg_driver_register(&qimg_compress_driver);
+    qimg_driver_register(&qimg_throttle_driver);
+    qimg_driver_register(&qimg_blkverify_driver);
+    qimg_driver_register(&qimg_quorum_driver);
+    qimg_driver_register(&qimg_blklogwrites_driver);
 #ifdef QIMG_HAVE_LIBNBD
     qimg_driver_register(&qimg_nbd_driver);
 #endif

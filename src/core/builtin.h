@@ -26,6 +26,14 @@ extern const struct qimg_driver qimg_parallels_driver;
 extern const struct qimg_driver qimg_qcow1_driver;
 extern const struct qimg_driver qimg_vmdk_driver;
 extern const struct qimg_driver qimg_luks_driver;
+/* src/filters/: block filters over a "file" child */
+extern const struct qimg_driver qimg_copy_on_read_driver;
+extern const struct qimg_driver qimg_preallocate_driver;
+extern const struct qimg_driver qimg_compress_driver;
+extern const struct qimg_driver qimg_throttle_driver;
+extern const struct qimg_driver qimg_blkverify_driver;
+extern const struct qimg_driver qimg_quorum_driver;
+extern const struct qimg_driver qimg_blklogwrites_driver;
 extern const struct qimg_driver qimg_nbd_driver; /* with libnbd */
 extern const struct qimg_driver qimg_http_driver; /* these four with libcurl */
 extern const struct qimg_driver qimg_https_driver;

@@ -85,6 +85,11 @@ static struct qimg_json *describe(const struct qimg_node *n)
     return full_dict(n, &strong);
 }
 
+struct qimg_json *qimg_node_describe(const struct qimg_node *n)
+{
+    return describe(n);
+}
+
 void qimg_node_refresh_filename(struct qimg_node *n)
 {
     size_t strong = 0;

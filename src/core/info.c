@@ -111,9 +111,10 @@ static struct qimg_json *node_info(struct qimg_node *n, struct qimg_error *err)
     struct {
         const char *name;
         struct qimg_node *node;
-    } kids[] = {{"file", n->file}, {"data-file", n->data_file}};
+    } kids[] = {{"backing", n->backing},
+                 {n->drv->child_name ? n->drv->child_name : "file", n->file}, {"data-file", n->data_file}};
     for (size_t i = 0; i < sizeof(kids) / sizeof(kids[0]); i++) {
-        if (!kids[i].node || (i > 0 && kids[i].node == n->file))
+        if (!kids[i].node || (i > 1 && kids[i].node == n->file))
             continue;
         struct qimg_json *c = child_info(kids[i].name, kids[i].node, err);
         if (!c) {

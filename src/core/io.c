@@ -45,12 +45,20 @@ static int check_request(struct qimg_node *n, uint64_t off, uint64_t len)
     return 0;
 }
 
+/* A protocol node grows when written past its end, and so does a filter over one. */
+static bool grows(const struct qimg_node *n)
+{
+    while (n->drv->is_filter && !n->drv->is_protocol && n->file)
+        n = n->file;
+    return n->drv->is_protocol;
+}
+
 static int check_write(struct qimg_node *n, uint64_t off, uint64_t len)
 {
     if (!(n->flags & QIMG_O_RDWR))
         return -EPERM;
-    /* A protocol node grows when written past its end (formats append clusters). */
-    if (n->drv->is_protocol)
+    /* (formats append clusters) */
+    if (grows(n))
         return off > INT64_MAX || len > INT64_MAX - off ? -EFBIG : 0;
     return check_request(n, off, len);
 }

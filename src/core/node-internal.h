@@ -15,6 +15,8 @@ char *qimg_parse_file_prefix(const struct qimg_driver *drv, const char *filename
 char *qimg_resolve_backing_path(const char *overlay, const char *backing);
 /* After open: the name QEMU would give the node (core/filename.c). */
 void qimg_node_refresh_filename(struct qimg_node *n);
+/* The node as a json: name describes it ({"driver": ..., options, children}). */
+struct qimg_json *qimg_node_describe(const struct qimg_node *n);
 
 /* QIMG_O_DRY_RUN: put the memory overlay (core/overlay.c) over *node, which it then owns. */
 int qimg_overlay_wrap(struct qimg_node **node, unsigned flags, struct qimg_error *err);

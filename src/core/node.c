@@ -95,7 +95,7 @@ static int check_unused(const struct qimg_node *n, struct qimg_opts *opts, struc
     const char *key = first_unused_qdict(opts);
     if (!key)
         return 0;
-    if (n->drv->is_protocol)
+    if (n->drv->is_protocol && !n->drv->format_without_file)
         return qimg_error_set(err, -EINVAL, "Block protocol '%s' doesn't support the option '%s'",
                               n->drv->name, key);
     return qimg_error_set(err, -EINVAL, "Block format '%s' does not support the option '%s'",
@@ -417,7 +417,9 @@ static int open_file_child(struct qimg_node **out, const char *filename, struct 
      * limit), and the child's backing is opened before this node's (so the
      * loop check's slot for this depth is free then).
      */
-    return qimg_open_depth(out, filename, NULL, opts, flags, depth, err);
+    /* Not opening the backing file is for the top node (qemu-img info): a format
+     * under a filter or raw opens its own, as in QEMU. */
+    return qimg_open_depth(out, filename, NULL, opts, flags & ~QIMG_O_NO_BACKING, depth, err);
 }
 
 int qimg_open_depth(struct qimg_node **out, const char *filename, const char *format,

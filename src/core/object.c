@@ -16,7 +16,9 @@
 #include "qimg/object.h"
 #include "qimg/opts.h"
 #include "qimg/secret.h"
+#include "core/throttle-group.h"
 #include "util/mem.h"
+#include "util/throttle.h"
 
 enum prop_kind { P_STRING, P_INT, P_BOOL, P_ENUM, P_OTHER };
 
@@ -198,6 +200,15 @@ static bool enum_accepts(const char *values, const char *v)
     return false;
 }
 
+/* A throttle-group's "limits.NAME" (ThrottleLimits members): integers. */
+static const struct prop limit_prop = {"limits", P_INT, "int", NULL};
+
+static bool is_throttle_limit(const struct creatable *c, const char *key)
+{
+    return !strcmp(c->qom_type ? c->qom_type : "", "throttle-group") &&
+           !strncmp(key, "limits.", 7) && qimg_throttle_is_limit(key + 7);
+}
+
 static int check_props(const struct creatable *c, const struct qimg_opts *o,
                        struct qimg_error *err)
 {
@@ -206,6 +217,11 @@ static int check_props(const struct creatable *c, const struct qimg_opts *o,
         if (strcmp(k, "qom-type") == 0 || strcmp(k, "id") == 0)
             continue;
         const struct prop *p = find_prop(c, k);
+        if (!p && is_throttle_limit(c, k))
+            p = &limit_prop;
+        else if (p && p->kind == P_OTHER && !strcmp(p->type_name, "ThrottleLimits"))
+            return qimg_error_set(err, -EINVAL,
+                                  "Invalid parameter type for '%s', expected: object", k);
         if (!p)
             return qimg_error_set(err, -EINVAL, "Parameter '%s' is unexpected", k);
         if (p->kind == P_INT && !valid_int(v))
@@ -259,6 +275,38 @@ static int complete(const char *type, const char *id, struct qimg_opts *o, struc
                                   strerror(errno));
     }
     return 0;
+}
+
+/* Throttle groups, kept for the throttle filter (under ids_lock). */
+static struct throttle_entry {
+    char *id;
+    struct qimg_throttle *t;
+} *throttle_objs;
+static size_t n_throttle;
+
+static int keep_throttle_group(const char *id, const struct qimg_opts *o, struct qimg_error *err)
+{
+    struct qimg_throttle *t = xcalloc(1, sizeof(*t));
+    int ret = qimg_throttle_init(t, o, err);
+    if (ret < 0) {
+        qimg_throttle_destroy(t);
+        free(t);
+        return ret;
+    }
+    throttle_objs = xrealloc(throttle_objs, (n_throttle + 1) * sizeof(*throttle_objs));
+    throttle_objs[n_throttle++] = (struct throttle_entry){xstrdup(id), t};
+    return 0;
+}
+
+struct qimg_throttle *qimg_object_throttle_group(const char *id)
+{
+    struct qimg_throttle *t = NULL;
+    pthread_mutex_lock(&ids_lock);
+    for (size_t i = 0; i < n_throttle && !t; i++)
+        if (!strcmp(throttle_objs[i].id, id))
+            t = throttle_objs[i].t;
+    pthread_mutex_unlock(&ids_lock);
+    return t;
 }
 
 static char *dup_or_null(const char *s)
@@ -361,6 +409,8 @@ int qimg_object_add(const char *spec, struct qimg_error *err)
                                  "'container')", id);
         } else {
             ret = complete(type, id, o, err);
+            if (ret == 0 && !strcmp(type, "throttle-group"))
+                ret = keep_throttle_group(id, o, err);
             if (ret == 0) {
                 ids = xrealloc(ids, (n_ids + 1) * sizeof(*ids));
                 ids[n_ids++] = xstrdup(id);
@@ -390,6 +440,14 @@ void qimg_object_clear_all(void)
     free(tls_objs);
     tls_objs = NULL;
     n_tls = 0;
+    for (size_t i = 0; i < n_throttle; i++) {
+        free(throttle_objs[i].id);
+        qimg_throttle_destroy(throttle_objs[i].t);
+        free(throttle_objs[i].t);
+    }
+    free(throttle_objs);
+    throttle_objs = NULL;
+    n_throttle = 0;
     pthread_mutex_unlock(&ids_lock);
     qimg_secret_clear_all();
 }

@@ -4,8 +4,15 @@
 
 #include "qimg/driver.h"
 
-int qimg_node_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
-                           struct qimg_block_status *st)
+/*
+ * Internal between the two functions below: the range is unallocated in a
+ * format under this node (raw over qcow2) that has no backing file, so it
+ * reads as zeroes although this node cannot say so itself.
+ */
+#define BLK_READS_ZERO_BELOW 0x80000000u
+
+static int layer_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
+                              struct qimg_block_status *st)
 {
     int64_t size = qimg_node_length(n);
     if (size < 0)
@@ -38,14 +45,45 @@ int qimg_node_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
             qimg_node_block_status(st->file, st->offset, st->bytes, &sub) == 0) {
             if (sub.bytes < st->bytes)
                 st->bytes = sub.bytes;
+            /* Under a filter or a format (raw over qcow2) the data lies in the node that
+             * one maps it to: map names that, as QEMU's does, or no offset at all. */
+            bool passes = st->file->drv->is_filter || !st->file->drv->is_protocol;
+            if (passes && (sub.flags & QIMG_BLK_OFFSET_VALID) && sub.file) {
+                st->file = sub.file;
+                st->offset = sub.offset;
+            } else if (passes && !st->file->drv->is_protocol) {
+                st->flags &= ~QIMG_BLK_OFFSET_VALID;
+            }
             if ((sub.flags & QIMG_BLK_ZERO) && !(sub.flags & QIMG_BLK_DATA))
                 st->flags = (st->flags & ~QIMG_BLK_DATA) | QIMG_BLK_ZERO;
             else if (!(sub.flags & (QIMG_BLK_ZERO | QIMG_BLK_DATA)))
                 st->flags = 0; /* the file knows nothing of its content: neither do we */
+            if (!(sub.flags & (QIMG_BLK_ZERO | QIMG_BLK_DATA)) && !st->file->drv->is_protocol &&
+                st->file->drv->change_backing_file && !st->file->backing)
+                st->flags |= BLK_READS_ZERO_BELOW;
         }
     }
     st->flags &= ~QIMG_BLK_RECURSE;
     return 0;
+}
+
+int qimg_node_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
+                           struct qimg_block_status *st)
+{
+    int ret = layer_block_status(n, off, len, st);
+    st->flags &= ~BLK_READS_ZERO_BELOW;
+    return ret;
+}
+
+/*
+ * The layer whose backing continues the chain below n: a filter (QEMU skips
+ * them in the chain) stands for the first node under it that is not one.
+ */
+static struct qimg_node *chain_layer(struct qimg_node *n)
+{
+    while (n->drv->is_filter && n->file && !n->backing)
+        n = n->file;
+    return n;
 }
 
 int qimg_chain_block_status(struct qimg_node *top, struct qimg_node *base, uint64_t off,
@@ -62,14 +100,17 @@ int qimg_chain_block_status(struct qimg_node *top, struct qimg_node *base, uint6
             *st = (struct qimg_block_status){.bytes = len, .flags = QIMG_BLK_ZERO, .depth = depth};
             return 0;
         }
-        int ret = qimg_node_block_status(n, off, len, st);
+        int ret = layer_block_status(n, off, len, st);
         if (ret < 0)
             return ret;
+        bool zero_below = st->flags & BLK_READS_ZERO_BELOW;
+        st->flags &= ~BLK_READS_ZERO_BELOW;
         st->depth = depth;
         if (st->flags & (QIMG_BLK_DATA | QIMG_BLK_ZERO))
             return 0;
         len = st->bytes;
-        if (!n->drv->change_backing_file && !n->drv->supports_backing)
+        n = chain_layer(n);
+        if (!n->drv->change_backing_file && !n->drv->supports_backing && !zero_below)
             st->flags |= QIMG_BLK_UNKNOWN; /* no backing support: no "reads as zeroes" rule */
         if (!n->backing || n->backing == base)
             return 0;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "qimg/error.h"
@@ -103,4 +104,28 @@ void qimg_report(const char *fmt, ...)
     vformat(buf, fmt, ap);
     va_end(ap);
     fprintf(stderr, "%s: %s\n", program_invocation_short_name, buf);
+}
+
+static void default_fatal(const char *text)
+{
+    fflush(stdout);
+    fprintf(stderr, "%s\n", text);
+    exit(1);
+}
+
+static qimg_fatal_fn fatal_handler = default_fatal;
+
+void qimg_set_fatal_handler(qimg_fatal_fn fn)
+{
+    fatal_handler = fn ? fn : default_fatal;
+}
+
+void qimg_fatal(const char *fmt, ...)
+{
+    char buf[QIMG_ERROR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    fatal_handler(buf);
 }

@@ -7,7 +7,7 @@ writethrough mode). qemu-io 7.2 defaults to writethrough while qimg-io
 defaults to writeback, so the flush scenarios name the cache mode (-t)
 explicitly. None of the behaviour compared here changed in 9.1, except that
 9.1's `info` adds the "Child node" sections (the filter's child is named
-"image" there; ours prints it under "file").
+"image" there, as in ours).
 """
 import json
 import re
@@ -195,9 +195,10 @@ def test_info_like_oracle(ours, oracle, tmp_path):
     assert a.rc == b.rc == 0
     assert strip_child(a.out) == b.out
     assert "disk size: unavailable\n" in a.out
-    # 9.1: the filter's own node, then the file under it.
-    assert "Child node '/file':\n    filename: blkdebug::r.raw\n    protocol type: blkdebug\n" \
+    # 9.1: the filter's own node (shown as a format: it has a child), then its "image" child.
+    assert "Child node '/file':\n    image: blkdebug::r.raw\n    file format: blkdebug\n" \
         in a.out
+    assert "    Child node '/file/image':\n        filename: r.raw\n" in a.out
 
 
 def test_map_and_convert_through_filter(ours, oracle, tmp_path):
