@@ -13,6 +13,7 @@ void qimg_register_builtin_drivers(void)
     qimg_driver_register(&qimg_null_aio_driver);
     qimg_driver_register(&qimg_qcow2_driver);
     qimg_driver_register(&qimg_vdi_driver);
+    qimg_driver_register(&qimg_qed_driver);
     qimg_driver_register(&qimg_luks_driver);
 #ifdef QIMG_HAVE_LIBNBD
     qimg_driver_register(&qimg_nbd_driver);
