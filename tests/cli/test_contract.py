@@ -49,6 +49,7 @@ FORMATS = [
     # qemu writes random image and modification UUIDs into the VDI header.
     Fmt("vdi", {"dynamic": [], "static": ["-o", "static=on"]}, size="5000000",
         mask=((0x188, 0x1A8),)),
+    Fmt("qed", {"default": [], "4k": ["-o", "cluster_size=4k,table_size=2"]}),
 ]
 
 CASES = [pytest.param(f, v, id=f"{f.name}-{v}") for f in FORMATS for v in f.variants]
