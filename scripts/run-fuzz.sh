@@ -29,6 +29,14 @@ for opts in "" "static=on"; do
     qemu-io -f vdi -c 'write -P 0x5a 2M 4k' -c 'write -P 1 0 4k' "$f" >/dev/null 2>&1 || true
     i=$((i + 1))
 done
+# QED: small clusters, data, zero clusters, a backing name (raw flag) and the need-check bit.
+for opts in "cluster_size=4k,table_size=2" "cluster_size=4k,table_size=2,backing_file=b.raw,backing_fmt=raw"; do
+    f="$SEEDS/seed-qed$i.qed"
+    qemu-img create -q -f qed -u -o "$opts" "$f" 1M
+    qemu-io -f qed -c 'write -P 0x5a 4k 8k' -c 'write -z 64k 8k' -c 'write -P 1 512k 4k' \
+        -c abort "$f" >/dev/null 2>&1 || true
+    i=$((i + 1))
+done
 head -c 65536 /dev/urandom > "$SEEDS/seed-random.raw"
 # A LUKS header area for fuzz-luks (cheap PBKDF2 so the harness unlocks it).
 for opts in "" "cipher-alg=aes-128,cipher-mode=cbc,ivgen-alg=essiv"; do
