@@ -155,8 +155,8 @@ char *qimg_create_describe(const char *filename, const struct qimg_driver *drv,
 static void discard_failed_create(const struct qimg_driver *drv, const char *filename,
                                   const char *data_file)
 {
-    /* qed checks its options after making the file and leaves it, as qemu 9.1 does */
-    if (drv->is_protocol || !strcmp(drv->name, "raw") || !strcmp(drv->name, "qed"))
+    /* the other formats (vdi, qed ...) leave the file they made, as qemu 9.1 does */
+    if (strcmp(drv->name, "qcow2") && strcmp(drv->name, "luks"))
         return;
     const char *files[] = {filename, data_file};
     for (size_t i = 0; i < 2; i++) {

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/builtin.h"
+#include "formats/common/create-file.h"
 #include "formats/qed/qed.h"
 #include "util/bytes.h"
 #include "util/mem.h"
@@ -100,29 +101,13 @@ static int write_layout(struct qimg_node *file, const struct qed_layout *l,
     return 0;
 }
 
-/* The protocol file, empty, with the protocol's own options (preallocation, nocow ...). */
-static int create_file(const char *filename, struct qimg_opts *opts, struct qimg_error *err)
-{
-    struct qimg_opts *po = qimg_opts_new();
-    qimg_opts_set(po, "size", "0");
-    const char *keep[] = {"preallocation", "nocow", "extent_size_hint"};
-    for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
-        const char *v = qimg_opts_take(opts, keep[i]);
-        if (v)
-            qimg_opts_set(po, keep[i], v);
-    }
-    int ret = qimg_create_protocol(filename, po, err);
-    qimg_opts_free(po);
-    return ret;
-}
-
 int qed_create(const char *filename, struct qimg_opts *opts, struct qimg_error *err)
 {
     struct qed_layout l = {0};
     int ret = take_options(opts, &l, err);
     if (ret < 0)
         return ret;
-    ret = create_file(filename, opts, err);
+    ret = qimg_create_empty_protocol_file(filename, opts, err);
     if (ret < 0)
         return ret;
     uint64_t raw = l.size;
