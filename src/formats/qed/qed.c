@@ -176,6 +176,7 @@ static int qed_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_err
     qimg_table_cache_init(&s->l1, n->file, QED_L1_CACHE, s->piece);
     s->l1.limit = s->h.l1_table_offset + s->table_bytes;
     qimg_table_cache_init(&s->l2, n->file, QED_L2_CACHE, s->piece);
+    s->l2.load_event = QIMG_DBG_L2_LOAD; /* on a miss, as qemu raises it per table read */
     /*
      * qed.txt: Consistency checking. A read-only open may read a dirty image
      * (it cannot make things worse); a writer repairs it first.

@@ -50,7 +50,6 @@ int qed_l1_get(struct qimg_node *n, uint64_t index, uint64_t *entry)
 int qed_l2_get(struct qimg_node *n, uint64_t table, uint64_t index, uint64_t *entry)
 {
     struct qed_state *s = n->opaque;
-    qimg_debug_event(n->file, QIMG_DBG_L2_LOAD);
     return table_get(&s->l2, s, table, index, entry);
 }
 
