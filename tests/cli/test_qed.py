@@ -413,3 +413,16 @@ def test_unsupported_operations_as_oracle(ours, oracle, tmp_path, name):
     want = y.err.replace("-95 (Operation not supported)", "Operation not supported")
     assert x.err.split("#block")[0] == want.split("#block")[0]
     assert (tmp_path / "a.qed").read_bytes() == before
+
+
+@pytest.mark.parametrize("name", ["l2-past-end", "l2-duplicate", "leak", "clean"])
+def test_check_repair_of_dirty_image_as_oracle(ours, oracle, tmp_path, name):
+    """check -r on an image marked dirty: repaired as qemu does, the flag cleared on close."""
+    a = corrupt(oracle, tmp_path, name, "a.qed")
+    poke64(a, 16, 2)
+    b = tmp_path / "b.qed"
+    b.write_bytes(a.read_bytes())
+    x, y = ours.img("check", "-r", "all", "a.qed"), oracle.img("check", "-r", "all", "b.qed")
+    assert (x.rc, x.out.replace("a.qed", "X"), x.err) == (y.rc, y.out.replace("b.qed", "X"), y.err)
+    assert a.read_bytes() == b.read_bytes()
+    assert features(a) == 0
