@@ -35,6 +35,11 @@ struct qimg_driver;
 #define QIMG_O_NO_LOCK (1u << 9)     /* locking=off */
 #define QIMG_O_STABLE (1u << 10)     /* nobody else may write or resize it meanwhile (convert's source) */
 #define QIMG_O_CHECK (1u << 11)      /* opened by check: no repair on open, corrupt images writable */
+/*
+ * Format metadata a request changed reaches the file before the request completes
+ * (qemu-io's default writethrough, without syncing the data of every write).
+ */
+#define QIMG_O_META_SYNC (1u << 12)
 
 /* Request flags. */
 #define QIMG_REQ_FUA (1u << 0)         /* write: stable on return */

@@ -149,14 +149,14 @@ char *qimg_create_describe(const char *filename, const struct qimg_driver *drv,
 /*
  * qemu's qcow2 creates the image file (and the data file) before it checks the options and
  * deletes both when anything fails, even files that existed before; raw's create is the
- * protocol's, which leaves what it made. Files that could not have been created (missing,
+ * protocol's, which leaves what it made, and so do the other formats' (vdi ...). Files that could not have been created (missing,
  * read-only) stay as they are.
  */
 static void discard_failed_create(const struct qimg_driver *drv, const char *filename,
                                   const char *data_file)
 {
-    /* the other formats (vdi, qed ...) leave the file they made, as qemu 9.1 does */
-    if (strcmp(drv->name, "qcow2") && strcmp(drv->name, "luks"))
+    /* qcow2's create only: vdi and the others leave what the protocol made, as raw does. */
+    if (drv->is_protocol || strcmp(drv->name, "qcow2"))
         return;
     const char *files[] = {filename, data_file};
     for (size_t i = 0; i < 2; i++) {

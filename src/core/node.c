@@ -260,6 +260,19 @@ int qimg_node_set_perm(struct qimg_node *n, unsigned perm, unsigned shared, stru
     return n->drv->set_perm(n, perm, shared, err);
 }
 
+/*
+ * The name a relative backing file is taken relative to: for a json: image
+ * whose file children are filters over a plain file, that file (QEMU's
+ * refreshed filename sees through such children the same way).
+ */
+static const char *overlay_path(const struct qimg_node *n)
+{
+    const char *name = n->filename;
+    for (const struct qimg_node *c = n->file; c && name && !strncmp(name, "json:", 5); c = c->file)
+        name = c->filename;
+    return name;
+}
+
 /* The backing file name resolved the way QEMU does: relative to the overlay's directory. */
 char *qimg_resolve_backing_path(const char *overlay, const char *backing)
 {
@@ -497,7 +510,7 @@ int qimg_open_depth(struct qimg_node **out, const char *filename, const char *fo
     if (ret < 0)
         goto out;
     if (n->backing_file && n->backing_file[0] && !n->full_backing_filename)
-        n->full_backing_filename = qimg_resolve_backing_path(n->filename, n->backing_file);
+        n->full_backing_filename = qimg_resolve_backing_path(overlay_path(n), n->backing_file);
     ret = open_backing(n, backing_opts, flags | (no_backing ? QIMG_O_NO_BACKING : 0), depth,
                        err);
     if (ret < 0)

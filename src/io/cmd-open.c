@@ -132,7 +132,7 @@ int io_cmd_close(int argc, char **argv)
 
 int io_cmd_open(int argc, char **argv)
 {
-    unsigned flags = QIMG_O_RDWR | QIMG_O_UNMAP;
+    unsigned flags = QIMG_O_RDWR | QIMG_O_UNMAP | QIMG_O_META_SYNC; /* qemu-io: writethrough */
     bool snapshot = false, native_aio = false;
     struct qimg_opts *opts = qimg_opts_new();
     struct qimg_error err = {0};
@@ -144,7 +144,8 @@ int io_cmd_open(int argc, char **argv)
             snapshot = true;
             break;
         case 'n':
-            flags = (flags & ~(QIMG_O_WRITETHROUGH | QIMG_O_NO_FLUSH)) | QIMG_O_NOCACHE;
+            flags = (flags & ~(QIMG_O_WRITETHROUGH | QIMG_O_NO_FLUSH | QIMG_O_META_SYNC)) |
+                    QIMG_O_NOCACHE;
             break;
         case 'C':
             break;

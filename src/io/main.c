@@ -97,7 +97,8 @@ int io_parse_cache(const char *mode, unsigned *flags)
     unsigned f;
     if (qimg_cache_parse(mode, &f) < 0)
         return -1;
-    *flags = (*flags & ~(QIMG_O_NOCACHE | QIMG_O_WRITETHROUGH | QIMG_O_NO_FLUSH)) | f;
+    *flags = (*flags & ~(QIMG_O_NOCACHE | QIMG_O_WRITETHROUGH | QIMG_O_NO_FLUSH |
+                        QIMG_O_META_SYNC)) | f;
     return 0;
 }
 
@@ -165,7 +166,7 @@ int main(int argc, char **argv)
     int ncmds = 0;
     const char *format = NULL;
     bool image_opts = false, snapshot = false, native_aio = false;
-    unsigned flags = QIMG_O_RDWR | QIMG_O_UNMAP;
+    unsigned flags = QIMG_O_RDWR | QIMG_O_UNMAP | QIMG_O_META_SYNC; /* qemu-io: writethrough */
     int c, ret = 0;
 
     while ((c = getopt_long(argc, argv, "hVc:d:f:rsnCmkt:T:Ui:", long_options, NULL)) != -1) {
@@ -174,7 +175,8 @@ int main(int argc, char **argv)
             snapshot = true;
             break;
         case 'n':
-            flags = (flags & ~(QIMG_O_WRITETHROUGH | QIMG_O_NO_FLUSH)) | QIMG_O_NOCACHE;
+            flags = (flags & ~(QIMG_O_WRITETHROUGH | QIMG_O_NO_FLUSH | QIMG_O_META_SYNC)) |
+                    QIMG_O_NOCACHE;
             break;
         case 'C':
         case 'm':
@@ -269,7 +271,9 @@ int main(int argc, char **argv)
     ret = command_loop(cmds, ncmds);
     if (io_bp_mode) {
         /* Requests still suspended, or a breakpoint hit while closing: qemu-io would hang. */
-        if (io_aio_drain("exit") < 0 || io_bp_call("exit", close_image, NULL) < 0)
+        int drained = io_aio_drain("exit");
+        /* Closed even then: what the resumed requests wrote is owed its metadata. */
+        if (io_bp_call("exit", close_image, NULL) < 0 || drained < 0)
             ret = 1;
         io_bp_forget_tags();
     } else {

@@ -210,6 +210,8 @@ def test_unsupported_operations_as_qemu(ours, oracle, tmp_path):
         a, b = ours.img(*args), oracle.img(*args)
         # QEMU's automatic node names ("#block144") count nodes: not compared
         ea, eb = (re.sub(r"#block\d+", "#block", r.err) for r in (a, b))
+        # snapshot -c: 9.1 (ours) drops the errno number 7.2 prints ("-95 (...)")
+        eb = re.sub(r"-\d+ \((.*)\)$", r"\1", eb.rstrip("\n")) + "\n" if eb else eb
         assert (a.rc, a.out, ea) == (b.rc, b.out, eb), args
 
 

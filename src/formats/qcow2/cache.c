@@ -6,6 +6,18 @@
  * is the order the code performs them in (data, refcounts, L2, L1) and a
  * killed process leaves at worst leaked clusters.
  *
+ * A power loss keeps an arbitrary subset of the writes since the last flush,
+ * so where order matters for it a barrier (qcow2_barrier: flush the data and
+ * image files) separates the writes: new clusters' data and refcounts before
+ * the L2 or L1 entry that links them, an unlinking entry before the refcount
+ * decrement that frees its cluster. The common case, an allocating write into
+ * clusters nothing referenced before, does not pay a flush per request: its L2
+ * entries only mark the cached table dirty (qcow2_l2_defer), and dirty tables
+ * go to the file after one barrier (qcow2_l2_writeback) on flush, close and
+ * eviction, and before snapshot, amend, resize, check, a backing file change or
+ * make_empty (driver.c): the order QEMU's cache dependencies give.
+ * A killed process loses the deferred entries: the clusters leak, as allowed.
+ *
  * The one exception is lazy refcounts (qcow2.txt, compatible bit 0): the
  * refcount updates qcow2_refcount_defer names (all of them once a session has
  * set the dirty bit) only change the cached block and mark it dirty; it is
@@ -40,17 +52,47 @@ void qcow2_cache_destroy(struct qcow2_cache *c)
     c->n = 0;
 }
 
-/* Write one dirty refcount block back whole; it stays cached (and dirty on failure). */
+/* Write one dirty table back whole; it stays cached (and dirty on failure). */
 static int entry_writeback(struct qimg_node *n, struct qcow2_cache *c,
                            struct qcow2_cache_entry *e)
 {
     if (!e->offset || !e->dirty)
         return 0;
-    qimg_debug_event(n->file, QIMG_DBG_REFBLOCK_UPDATE_PART);
+    struct qcow2_state *s = n->opaque;
+    if (c == &s->rb_cache)
+        qimg_debug_event(n->file, QIMG_DBG_REFBLOCK_UPDATE_PART);
     int ret = qimg_node_pwrite(n->file, e->offset, c->table_size, e->buf, 0);
     if (ret == 0)
         e->dirty = false;
     return ret;
+}
+
+int qcow2_barrier(struct qimg_node *n)
+{
+    int ret = n->data_file ? qimg_node_flush(n->data_file) : 0;
+    return ret < 0 ? ret : qimg_node_flush(n->file);
+}
+
+static bool any_dirty(const struct qcow2_cache *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (c->e[i].offset && c->e[i].dirty)
+            return true;
+    return false;
+}
+
+int qcow2_l2_writeback(struct qimg_node *n, bool then_barrier)
+{
+    struct qcow2_state *s = n->opaque;
+    struct qcow2_cache *c = &s->l2_cache;
+    if (!c->e || !any_dirty(c))
+        return 0;
+    /* The clusters the deferred entries link: data and refcounts stable first. */
+    int ret = qcow2_barrier(n);
+    for (size_t i = 0; ret == 0 && i < c->n; i++)
+        ret = entry_writeback(n, c, &c->e[i]);
+    /* ... and the tables themselves before whatever the caller writes next. */
+    return ret < 0 || !then_barrier ? ret : qcow2_barrier(n);
 }
 
 int qcow2_refcount_writeback(struct qimg_node *n)
@@ -120,8 +162,13 @@ int qcow2_cache_get(struct qimg_node *n, struct qcow2_cache *c, uint64_t offset,
             victim = i;
     }
     struct qcow2_cache_entry *e = &c->e[victim];
-    /* A dirty victim (deferred refcounts) goes to the file before its slot is reused. */
-    int ret = entry_writeback(n, c, e);
+    /* A dirty victim (deferred refcounts or L2 entries) goes to the file before its slot
+     * is reused; a deferred L2 table only after the clusters it links are stable. */
+    int ret = 0;
+    if (e->offset && e->dirty && c == &((struct qcow2_state *)n->opaque)->l2_cache)
+        ret = qcow2_barrier(n);
+    if (ret == 0)
+        ret = entry_writeback(n, c, e);
     if (ret < 0)
         return ret;
     e->dirty = false;

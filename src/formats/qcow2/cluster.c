@@ -181,6 +181,10 @@ int qcow2_get_l2(struct qimg_node *n, uint64_t guest_off, bool alloc, uint8_t **
         return unalloc_table(n, (uint64_t)nw, ret);
     }
     qcow2_meta_add(s, (uint64_t)nw);
+    /* cache.c, power-loss order: the table and its refcount before the L1 entry. */
+    ret = qcow2_barrier(n);
+    if (ret < 0)
+        return ret; /* nw leaks */
     uint64_t old_l1e = s->l1[l1_idx];
     s->l1[l1_idx] = (uint64_t)nw | QCOW2_OFLAG_COPIED;
     ret = qcow2_l1_write_entry(n, l1_idx);
@@ -188,7 +192,8 @@ int qcow2_get_l2(struct qimg_node *n, uint64_t guest_off, bool alloc, uint8_t **
         s->l1[l1_idx] = old_l1e; /* the table in memory says what the disk says; nw leaks */
         return ret;
     }
-    if (off)
+    /* ... and the L1 entry before the old (shared) table loses a reference. */
+    if (off && qcow2_barrier(n) == 0)
         free_reported(n, qcow2_update_refcounts(n, off / s->cluster_size, 1, -1));
     if (l2_offset)
         *l2_offset = (uint64_t)nw;

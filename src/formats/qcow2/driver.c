@@ -141,6 +141,16 @@ static int writeback_deferred(struct qimg_node *n)
     return ret;
 }
 
+/* Deferred L2 entries on close; a failure keeps the image dirty, reported as QEMU does. */
+static int l2_close_writeback(struct qimg_node *n)
+{
+    int ret = qcow2_l2_writeback(n, false); /* close flushes next */
+    if (ret < 0)
+        fprintf(stderr, "%s: Failed to flush the L2 table cache: %s\n",
+                program_invocation_short_name, strerror(-ret));
+    return ret;
+}
+
 static void qcow2_close(struct qimg_node *n)
 {
     struct qcow2_state *s = n->opaque;
@@ -148,7 +158,8 @@ static void qcow2_close(struct qimg_node *n)
         return;
     if (!s->read_only && n->file)
         qcow2_bitmaps_store(n); /* a failure leaves them in use: inconsistent, not corrupt */
-    if (!s->read_only && n->file && writeback_deferred(n) == 0 && qimg_node_flush(n->file) == 0)
+    if (!s->read_only && n->file && l2_close_writeback(n) == 0 && writeback_deferred(n) == 0 &&
+        qimg_node_flush(n->file) == 0)
         qcow2_mark_clean(n); /* as QEMU on close: only check leaves a dirty image open */
     qcow2_cache_destroy(&s->l2_cache);
     qcow2_cache_destroy(&s->rb_cache);
@@ -174,11 +185,82 @@ static bool qcow2_has_zero_init(struct qimg_node *n)
     return !n->backing_file || !n->backing_file[0];
 }
 
-/* QEMU's flush writes its refcount cache too, unless the image is dirty (lazy refcounts). */
+/* Deferred L2 entries (cache.c) to the file, under the node's lock. */
+static int l2_settle(struct qimg_node *n, bool then_barrier)
+{
+    pthread_mutex_lock(&n->lock);
+    int ret = qcow2_l2_writeback(n, then_barrier);
+    pthread_mutex_unlock(&n->lock);
+    return ret;
+}
+
+/* QEMU's flush writes its L2 and refcount caches too (refcounts not while lazily dirty). */
 static int qcow2_flush(struct qimg_node *n)
 {
-    int ret = qcow2_refcount_settle(n);
+    int ret = l2_settle(n, false); /* the flush below orders them before later writes */
+    if (ret == 0)
+        ret = qcow2_refcount_settle(n);
     return ret < 0 ? ret : qimg_node_flush(n->file);
+}
+
+/*
+ * Operations that read tables from the file, rewrite them or change what the
+ * header points at start from the deferred L2 entries written back: the
+ * image on disk is then the one they reason about.
+ */
+#define SETTLED(ret_err) \
+    do { \
+        int sret = l2_settle(n, true); \
+        if (sret < 0) \
+            return qimg_error_errno(ret_err, sret, "Failed to flush the L2 table cache"); \
+    } while (0)
+
+static int check_settled(struct qimg_node *n, struct qimg_check_result *res, int fix,
+                         struct qimg_error *err)
+{
+    SETTLED(err);
+    return qcow2_check(n, res, fix, err);
+}
+
+static int amend_settled(struct qimg_node *n, struct qimg_opts *opts, bool force,
+                         struct qimg_error *err)
+{
+    SETTLED(err);
+    return qcow2_amend(n, opts, force, err);
+}
+
+static int change_backing_settled(struct qimg_node *n, const char *file, const char *fmt,
+                                  struct qimg_error *err)
+{
+    SETTLED(err);
+    return qcow2_change_backing_file(n, file, fmt, err);
+}
+
+static int make_empty_settled(struct qimg_node *n, struct qimg_error *err)
+{
+    SETTLED(err);
+    return qcow2_make_empty(n, err);
+}
+
+static int snapshot_create_settled(struct qimg_node *n, const struct qimg_snapshot_info *sn,
+                                   struct qimg_error *err)
+{
+    SETTLED(err);
+    return qcow2_snapshot_create(n, sn, err);
+}
+
+static int snapshot_goto_settled(struct qimg_node *n, const char *id_or_name,
+                                 struct qimg_error *err)
+{
+    SETTLED(err);
+    return qcow2_snapshot_goto(n, id_or_name, err);
+}
+
+static int snapshot_delete_settled(struct qimg_node *n, const char *id, const char *name,
+                                   struct qimg_error *err)
+{
+    SETTLED(err);
+    return qcow2_snapshot_delete(n, id, name, err);
 }
 
 /*
@@ -186,18 +268,26 @@ static int qcow2_flush(struct qimg_node *n)
  * mode: what it deferred (lazy decrements) is written back unless the image
  * is dirty. Compressed writes and discards are not flushed there either.
  */
+static int request_settle(struct qimg_node *n, unsigned flags)
+{
+    /* Writethrough (or FUA): the deferred L2 entries too, as QEMU's flush after the request. */
+    bool sync = (n->flags & (QIMG_O_WRITETHROUGH | QIMG_O_META_SYNC)) || (flags & QIMG_REQ_FUA);
+    int ret = sync ? l2_settle(n, false) : 0;
+    return ret < 0 ? ret : qcow2_refcount_settle(n);
+}
+
 static int qcow2_pwrite_request(struct qimg_node *n, uint64_t off, uint64_t len,
                                 const void *buf, unsigned flags)
 {
     int ret = qcow2_pwrite(n, off, len, buf, flags);
-    return ret < 0 ? ret : qcow2_refcount_settle(n);
+    return ret < 0 ? ret : request_settle(n, flags);
 }
 
 static int qcow2_pwrite_zeroes_request(struct qimg_node *n, uint64_t off, uint64_t len,
                                        unsigned flags)
 {
     int ret = qcow2_pwrite_zeroes(n, off, len, flags);
-    return ret < 0 ? ret : qcow2_refcount_settle(n);
+    return ret < 0 ? ret : request_settle(n, flags);
 }
 
 /*
@@ -377,6 +467,7 @@ static int resize(struct qimg_node *n, uint64_t size, bool exact, enum qimg_prea
 static int qcow2_truncate(struct qimg_node *n, uint64_t size, bool exact,
                           enum qimg_prealloc prealloc, struct qimg_error *err)
 {
+    SETTLED(err);
     int ret = resize(n, size, exact, prealloc, err);
     pthread_mutex_lock(&n->lock);
     int wret = qcow2_refcount_writeback(n);
@@ -440,14 +531,14 @@ const struct qimg_driver qimg_qcow2_driver = {
     .get_info = qcow2_get_info,
     .vmstate_rw = qcow2_vmstate_rw,
     .measure = qcow2_measure,
-    .check = qcow2_check,
-    .amend = qcow2_amend,
-    .change_backing_file = qcow2_change_backing_file,
-    .make_empty = qcow2_make_empty,
+    .check = check_settled,
+    .amend = amend_settled,
+    .change_backing_file = change_backing_settled,
+    .make_empty = make_empty_settled,
     .snapshot_list = qcow2_snapshot_list,
-    .snapshot_create = qcow2_snapshot_create,
-    .snapshot_goto = qcow2_snapshot_goto,
-    .snapshot_delete = qcow2_snapshot_delete,
+    .snapshot_create = snapshot_create_settled,
+    .snapshot_goto = snapshot_goto_settled,
+    .snapshot_delete = snapshot_delete_settled,
     .snapshot_load_tmp = qcow2_snapshot_load_tmp,
     .bitmap_list = qcow2_bitmap_list,
     .bitmap_add = qcow2_bitmap_add,

@@ -391,6 +391,43 @@ static int64_t alloc_at_hint(struct qimg_node *n, uint64_t hint, uint64_t count)
     return h;
 }
 
+/* Whether dropping this entry frees something (qcow2_entry_release does work). */
+static bool entry_holds_cluster(struct qimg_node *n, const struct qcow2_entry *e)
+{
+    struct qcow2_state *s = n->opaque;
+    return (e->l2e & QCOW2_OFLAG_COMPRESSED) || (qcow2_entry_host(s, e) && !n->data_file);
+}
+
+/*
+ * Write k L2 entries from idx0 that link freshly written clusters (cache.c:
+ * power-loss order). When the entries replaced held nothing (old NULL: a
+ * cluster reused in place), they only mark the cached table dirty: it reaches
+ * the file after a barrier, batched. Otherwise the old clusters are released
+ * right after, so the new entries go through at once, between barriers: the
+ * new data and refcounts before them, them before the refcount decrements.
+ */
+static int link_l2(struct qimg_node *n, uint64_t l2_off, uint8_t *l2, uint64_t idx0, uint64_t k,
+                   const struct qcow2_entry *old)
+{
+    struct qcow2_state *s = n->opaque;
+    bool releases = false;
+    for (uint64_t i = 0; old && i < k; i++)
+        releases |= entry_holds_cluster(n, &old[i]);
+    if (!releases && !s->checking) {
+        qcow2_cache_mark_dirty(&s->l2_cache, l2_off);
+        return 0;
+    }
+    int ret = qcow2_barrier(n);
+    if (ret == 0)
+        ret = qcow2_meta_write(n, l2_off + idx0 * s->l2_entry_bytes,
+                               l2 + idx0 * s->l2_entry_bytes, k * s->l2_entry_bytes);
+    if (ret < 0) {
+        qcow2_cache_drop(&s->l2_cache, l2_off); /* the cached table must say what the disk says */
+        return ret;
+    }
+    return releases ? qcow2_barrier(n) : 0;
+}
+
 static int write_alloc(struct qimg_node *n, uint64_t off, uint64_t end, const uint8_t *src,
                        uint64_t *done, uint64_t *hint)
 {
@@ -569,10 +606,7 @@ written:
         qcow2_l2_set_entry(s, l2, idx0 + i, &ne);
     }
     qimg_debug_event(n->file, QIMG_DBG_L2_UPDATE);
-    ret = qcow2_meta_write(n, l2_off + idx0 * s->l2_entry_bytes, l2 + idx0 * s->l2_entry_bytes,
-                           k * s->l2_entry_bytes);
-    if (ret < 0)
-        qcow2_cache_drop(&s->l2_cache, l2_off); /* the cached table must say what the disk says */
+    ret = link_l2(n, l2_off, l2, idx0, k, reuse ? NULL : old);
     for (uint64_t i = 0; ret == 0 && !reuse && i < k; i++)
         ret = qcow2_entry_release(n, &old[i]);
     free(old);
@@ -776,6 +810,8 @@ static int zero_meta(struct qimg_node *n, uint64_t off, uint64_t end, bool unmap
                            count * s->l2_entry_bytes);
     if (ret < 0)
         qcow2_cache_drop(&s->l2_cache, l2_off); /* the cached table must say what the disk says */
+    else if (nrel)
+        ret = qcow2_barrier(n); /* cache.c: the unlinking entries before the decrements */
     struct discards d = {0};
     for (size_t i = 0; ret == 0 && i < nrel; i++)
         ret = release_and_discard(n, &rel[i], &d);
@@ -1025,6 +1061,8 @@ int qcow2_pdiscard(struct qimg_node *n, uint64_t off, uint64_t len)
                                l2 + first * s->l2_entry_bytes, count * s->l2_entry_bytes);
         if (ret < 0)
             qcow2_cache_drop(&s->l2_cache, l2_off); /* cached table = disk */
+        else
+            ret = qcow2_barrier(n); /* cache.c: the unlinking entries before the decrements */
         struct discards d = {0};
         for (uint64_t i = 0; ret == 0 && i < count; i++)
             ret = release_and_discard(n, &rel[i], &d);
@@ -1108,10 +1146,7 @@ int qcow2_pwrite_precompressed(struct qimg_node *n, uint64_t off, uint64_t len, 
         qcow2_l2_get_entry(s, l2, idx, &old);
         qcow2_l2_set_entry(s, l2, idx, &ne);
         qimg_debug_event(n->file, QIMG_DBG_L2_UPDATE_COMPRESSED);
-        ret = qcow2_meta_write(n, l2_off + idx * s->l2_entry_bytes, l2 + idx * s->l2_entry_bytes,
-                               s->l2_entry_bytes);
-        if (ret < 0)
-            qcow2_cache_drop(&s->l2_cache, l2_off); /* cached table = disk */
+        ret = link_l2(n, l2_off, l2, idx, 1, &old);
         if (ret == 0)
             ret = qcow2_entry_release(n, &old);
     }

@@ -302,6 +302,13 @@ int qcow2_refcount_writeback(struct qimg_node *n);
 int qcow2_refcount_settle(struct qimg_node *n);
 /* Write part of a metadata table through to the file (offset absolute in the file). */
 int qcow2_meta_write(struct qimg_node *n, uint64_t offset, const void *buf, size_t len);
+/* Flush the data file and the image file: what was written before is stable (cache.c). */
+int qcow2_barrier(struct qimg_node *n);
+/*
+ * Deferred L2 tables to the file after a barrier, and a second barrier after them when
+ * then_barrier (callers that flush next anyway pass false); a no-op when none is dirty.
+ */
+int qcow2_l2_writeback(struct qimg_node *n, bool then_barrier);
 
 /* refcount.c */
 int qcow2_refcount_load(struct qimg_node *n, struct qimg_error *err);

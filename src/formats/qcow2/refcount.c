@@ -399,6 +399,10 @@ static int refblock_create(struct qimg_node *n, uint64_t rt_idx, uint64_t ci, bo
         qcow2_cache_drop(&s->rb_cache, off);
         return ret;
     }
+    /* cache.c, power-loss order: the block (and its own refcount) before the table entry. */
+    ret = qcow2_barrier(n);
+    if (ret < 0)
+        return ret;
     uint8_t be[8];
     qcow2_put64(be, off);
     qimg_debug_event(n->file, QIMG_DBG_REFBLOCK_ALLOC_HOOKUP);

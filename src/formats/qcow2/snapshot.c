@@ -361,13 +361,15 @@ static int snapshots_write(struct qimg_node *n, struct qcow2_snapshot *tab, uint
     s->nb_snapshots = nb;
     if (old_nb && old_size) {
         ret = qcow2_free_bytes(n, old_off, old_size);
-        /* The new table is in place: like QEMU, a failed free only leaks (or is reported). */
+        /*
+         * The new table is in place (the header points at it and s->nb_snapshots says so):
+         * like QEMU, a failed free only leaks the old table (or is reported while checking).
+         * Failing here would leave the caller's table and nb_snapshots out of step.
+         */
         if (ret < 0 && s->checking)
             fprintf(stderr, "qcow2_free_clusters failed: %s\n", strerror(-ret));
-        if (s->checking)
-            ret = 0;
     }
-    return ret;
+    return 0;
 }
 
 static int corrupt(struct qimg_node *n, const char *what, uint64_t off)
@@ -744,8 +746,13 @@ int qcow2_snapshot_delete(struct qimg_node *n, const char *id, const char *name,
     ret = l1_refcounts(n, sn_l1, sn.l1_size, -1);
     if (ret == 0 && sn.l1_size)
         ret = qcow2_free_bytes(n, sn.l1_offset, (uint64_t)sn.l1_size * 8);
+    /*
+     * Even after a partial failure the COPIED flags must follow the refcounts that did
+     * drop to 1 (else check reports OFLAG_COPIED errors): leaks only, as in create.
+     */
+    int fret = fix_copied(n);
     if (ret == 0)
-        ret = fix_copied(n);
+        ret = fret;
     if (ret == 0)
         ret = qimg_node_flush(n->file);
     sn_free(&sn);
