@@ -65,6 +65,14 @@ done
 qemu-img create -q -f vmdk -o subformat=monolithicFlat "$SEEDS/flat.tmp" 1M &&
     cp "$SEEDS/flat.tmp" "$SEEDS/seed-vmdk-desc.txt"
 rm -f "$SEEDS"/flat*.tmp "$SEEDS"/flat-flat.tmp
+# QED: small clusters, data, zero clusters, a backing name (raw flag) and the need-check bit.
+for opts in "cluster_size=4k,table_size=2" "cluster_size=4k,table_size=2,backing_file=b.raw,backing_fmt=raw"; do
+    f="$SEEDS/seed-qed$i.qed"
+    qemu-img create -q -f qed -u -o "$opts" "$f" 1M
+    qemu-io -f qed -c 'write -P 0x5a 4k 8k' -c 'write -z 64k 8k' -c 'write -P 1 512k 4k' \
+        -c abort "$f" >/dev/null 2>&1 || true
+    i=$((i + 1))
+done
 head -c 65536 /dev/urandom > "$SEEDS/seed-random.raw"
 # Read-only formats: cloop from the real tool, and the tests' hand-built cloop, bochs, dmg.
 head -c 300000 /dev/urandom | cat - "$SEEDS/seed-random.raw" > "$SEEDS/cloop.in"

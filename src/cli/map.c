@@ -99,6 +99,8 @@ static int map_range(struct qimg_node *n, uint64_t start, uint64_t end, struct m
         struct qimg_block_status st;
         int r = qimg_chain_block_status(n, NULL, off, want, &st);
         if (r < 0) {
+            if (out->fmt == CLI_OUTPUT_JSON && out->first)
+                printf("["); /* qemu-img opens the list before the first lookup */
             cli_error("Could not read file metadata: %s", strerror(-r));
             return -1;
         }

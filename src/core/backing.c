@@ -23,8 +23,6 @@ int qimg_change_backing_file(struct qimg_node *n, const char *file, const char *
         return qimg_error_set(err, -EACCES, "Image is read-only");
     if (!n->drv->change_backing_file)
         return qimg_error_set(err, -ENOTSUP, "%s", strerror(ENOTSUP));
-    if (file && strlen(file) > 1023) /* qcow2.txt: at most 1023 bytes; qemu-img: EINVAL */
-        return qimg_error_set(err, -EINVAL, "%s", strerror(EINVAL));
     int ret = n->drv->change_backing_file(n, file, fmt, err);
     if (ret < 0)
         return ret;

@@ -21,6 +21,7 @@ void qimg_register_builtin_drivers(void)
     qimg_driver_register(&qimg_parallels_driver);
     qimg_driver_register(&qimg_qcow1_driver);
     qimg_driver_register(&qimg_vmdk_driver);
+    qimg_driver_register(&qimg_qed_driver);
     qimg_driver_register(&qimg_luks_driver);
     qimg_driver_register(&qimg_copy_on_read_driver);
     qimg_driver_register(&qimg_preallocate_driver);

@@ -25,6 +25,7 @@ extern const struct qimg_driver qimg_dmg_driver;
 extern const struct qimg_driver qimg_parallels_driver;
 extern const struct qimg_driver qimg_qcow1_driver;
 extern const struct qimg_driver qimg_vmdk_driver;
+extern const struct qimg_driver qimg_qed_driver;
 extern const struct qimg_driver qimg_luks_driver;
 /* src/filters/: block filters over a "file" child */
 extern const struct qimg_driver qimg_copy_on_read_driver;

@@ -94,6 +94,7 @@ FORMATS = [
                   **{f"{t}:streamOptimized": "its script writes part of a grain, which qemu "
                      "refuses for streamOptimized (test_vmdk.py)" for t in
                      ("compare", "info", "resize", "truncations")}}),
+    Fmt("qed", {"default": [], "4k": ["-o", "cluster_size=4k,table_size=2"]}),
 ]
 
 CASES = [pytest.param(f, v, id=f"{f.name}-{v}") for f in FORMATS for v in f.variants]

@@ -507,6 +507,8 @@ int qcow2_change_backing_file(struct qimg_node *n, const char *file, const char 
                               struct qimg_error *err)
 {
     struct qcow2_state *s = n->opaque;
+    if (file && strlen(file) > 1023) /* qcow2.txt: at most 1023 bytes; qemu-img: EINVAL */
+        return qimg_error_set(err, -EINVAL, "%s", strerror(EINVAL));
     if (s->data_file_name && file && (s->autoclear & QCOW2_AUTOCLEAR_DATA_FILE_RAW))
         return qimg_error_set(err, -EINVAL,
                               "Cannot use a backing file with 'data-file-raw'");
