@@ -95,6 +95,22 @@ int qcow2_l2_writeback(struct qimg_node *n, bool then_barrier)
     return ret < 0 || !then_barrier ? ret : qcow2_barrier(n);
 }
 
+/*
+ * A writethrough request whose L2 entries could not be written back fails;
+ * like QEMU's, its mapping is then forgotten, not retried by a later request:
+ * the cached tables go back to what the file says.
+ */
+void qcow2_l2_forget_dirty(struct qimg_node *n)
+{
+    struct qcow2_state *s = n->opaque;
+    struct qcow2_cache *c = &s->l2_cache;
+    for (size_t i = 0; c->e && i < c->n; i++)
+        if (c->e[i].offset && c->e[i].dirty) {
+            c->e[i].dirty = false;
+            c->e[i].offset = 0;
+        }
+}
+
 int qcow2_refcount_writeback(struct qimg_node *n)
 {
     struct qcow2_state *s = n->opaque;

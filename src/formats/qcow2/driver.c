@@ -264,15 +264,27 @@ static int snapshot_delete_settled(struct qimg_node *n, const char *id, const ch
 }
 
 /*
- * A guest write or zero write ends like one in QEMU's default writethrough
- * mode: what it deferred (lazy decrements) is written back unless the image
- * is dirty. Compressed writes and discards are not flushed there either.
+ * A guest write, zero write or compressed write ends like one in QEMU's
+ * default writethrough mode: what it deferred (lazy decrements) is written
+ * back unless the image is dirty (not after a compressed write, nor after a
+ * discard, which QEMU does not flush either).
  */
-static int request_settle(struct qimg_node *n, unsigned flags)
+static int l2_request_settle(struct qimg_node *n, unsigned flags)
 {
     /* Writethrough (or FUA): the deferred L2 entries too, as QEMU's flush after the request. */
-    bool sync = (n->flags & (QIMG_O_WRITETHROUGH | QIMG_O_META_SYNC)) || (flags & QIMG_REQ_FUA);
-    int ret = sync ? l2_settle(n, false) : 0;
+    if (!(n->flags & (QIMG_O_WRITETHROUGH | QIMG_O_META_SYNC)) && !(flags & QIMG_REQ_FUA))
+        return 0;
+    pthread_mutex_lock(&n->lock);
+    int ret = qcow2_l2_writeback(n, false);
+    if (ret < 0)
+        qcow2_l2_forget_dirty(n); /* the request fails: its entries must not land later */
+    pthread_mutex_unlock(&n->lock);
+    return ret;
+}
+
+static int request_settle(struct qimg_node *n, unsigned flags)
+{
+    int ret = l2_request_settle(n, flags);
     return ret < 0 ? ret : qcow2_refcount_settle(n);
 }
 
@@ -288,6 +300,20 @@ static int qcow2_pwrite_zeroes_request(struct qimg_node *n, uint64_t off, uint64
 {
     int ret = qcow2_pwrite_zeroes(n, off, len, flags);
     return ret < 0 ? ret : request_settle(n, flags);
+}
+
+static int qcow2_pwrite_compressed_request(struct qimg_node *n, uint64_t off, uint64_t len,
+                                           const void *buf)
+{
+    int ret = qcow2_pwrite_compressed(n, off, len, buf);
+    return ret < 0 ? ret : l2_request_settle(n, 0);
+}
+
+static int qcow2_pwrite_precompressed_request(struct qimg_node *n, uint64_t off, uint64_t len,
+                                              const void *cdata, size_t clen)
+{
+    int ret = qcow2_pwrite_precompressed(n, off, len, cdata, clen);
+    return ret < 0 ? ret : l2_request_settle(n, 0);
 }
 
 /*
@@ -520,9 +546,9 @@ const struct qimg_driver qimg_qcow2_driver = {
     .pread = qcow2_pread,
     .pwrite = qcow2_pwrite_request,
     .pwrite_zeroes = qcow2_pwrite_zeroes_request,
-    .pwrite_compressed = qcow2_pwrite_compressed,
+    .pwrite_compressed = qcow2_pwrite_compressed_request,
     .compress = qcow2_compress_cluster,
-    .pwrite_precompressed = qcow2_pwrite_precompressed,
+    .pwrite_precompressed = qcow2_pwrite_precompressed_request,
     .pdiscard = qcow2_pdiscard,
     .flush = qcow2_flush,
     .truncate = qcow2_truncate,

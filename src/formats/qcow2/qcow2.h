@@ -309,6 +309,7 @@ int qcow2_barrier(struct qimg_node *n);
  * then_barrier (callers that flush next anyway pass false); a no-op when none is dirty.
  */
 int qcow2_l2_writeback(struct qimg_node *n, bool then_barrier);
+void qcow2_l2_forget_dirty(struct qimg_node *n);
 
 /* refcount.c */
 int qcow2_refcount_load(struct qimg_node *n, struct qimg_error *err);
