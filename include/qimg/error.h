@@ -50,6 +50,7 @@ void qimg_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * then fails with a generic error: "PROGRAM: TEXT" on stderr (no "warning:").
  */
 void qimg_report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/*
  * Failures that end the process in QEMU rather than fail a request (blkverify
  * finding its two images differ). The handler gets the text (one line, no
  * newline). The default writes "TEXT\n" to stderr and exits with status 1,
