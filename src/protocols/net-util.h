@@ -17,4 +17,14 @@ char *net_percent_decode(const char *s, size_t len);
  */
 int net_connect_tcp(const char *host, const char *port, int family, struct qimg_error *err);
 
+struct qimg_opts;
+/*
+ * "Create" on a protocol whose images exist already (a LUN, an export), as
+ * QEMU's simple create does: open filename read-write, check the size
+ * fits (the driver's truncate, not exact) and zero the first sector, so
+ * that nothing old is probed there. Takes "size" and "preallocation".
+ */
+int net_create_on_existing(const char *drvname, const char *filename, struct qimg_opts *opts,
+                           struct qimg_error *err);
+
 #endif
