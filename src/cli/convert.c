@@ -512,7 +512,9 @@ int cmd_convert(int argc, char **argv)
     if (cli_parse_cache(o.cache, &dst_flags, false) < 0)
         goto out;
     struct qimg_opts *secrets = key_secret_opts(create_opts);
-    dst = open_target(&o, out_filename, dst_flags | QIMG_O_RDWR, secrets);
+    /* qemu-img opens the target with discard=unmap unless -S 0: zeroes may deallocate. */
+    dst = open_target(&o, out_filename, dst_flags | QIMG_O_RDWR | (o.sparse ? QIMG_O_UNMAP : 0),
+                      secrets);
     qimg_opts_free(secrets);
     if (!dst)
         goto out;
