@@ -89,12 +89,15 @@ int io_open_image(const char *filename, const char *format, struct qimg_opts *op
         return -1;
     }
     if (qimg_node_probed_raw(n) && (flags & QIMG_O_RDWR) && !snapshot) {
+        /* The name the raw node had when probed, its file's, as QEMU's: "./a:b",
+         * "r.raw", json:{"lun": ...} for a protocol with no plain name (iscsi). */
+        const struct qimg_node *probed = qimg_node_file(n) ? qimg_node_file(n) : n;
         fprintf(stderr,
                 "WARNING: Image format was not specified for '%s' and probing guessed raw.\n"
                 "         Automatically detecting the format is dangerous for raw images, "
                 "write operations on block 0 will be restricted.\n"
                 "         Specify the 'raw' format explicitly to remove the restrictions.\n",
-                qimg_node_filename(n)); /* the node's name, as QEMU's: "./a:b", "r.raw" */
+                qimg_node_filename(probed));
     }
     io_img.image = n;
     io_img.node = n;
