@@ -44,5 +44,6 @@ void qimg_register_builtin_drivers(void)
 #endif
 #ifdef QIMG_HAVE_LIBISCSI
     qimg_driver_register(&qimg_iscsi_driver);
+    qimg_driver_register(&qimg_iser_driver);
 #endif
 }

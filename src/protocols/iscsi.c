@@ -525,6 +525,11 @@ static int iscsi_create(const char *filename, struct qimg_opts *opts, struct qim
     return net_create_on_existing("iscsi", filename, opts, err);
 }
 
+static int iser_create(const char *filename, struct qimg_opts *opts, struct qimg_error *err)
+{
+    return net_create_on_existing("iser", filename, opts, err);
+}
+
 static const struct qimg_opt_desc iscsi_create_opts[] = {
     {"size", QIMG_OPT_SIZE, "Virtual disk size", NULL},
     {"preallocation", QIMG_OPT_STRING, "Preallocation mode (allowed values: off)", NULL},
@@ -540,6 +545,27 @@ const struct qimg_driver qimg_iscsi_driver = {
     .open = iscsi_open_node,
     .close = iscsi_close_node,
     .create = iscsi_create,
+    .get_length = iscsi_get_length,
+    .pread = iscsi_pread,
+    .pwrite = iscsi_pwrite,
+    .pwrite_zeroes = iscsi_pwrite_zeroes,
+    .pdiscard = iscsi_pdiscard,
+    .flush = iscsi_flush,
+    .truncate = iscsi_truncate,
+    .block_status = iscsi_block_status,
+    .strong_opts = iscsi_strong_opts,
+};
+
+/* iser://: the same driver over iSER (libiscsi's RDMA transport), as QEMU registers it. */
+const struct qimg_driver qimg_iser_driver = {
+    .name = "iser",
+    .is_protocol = true,
+    .protocol_prefix = "iser",
+    .create_opts = iscsi_create_opts,
+    .open_opts = iscsi_open_opts,
+    .open = iscsi_open_node,
+    .close = iscsi_close_node,
+    .create = iser_create,
     .get_length = iscsi_get_length,
     .pread = iscsi_pread,
     .pwrite = iscsi_pwrite,

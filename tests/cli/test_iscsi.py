@@ -189,6 +189,23 @@ def test_open_errors(both, tgtd):  # noqa: F811
         same(a, oracle.img("info", name))
 
 
+def test_iser(both, tgtd):  # noqa: F811
+    """iser:// and transport=iser go through libiscsi's iSER (RDMA) transport: on a machine
+    without RDMA the connect fails with libiscsi's words, in both tools alike."""
+    ours, oracle = both
+    t = tgtd.new_target([(4 * MiB, False)])
+    u = f"iser://{LOOPBACK}:{tgtd.port}/{t.name}/1"
+    for args in (["info", u], ["info", "--image-opts", t.opts(driver="iser", transport="iser")],
+                 ["info", "--image-opts", t.opts(transport="iser")],
+                 ["create", "-f", "raw", u, "1M"]):
+        a, b = ours.img(*args), oracle.img(*args)
+        assert a.rc == b.rc == 1 and a.out == b.out
+        assert a.err == b.err.replace(
+            "does not support image creation, and opening the image failed",
+            "does not support creating new images, so an existing image must be selected as "
+            "the target; however, opening the given target as an existing image failed")
+
+
 def test_chap(both, tgtd):  # noqa: F811
     """CHAP from the URL, from password-secret, and refusals: no password, a wrong one,
     none at all, both password and password-secret, a missing secret."""
