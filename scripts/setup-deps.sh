@@ -13,6 +13,9 @@ PKGS="meson ninja-build pkg-config gcc make zlib1g-dev libzstd-dev libdeflate-de
 # iscsi: the driver builds on libiscsi; its tests start Debian's tgt (tgtd) on loopback,
 # against qemu-img's iscsi driver (qemu-block-extra).
 PKGS="$PKGS libiscsi-dev tgt"
+# nfs: the driver builds on libnfs; its tests start nfs-ganesha (VFS backend) and, when no
+# portmapper runs, rpcbind on loopback.
+PKGS="$PKGS libnfs-dev nfs-ganesha nfs-ganesha-vfs rpcbind"
 # Read-only formats: dmg's bzip2 chunks (libbz2); cloop images made by the real tool in tests.
 PKGS="$PKGS libbz2-dev cloop-utils"
 # make asan: gcc's sanitizer runtimes (gcc already pulls them in; listed so a missing one is installed)

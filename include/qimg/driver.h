@@ -150,6 +150,9 @@ struct qimg_driver {
     /* Opened from its options alone like a protocol (no "file" child: quorum), but a
      * format in messages ("Block format 'quorum' does not support the option"). */
     bool format_without_file;
+    /* Open options read as a QAPI structure (nfs): one left over is "Parameter 'X' is
+     * unexpected" rather than the block layer's "doesn't support the option". */
+    bool qapi_options;
     /* Format shares its file's permissions with others (raw does; qcow2 refuses writers). */
     bool shares_all;
     /* Unallocated ranges read from a backing file (zeroes without one) even without

@@ -46,4 +46,7 @@ void qimg_register_builtin_drivers(void)
     qimg_driver_register(&qimg_iscsi_driver);
     qimg_driver_register(&qimg_iser_driver);
 #endif
+#ifdef QIMG_HAVE_LIBNFS
+    qimg_driver_register(&qimg_nfs_driver);
+#endif
 }

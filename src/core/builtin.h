@@ -43,6 +43,7 @@ extern const struct qimg_driver qimg_ftps_driver;
 extern const struct qimg_driver qimg_ssh_driver; /* with libssh */
 extern const struct qimg_driver qimg_iscsi_driver; /* with libiscsi */
 extern const struct qimg_driver qimg_iser_driver;  /* with libiscsi */
+extern const struct qimg_driver qimg_nfs_driver;   /* with libnfs */
 
 void qimg_register_builtin_drivers(void);
 

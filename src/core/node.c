@@ -95,6 +95,8 @@ static int check_unused(const struct qimg_node *n, struct qimg_opts *opts, struc
     const char *key = first_unused_qdict(opts);
     if (!key)
         return 0;
+    if (n->drv->qapi_options)
+        return qimg_error_set(err, -EINVAL, "Parameter '%s' is unexpected", key);
     if (n->drv->is_protocol && !n->drv->format_without_file)
         return qimg_error_set(err, -EINVAL, "Block protocol '%s' doesn't support the option '%s'",
                               n->drv->name, key);
