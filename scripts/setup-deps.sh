@@ -16,6 +16,8 @@ PKGS="$PKGS libiscsi-dev tgt"
 # nfs: the driver builds on libnfs; its tests start nfs-ganesha (VFS backend) and, when no
 # portmapper runs, rpcbind on loopback.
 PKGS="$PKGS libnfs-dev nfs-ganesha nfs-ganesha-vfs rpcbind"
+# gluster: the driver builds on libgfapi; its tests start glusterd with a one-brick volume.
+PKGS="$PKGS libglusterfs-dev glusterfs-server"
 # Read-only formats: dmg's bzip2 chunks (libbz2); cloop images made by the real tool in tests.
 PKGS="$PKGS libbz2-dev cloop-utils"
 # make asan: gcc's sanitizer runtimes (gcc already pulls them in; listed so a missing one is installed)

@@ -49,4 +49,7 @@ void qimg_register_builtin_drivers(void)
 #ifdef QIMG_HAVE_LIBNFS
     qimg_driver_register(&qimg_nfs_driver);
 #endif
+#ifdef QIMG_HAVE_LIBGFAPI
+    qimg_driver_register(&qimg_gluster_driver);
+#endif
 }

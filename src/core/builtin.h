@@ -44,6 +44,7 @@ extern const struct qimg_driver qimg_ssh_driver; /* with libssh */
 extern const struct qimg_driver qimg_iscsi_driver; /* with libiscsi */
 extern const struct qimg_driver qimg_iser_driver;  /* with libiscsi */
 extern const struct qimg_driver qimg_nfs_driver;   /* with libnfs */
+extern const struct qimg_driver qimg_gluster_driver; /* with libgfapi */
 
 void qimg_register_builtin_drivers(void);
 
