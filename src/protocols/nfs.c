@@ -27,6 +27,7 @@
 #define NFS_MAX_PAGECACHE 2048u       /* pages: likewise */
 #define NFS_MAX_DEBUG 2               /* libnfs's most verbose level that QEMU allows */
 #define NFS_IO_CHUNK_DEFAULT (1u << 20) /* per READ/WRITE when the server names no limit */
+#define NFS_RECONNECTS 1              /* a connection lost mid-request is retried once */
 
 struct nfs_addr {
     char *host, *path;    /* path: export and file, "/export/dir/file" */
@@ -285,6 +286,9 @@ static int client_open(struct nfs_state *s, unsigned flags, bool create, struct 
     int ret = configure(s, flags, err);
     if (ret < 0)
         return ret;
+    /* A server that goes away fails the request after one attempt to reconnect,
+     * rather than keeping it waiting for ever (libnfs's default, and so qemu-img's). */
+    nfs_set_autoreconnect(s->ctx, NFS_RECONNECTS);
     char *export = xasprintf("%.*s", (int)(slash - s->a.path), s->a.path);
     ret = nfs_mount(s->ctx, s->a.host, export);
     free(export);

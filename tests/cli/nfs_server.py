@@ -75,12 +75,22 @@ EXPORT {{
     FSAL {{ Name = VFS; }}
 }}
 """)
+        self.conf = conf
         self.log = tmp_dir / "ganesha.log"
+        self.start_nfsd()
+
+    def start_nfsd(self):
+        """(Re)start ganesha.nfsd on the same ports and export."""
         self.proc = subprocess.Popen(
-            [need("ganesha.nfsd"), "-F", "-f", str(conf), "-L", str(self.log),
-             "-p", str(tmp_dir / "ganesha.pid"), "-N", "NIV_EVENT"],
+            [need("ganesha.nfsd"), "-F", "-f", str(self.conf), "-L", str(self.log),
+             "-p", str(self.dir / "ganesha.pid"), "-N", "NIV_EVENT"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self._wait(lambda: _registered(self.port), "ganesha.nfsd")
+
+    def kill_nfsd(self):
+        """Gone at once, as a crashed server (its portmapper entries stay behind)."""
+        self.proc.kill()
+        self.proc.wait()
 
     def _wait(self, ready, what, timeout=15):
         deadline = time.monotonic() + timeout
