@@ -77,6 +77,17 @@ end-volume
             raise AssertionError(f"gluster {' '.join(args)}: {r.stdout}{r.stderr}")
         return r
 
+    def kill_brick(self):
+        """The brick process gone at once, as a crashed server (by the pid its glusterd
+        recorded for it)."""
+        pidfile = (f"/var/run/gluster/vols/{self.volume}/{GLUSTER_HOST}-"
+                   + str(self.brick).strip("/").replace("/", "-") + ".pid")
+        with open(pidfile) as f:
+            os.kill(int(f.read().strip()), signal.SIGKILL)
+
+    def restart_brick(self):
+        self.cli("volume", "start", self.volume, "force")
+
     def url(self, name):
         return f"gluster://{GLUSTER_HOST}/{self.volume}/{name}"
 

@@ -13,9 +13,12 @@ times): those lines are dropped before comparing.
 9.1 differences named here: human info adds "Child node '/file':" sections and JSON
 info a "children" list (both stripped), JSON map entries add "compressed" (stripped).
 """
+import hashlib
 import json
 import random
 import re
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -169,3 +172,27 @@ def test_names_and_errors(both, glusterd):  # noqa: F811
     cases += [(["info", "--image-opts", o], ["info", "--image-opts", o]) for o in opts]
     for (a, b), case in zip(run_pairs(ours, oracle, cases), cases):
         assert a == b, case
+
+
+def test_brick_gone_mid_convert(ours, glusterd, tmp_path):  # noqa: F811
+    """The brick dies during a convert: qimg stops with an error in bounded time and the
+    source is untouched. The brick is restarted for the tests after this one."""
+    src = tmp_path / "big.raw"
+    src.write_bytes(random.Random(5).randbytes(64 * MiB))
+    before = hashlib.sha256(src.read_bytes()).hexdigest()
+    with open(glusterd.brick / "gone.raw", "wb") as f:  # convert -n: one open, no create
+        f.truncate(64 * MiB)
+    killer = threading.Timer(2.0, glusterd.kill_brick)
+    killer.start()
+    try:
+        start = time.monotonic()
+        r = ours.img("convert", "-n", "-r", "8M", "-f", "raw", "-O", "raw", src,
+                     glusterd.url("gone.raw"), timeout=120)
+        elapsed = time.monotonic() - start
+    finally:
+        killer.join()
+        glusterd.restart_brick()
+    err = re.sub(r"(?m)^\[20\d\d-.*\n", "", r.err)
+    assert r.rc == 1 and elapsed < 60, (r.rc, elapsed, err)
+    assert re.fullmatch(r"qemu-img: error while writing at byte \d+: .+\n", err), err
+    assert hashlib.sha256(src.read_bytes()).hexdigest() == before
