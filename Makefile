@@ -36,7 +36,8 @@ check: build
 # The suite under AddressSanitizer + UndefinedBehaviorSanitizer (gcc's runtimes). A leak,
 # a memory error or undefined behaviour in qimg, qimg-io or a unit test fails its test.
 ASAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1 \
-	   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+	   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	   LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp):print_suppressions=0
 asan: deps
 	@QIMG_SETUP_EXTRA=asan ./scripts/setup-deps.sh
 	@[ -f $(ASAN_BUILD)/build.ninja ] || meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
