@@ -106,6 +106,16 @@ void qimg_report(const char *fmt, ...)
     fprintf(stderr, "%s: %s\n", program_invocation_short_name, buf);
 }
 
+void qimg_report_bare(const char *fmt, ...)
+{
+    char buf[QIMG_ERROR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vformat(buf, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%s\n", buf);
+}
+
 static void default_fatal(const char *text)
 {
     fflush(stdout);
