@@ -99,18 +99,18 @@ static int vvfat_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_e
         return ret;
     if (img->geo.fat_type == 32)
         qimg_warn("FAT32 has not been tested. You are welcome to do so!\n");
+    if (rw && !(n->flags & QIMG_O_RDWR))
+        return qimg_error_set(err, -EINVAL, "Unable to set VVFAT to 'rw' when drive is read-only");
+    if (!rw && (n->flags & QIMG_O_RDWR))
+        return qimg_error_set(err, -EACCES, "Image is read-only");
     vvfat_build_head(img);
     ret = vvfat_build_tree(img, dir, err);
     if (ret < 0)
         return ret;
     vvfat_slack_build(img);
-    if (rw && !(n->flags & QIMG_O_RDWR))
-        return qimg_error_set(err, -EINVAL, "Unable to set VVFAT to 'rw' when drive is read-only");
     if (rw)
         return qimg_error_set(err, -ENOTSUP, "vvfat's rw mode (writing back to the directory) "
                                              "is not supported");
-    if (n->flags & QIMG_O_RDWR)
-        return qimg_error_set(err, -EACCES, "Image is read-only");
     return 0;
 }
 

@@ -1,0 +1,295 @@
+# SPDX-License-Identifier: MIT
+"""vvfat (fat:[floppy:][rw:][12|16|32:]DIR): a host directory as a FAT disk, read-only.
+
+Differential against the oracle (Debian's qemu-img 7.2, whose vvfat lays the
+disk out as 9.1 does): converted images are byte-identical, including the
+slack past each file's end (QEMU shows what its cluster buffer last held),
+and fsck.fat/mtools see the host's files in them.
+
+Timestamps come from stat() in local time: both tools run with TZ=UTC, the
+files get fixed modification times and an access time of now (so reading
+them does not move the access date, which is all FAT keeps of it).
+
+Differences named here:
+- 9.1 adds the "Child node" section to info and "children" to info JSON,
+  and "compressed" to map JSON; 7.2 has neither (stripped before comparing).
+- rw: QEMU writes guest changes back to the directory through a temporary
+  qcow image; qimg refuses a writable rw open (read-only opens give QEMU's
+  "Unable to set VVFAT to 'rw' when drive is read-only").
+"""
+import json
+import os
+import random
+import shutil
+import subprocess
+import time
+
+import pytest
+
+PART = 63 * 512  # the FAT partition of a hard disk image starts at sector 63
+FIXED_MTIME = 1262304000 + 86400 * 40 + 3723  # 2010-02-10 01:02:03 UTC
+FILE_SIZES = {"one": 1, "sector.bin": 512, "cluster-1": 8191, "cluster": 8192,
+              "cluster+1": 8193, "big.dat": 100000}
+LONG_NAMES = ["A Long File Name.txt", "abcdefghijklm", "abcdefghijklmn", ".hidden",
+              "a.b.c", "longname1.txt", "longname2.txt", "\u00e9t\u00e9.txt", "a+b",
+              "x.abcd", "..dots", "MiXeD.Tx", "ABC.TXT"]
+
+
+def env_utc():
+    env = dict(os.environ)
+    env["TZ"] = "UTC"
+    return env
+
+
+def settle_times(root):
+    """Fixed mtimes, atime now: FAT dates that no read moves."""
+    now = time.time()
+    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+        for name in filenames + dirnames:
+            os.utime(os.path.join(dirpath, name), (now, FIXED_MTIME))
+    os.utime(root, (now, FIXED_MTIME))
+
+
+def make_tree(root):
+    rng = random.Random(18)
+    root.mkdir()
+    (root / "empty").write_bytes(b"")
+    for name, size in FILE_SIZES.items():
+        (root / name).write_bytes(bytes(rng.getrandbits(8) for _ in range(size)))
+    for name in LONG_NAMES:
+        (root / name).write_bytes(name.encode() * 3)
+    sub = root / "sub dir"
+    (sub / "deeper" / "deepest").mkdir(parents=True)
+    (sub / "empty dir").mkdir()
+    (sub / "notes.txt").write_bytes(b"in a subdirectory\n")
+    (sub / "deeper" / "f").write_bytes(b"y\n")
+    (sub / "deeper" / "deepest" / "tail").write_bytes(bytes(rng.getrandbits(8)
+                                                           for _ in range(20000)))
+    many = root / "many"
+    many.mkdir()
+    for i in range(300):  # a subdirectory spanning several clusters
+        (many / f"file number {i}").write_bytes(str(i).encode())
+    settle_times(root)
+    return root
+
+
+@pytest.fixture
+def tree(tmp_path):
+    return make_tree(tmp_path / "d")
+
+
+def host_files(root):
+    out = {}
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            p = os.path.join(dirpath, name)
+            out[os.path.relpath(p, root)] = open(p, "rb").read()
+    return out
+
+
+def same_file(a, b):
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        off = 0
+        while True:
+            x, y = fa.read(1 << 20), fb.read(1 << 20)
+            if x != y:
+                i = next(k for k in range(min(len(x), len(y))) if x[k] != y[k]) \
+                    if x and y else 0
+                return f"first difference at {off + i:#x}"
+            if not x:
+                return None
+            off += len(x)
+
+
+def convert_both(ours, oracle, spec, tmp_path):
+    a, b = tmp_path / "ours.raw", tmp_path / "oracle.raw"
+    ra = ours.img("convert", "-O", "raw", spec, a, env=env_utc())
+    rb = oracle.img("convert", "-O", "raw", spec, b, env=env_utc())
+    assert ra.rc == rb.rc == 0, (ra, rb)
+    assert ra.err == rb.err
+    return a, b
+
+
+SPECS = ["fat:d", "fat:16:d", "fat:12:d", "fat:32:d", "fat:floppy:d", "fat:floppy:12:d",
+         "fat:floppy:16:d"]
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_convert_identical_to_qemu(ours, oracle, tmp_path, spec):
+    make_tree(tmp_path / "d")
+    if "floppy:12" in spec:  # 1.44 MB: keep it small enough
+        shutil.rmtree(tmp_path / "d" / "many")
+        os.remove(tmp_path / "d" / "big.dat")
+        settle_times(tmp_path / "d")
+    a, b = convert_both(ours, oracle, spec, tmp_path)
+    assert os.path.getsize(a) == os.path.getsize(b)
+    assert same_file(a, b) is None
+
+
+def test_image_identical_by_qemu_compare(ours, oracle, tree, tmp_path):
+    """qemu-img compare reads the fat: disk itself against the other tool's image."""
+    _, b = convert_both(ours, oracle, "fat:d", tmp_path)
+    r = ours.img("compare", "fat:d", b, env=env_utc())
+    assert (r.rc, r.out) == (0, "Images are identical.\n")
+
+
+def partition(img, tmp_path, floppy=False):
+    data = open(img, "rb").read()
+    p = tmp_path / "part.img"
+    p.write_bytes(data if floppy else data[PART:])
+    return p
+
+
+def mtools(*args):
+    env = dict(os.environ, MTOOLS_SKIP_CHECK="1", TZ="UTC")
+    return subprocess.run(args, capture_output=True, env=env)
+
+
+@pytest.mark.parametrize("spec,floppy", [("fat:d", False), ("fat:12:d", False),
+                                         ("fat:floppy:d", True)])
+def test_fsck_and_mtools_see_the_files(ours, tree, tmp_path, spec, floppy):
+    if not shutil.which("fsck.fat") or not shutil.which("mcopy"):
+        pytest.skip("dosfstools/mtools not installed")
+    img = tmp_path / "ours.raw"
+    assert ours.img("convert", "-O", "raw", spec, img, env=env_utc()).rc == 0
+    part = partition(img, tmp_path, floppy)
+    r = subprocess.run(["fsck.fat", "-n", part], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "files" in r.stdout
+    out = tmp_path / "copied"
+    out.mkdir()
+    r = mtools("mcopy", "-s", "-n", "-i", str(part), "::*", str(out))
+    assert r.returncode == 0, r.stderr
+    assert host_files(out) == host_files(tree)
+    listing = mtools("mdir", "-i", str(part), "::").stdout.decode()
+    assert "QEMU VVFAT" in listing and "2010-02-10" in listing
+
+
+def strip_child(text):
+    return text.split("Child node")[0]
+
+
+INFO_SPECS = ["fat:d", "fat:floppy:d", "fat:12:d",
+              'json:{"driver": "vvfat", "dir": "d", "label": "MYLABEL"}',
+              'json:{"driver": "raw", "file": {"driver": "vvfat", "dir": "d", "floppy": true}}']
+
+
+@pytest.mark.parametrize("spec", INFO_SPECS)
+def test_info_like_oracle(ours, oracle, tree, spec):
+    a, b = ours.img("info", spec), oracle.img("info", spec)
+    assert a.rc == b.rc == 0, (a, b)
+    assert strip_child(a.out) == b.out
+    assert a.err == b.err
+    # 9.1 (by hand): the child is the vvfat node, "protocol type: vvfat", no disk size
+    if spec.startswith("fat:"):
+        assert "protocol type: vvfat" in a.out and "disk size: unavailable" in a.out
+    ja = json.loads(ours.img("info", "--output=json", spec).out)
+    jb = json.loads(oracle.img("info", "--output=json", spec).out)
+    ja.pop("children", None)
+    assert ja == jb
+
+
+def test_tree_too_big_for_small_floppy(ours, oracle, tree):
+    a, b = ours.img("info", "fat:floppy:12:d"), oracle.img("info", "fat:floppy:12:d")
+    assert (a.rc, a.out, a.err) == (b.rc, b.out, b.err)
+    assert "Directory does not fit in FAT12 (capacity 1.44 MB)" in a.err
+
+
+def test_info_fat_type_and_format_vvfat(ours, oracle, tree):
+    for spec in ("fat:32:d", "fat:floppy:16:d"):
+        a, b = ours.img("info", spec), oracle.img("info", spec)
+        assert (a.rc, strip_child(a.out), a.err) == (b.rc, b.out, b.err)
+    a = ours.img("info", "-f", "vvfat", "--output=json", "fat:d")
+    b = oracle.img("info", "-f", "vvfat", "--output=json", "fat:d")
+    ja = json.loads(a.out)
+    ja.pop("children", None)
+    assert ja == json.loads(b.out)
+    assert ja["format"] == "vvfat" and ja["virtual-size"] == 528482304
+
+
+def test_label_in_boot_sector_and_root(ours, oracle, tree, tmp_path):
+    spec = 'json:{"driver": "vvfat", "dir": "d", "label": "lab"}'
+    a, b = convert_both(ours, oracle, spec, tmp_path)
+    data = open(a, "rb").read(PART + 512)
+    assert data[PART + 43:PART + 54] == b"lab        "
+    assert same_file(a, b) is None
+
+
+def test_map_like_oracle(ours, oracle, tree):
+    for spec in ("fat:d", "fat:floppy:d"):
+        a, b = ours.img("map", spec), oracle.img("map", spec)
+        assert (a.rc, a.out, a.err) == (b.rc, b.out, b.err)
+        assert a.rc == 1 and "external, encrypted or compressed" in a.err
+        ja = json.loads(ours.img("map", "--output=json", spec).out)
+        jb = json.loads(oracle.img("map", "--output=json", spec).out)
+        for e in ja:
+            e.pop("compressed")  # 9.1 only
+        assert ja == jb
+
+
+def test_read_only_open_refused_like_oracle(ours, oracle, tree):
+    """qemu-io opens read-write: vvfat without rw refuses; read-only opens read."""
+    for spec in ("fat:d", "fat:nonexistent"):
+        a, b = ours.io("-c", "read 0 512", spec), oracle.io("-c", "read 0 512", spec)
+        assert (a.rc, a.out, a.err) == (b.rc, b.out, b.err)
+        assert "Image is read-only" in a.err
+    a = ours.io("-r", "-c", "read -P 0xeb 32256 1", "-c", "read -P 0x55 32766 1", "fat:d")
+    b = oracle.io("-r", "-c", "read -P 0xeb 32256 1", "-c", "read -P 0x55 32766 1", "fat:d")
+    assert a.rc == b.rc == 0
+    assert a.out.count("read 1/1 bytes") == 2 and "Pattern verification failed" not in a.out
+
+
+@pytest.fixture
+def bad_dirs(tmp_path):
+    (tmp_path / "huge").mkdir()
+    with open(tmp_path / "huge" / "f", "wb") as f:
+        f.truncate(3 << 30)  # sparse: over QEMU's 2 GB file limit
+    (tmp_path / "toobig").mkdir()
+    with open(tmp_path / "toobig" / "f", "wb") as f:
+        f.truncate(600 << 20)  # sparse: more than FAT16's 504 MB disk
+    (tmp_path / "crowded").mkdir()
+    for i in range(256):  # 256 files of 2 entries each overflow the 512-entry root
+        (tmp_path / "crowded" / f"file{i}").write_bytes(b"")
+    (tmp_path / "full").mkdir()
+    for i in range(255):
+        (tmp_path / "full" / f"file{i}").write_bytes(b"")
+    (tmp_path / "edge").mkdir()
+    with open(tmp_path / "edge" / "f", "wb") as f:
+        f.truncate((64472 - 2) * 8192)  # exactly the clusters FAT16 has
+    (tmp_path / "plainfile").write_bytes(b"x")
+    return tmp_path
+
+
+BAD_SPECS = [
+    "fat:nonexistent", "fat:plainfile", "fat:", "fat:huge", "fat:toobig", "fat:12:toobig",
+    "fat:32:toobig", "fat:crowded", "fat:floppy:crowded", "fat:rw:full", "fat:floppy:rw:full",
+    'json:{"driver": "vvfat", "dir": "full", "fat-type": 17}',
+    'json:{"driver": "vvfat", "dir": "full", "label": "waytoolonglabel"}',
+    'json:{"driver": "vvfat"}',
+    'json:{"driver": "vvfat", "dir": "full", "rw": true}',
+]
+
+
+@pytest.mark.parametrize("spec", BAD_SPECS)
+def test_bad_input_like_oracle(ours, oracle, bad_dirs, spec):
+    a, b = ours.img("info", spec), oracle.img("info", spec)
+    assert a.rc == b.rc == 1, (a, b)
+    assert (a.out, a.err) == (b.out, b.err)
+
+
+@pytest.mark.parametrize("spec", ["fat:full", "fat:edge"])
+def test_limits_still_open_like_oracle(ours, oracle, bad_dirs, spec):
+    a, b = ours.img("info", spec), oracle.img("info", spec)
+    assert a.rc == b.rc == 0
+    assert strip_child(a.out) == b.out
+
+
+def test_plain_path_with_format_vvfat(ours, oracle, tree):
+    a, b = ours.img("info", "-f", "vvfat", "d"), oracle.img("info", "-f", "vvfat", "d")
+    assert (a.rc, a.out, a.err) == (b.rc, b.out, b.err)
+    assert "File name string must start with 'fat:'" in a.err
+
+
+def test_writable_rw_refused(ours, tree):
+    r = ours.io("-c", "read 0 512", "fat:rw:d")
+    assert r.rc == 1 and "rw mode" in r.err
