@@ -126,6 +126,26 @@ def test_convert_identical_to_qemu(ours, oracle, tmp_path, spec):
     assert same_file(a, b) is None
 
 
+def test_odd_names_identical_to_qemu(ours, oracle, tmp_path):
+    """Not UTF-8 (QEMU warns, no long name), outside the BMP, 200 characters long."""
+    d = tmp_path / "d"
+    d.mkdir()
+    for i, name in enumerate([b"\xffname.txt", b"over\xe0\x80\xafong", "emoji\U0001F600.txt".encode(),
+                              b"x" * 200 + b".txt", b"caf\xc3\xa9", b"ok"]):
+        with open(os.path.join(bytes(d), name), "wb") as f:
+            f.write(b"%d" % i)
+    settle_times(d)
+    results = []
+    for tool, out in ((ours, "ours.raw"), (oracle, "oracle.raw")):
+        r = subprocess.run([str(tool.img_path), "convert", "fat:d", out], cwd=tmp_path,
+                           capture_output=True, env=env_utc())  # the message is not UTF-8
+        assert r.returncode == 0, r.stderr
+        results.append(r.stderr)
+    assert results[0] == results[1]
+    assert results[0].count(b"vvfat: invalid UTF-8 name: ") == 2
+    assert same_file(tmp_path / "ours.raw", tmp_path / "oracle.raw") is None
+
+
 def test_image_identical_by_qemu_compare(ours, oracle, tree, tmp_path):
     """qemu-img compare reads the fat: disk itself against the other tool's image."""
     _, b = convert_both(ours, oracle, "fat:d", tmp_path)

@@ -46,6 +46,8 @@ static long utf8_next(const char *s, size_t *i)
         c = (c << 6) | (p[k] & 0x3f);
     }
     *i += (size_t)extra + 1;
+    if ((extra == 2 && c < 0x800) || (extra == 3 && c < 0x10000))
+        return -1; /* overlong */
     return c;
 }
 
@@ -161,6 +163,8 @@ static size_t add_long_name(struct vvfat_dir_table *t, const char *name)
 {
     uint16_t units[1024];
     size_t len = utf16_units(name, units, sizeof(units) / sizeof(units[0]));
+    if (!len) /* QEMU says so and gives the entry no long name */
+        qimg_report_bare("vvfat: invalid UTF-8 name: %s", name);
     size_t count = (len + LFN_UNITS - 1) / LFN_UNITS;
     for (size_t k = 0; k < count; k++) {
         uint8_t *e = vvfat_dirent(t, vvfat_dir_append(t));
