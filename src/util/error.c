@@ -108,12 +108,12 @@ void qimg_report(const char *fmt, ...)
 
 void qimg_report_bare(const char *fmt, ...)
 {
-    char buf[QIMG_ERROR_MAX];
     va_list ap;
+    fflush(stdout); /* keep the order of interleaved output */
     va_start(ap, fmt);
-    vformat(buf, fmt, ap);
+    vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "%s\n", buf);
+    fputc('\n', stderr);
 }
 
 static void default_fatal(const char *text)
