@@ -339,3 +339,15 @@ def test_qemu_io_reads_any_range(ours, oracle, tree, tmp_path):
         r = ours.io("-r", "-c", f"read -v {off} {length}", "fat:d", env=env_utc())
         assert r.rc == 0, r
         assert hexdump_bytes(r.out) == ref[off:off + length], (off, length)
+
+
+def test_subdirectory_overflowing_the_disk_like_oracle(ours, oracle, tmp_path):
+    """23000 names need more directory clusters than a 1.44 MB floppy has (qimg stops
+    reading there; QEMU reads on, then says the same)."""
+    sub = tmp_path / "d" / "s"
+    sub.mkdir(parents=True)
+    for i in range(23000):
+        (sub / f"f{i}").write_bytes(b"")
+    a, b = ours.img("info", "fat:floppy:12:d"), oracle.img("info", "fat:floppy:12:d")
+    assert (a.rc, a.out, a.err) == (b.rc, b.out, b.err)
+    assert "Directory does not fit in FAT12 (capacity 1.44 MB)" in a.err

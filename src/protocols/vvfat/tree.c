@@ -136,6 +136,13 @@ static int read_directory(struct vvfat_image *img, size_t ri)
         ret = add_child(img, ri, de->d_name);
         if (ret < 0)
             break;
+        /* Stop once the entries alone overflow the disk (bounded memory for huge dirs). */
+        const struct vvfat_run *self = &img->runs[ri]; /* add_child may move the runs */
+        if (self->begin + (img->dirs.count - self->first_entry) / ENTRIES_PER_CLUSTER >
+            img->geo.cluster_count) {
+            ret = -E2BIG;
+            break;
+        }
     }
     closedir(d);
     if (ret < 0)
@@ -154,16 +161,18 @@ static int place_run(struct vvfat_image *img, size_t ri, uint32_t *next, struct 
 {
     struct vvfat_run *r = &img->runs[ri];
     r->begin = *next;
+    const struct vvfat_geometry *g = &img->geo;
     if (r->is_dir) {
         int ret = read_directory(img, ri);
-        if (ret < 0)
+        if (ret == -E2BIG)
+            r->end = g->cluster_count + 1; /* reported as QEMU does once it has read it all */
+        else if (ret < 0)
             return qimg_error_set(err, ret, "Could not read directory %s", img->runs[ri].path);
         r = &img->runs[ri];
     } else {
         r->end = r->begin + (uint32_t)((r->size + VVFAT_CLUSTER - 1) / VVFAT_CLUSTER);
     }
     *next = r->end;
-    const struct vvfat_geometry *g = &img->geo;
     if (r->end > g->cluster_count)
         return qimg_error_set(err, -ENOSPC, "Directory does not fit in FAT%d (capacity %.2f MB)",
                               g->fat_type, g->sector_count / 2000.0);
