@@ -98,13 +98,13 @@ struct vvfat_image {
     size_t nslack;
 };
 
-/* geometry.c: the disk's shape for the options (fat_type 0: the default). */
+/* layout.c: the disk's shape for the options (fat_type 0: the default). */
 int vvfat_geometry_init(struct vvfat_geometry *g, int fat_type, bool floppy,
                         struct qimg_error *err);
-/* bootsector.c: the MBR (hard disks) and boot sector into img->head. */
+/* layout.c: the MBR (hard disks) and boot sector into img->head. */
 void vvfat_build_head(struct vvfat_image *img);
 
-/* fat.c: FAT entries of the table img->fat. */
+/* layout.c: FAT entries of the table img->fat. */
 void vvfat_fat_set(struct vvfat_image *img, uint32_t cluster, uint32_t value);
 
 /* names.c: append the long-name entries and the 8.3 entry for name to the directory
