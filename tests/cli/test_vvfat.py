@@ -14,18 +14,36 @@ Differences named here:
 - 9.1 adds the "Child node" section to info and "children" to info JSON,
   and "compressed" to map JSON; 7.2 has neither (stripped before comparing).
 - rw: QEMU writes guest changes back to the directory through a temporary
-  qcow image; qimg refuses a writable rw open (read-only opens give QEMU's
-  "Unable to set VVFAT to 'rw' when drive is read-only").
+  qcow image; qimg refuses a writable rw open ("vvfat's rw mode (writing back
+  to the directory) is not supported"), so nothing on the host is ever changed.
+  Read-only opens of fat:rw: give QEMU's "Unable to set VVFAT to 'rw' when
+  drive is read-only", as QEMU does.
+- Short names: QEMU searches for a free "~N" tail by rescanning the directory
+  for every candidate (5000 colliding names take it about a minute); qimg
+  gives the same names in linear time.
+- fsck.fat is clean on the 504 MB FAT16, 32 MB FAT12 and floppy FAT12 disks.
+  QEMU's FAT32 disk (a FAT16 boot sector over a 32-bit FAT) and its FAT16
+  floppy are not clean for fsck.fat; qimg's are byte-identical to them, and
+  fsck.fat says the same of both.
+
+No fuzz harness: vvfat reads a host directory, not an image file, so there
+is no untrusted byte stream to fuzz; its hostile inputs (huge or unreadable
+files, odd names, deep, looping or crowded trees) are tested here.
 """
 import json
 import os
 import random
 import re
 import shutil
+import struct
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
+
+from conftest import ORACLE_IMG, QIMG
 
 PART = 63 * 512  # the FAT partition of a hard disk image starts at sector 63
 FIXED_MTIME = 1262304000 + 86400 * 40 + 3723  # 2010-02-10 01:02:03 UTC
@@ -351,3 +369,156 @@ def test_subdirectory_overflowing_the_disk_like_oracle(ours, oracle, tmp_path):
     a, b = ours.img("info", "fat:floppy:12:d"), oracle.img("info", "fat:floppy:12:d")
     assert (a.rc, a.out, a.err) == (b.rc, b.out, b.err)
     assert "Directory does not fit in FAT12 (capacity 1.44 MB)" in a.err
+
+
+def test_writable_rw_refused_as_convert_target(ours, tree, tmp_path):
+    """convert -n into fat:rw: would write into the host directory: refused, nothing changed."""
+    src = tmp_path / "src.raw"
+    src.write_bytes(b"\xaa" * (1 << 20))
+    before = host_files(tree)
+    r = ours.img("convert", "-n", "-O", "raw", src, "fat:rw:d")
+    assert r.rc == 1
+    assert r.err == ("qemu-img: Could not open 'fat:rw:d': vvfat's rw mode (writing back to "
+                     "the directory) is not supported\n")
+    assert host_files(tree) == before
+
+
+@pytest.mark.parametrize("spec,floppy", [("fat:32:d", False), ("fat:floppy:16:d", True)])
+def test_fsck_says_of_ours_what_it_says_of_qemus(ours, oracle, tree, tmp_path, spec, floppy):
+    """QEMU's FAT32 and FAT16 floppy disks are not fsck.fat clean; ours are the same bytes."""
+    if not shutil.which("fsck.fat"):
+        pytest.skip("dosfstools not installed")
+    a, b = convert_both(ours, oracle, spec, tmp_path)
+    assert same_file(a, b) is None
+    reports = []
+    for img in (a, b):
+        part = partition(img, tmp_path, floppy)
+        r = subprocess.run(["fsck.fat", "-n", part], capture_output=True, text=True)
+        reports.append((r.returncode, r.stdout.replace(str(part), "IMG")))
+    assert reports[0] == reports[1]
+
+
+def test_colliding_short_names_like_oracle(ours, oracle, tmp_path):
+    """1200 names that all shorten to ALONGN: "~N" tails up to ALO~1200, as QEMU gives them."""
+    sub = tmp_path / "d" / "s"
+    sub.mkdir(parents=True)
+    for i in range(1200):
+        (sub / f"a long name number {i}").write_bytes(b"%d" % i if i % 7 == 0 else b"")
+    (sub / "ALONGN").write_bytes(b"")  # takes the base itself
+    settle_times(tmp_path / "d")
+    a, b = convert_both(ours, oracle, "fat:d", tmp_path)
+    assert same_file(a, b) is None
+
+
+def fat16_directory(data, first_cluster):
+    """The 32-byte entries of the FAT16 directory chain starting at first_cluster."""
+    boot = data[PART:PART + 512]
+    spc, reserved, nfats, root_entries, spf = (boot[13], struct.unpack_from("<H", boot, 14)[0],
+                                               boot[16], struct.unpack_from("<H", boot, 17)[0],
+                                               struct.unpack_from("<H", boot, 22)[0])
+    fat = PART + reserved * 512
+    clusters = PART + (reserved + nfats * spf) * 512 + root_entries * 32
+    out, c = b"", first_cluster
+    while 2 <= c < 0xfff8:
+        at = clusters + (c - 2) * spc * 512
+        out += data[at:at + spc * 512]
+        c = struct.unpack_from("<H", data, fat + 2 * c)[0]
+    return [out[i:i + 32] for i in range(0, len(out), 32)]
+
+
+def test_many_colliding_short_names_fast_and_unique(ours, tmp_path):
+    """60000 colliding names (QEMU would take hours): linear time, every short name unique."""
+    sub = tmp_path / "d" / "s"
+    sub.mkdir(parents=True)
+    for i in range(60000):
+        (sub / f"a long name number {i}").write_bytes(b"")
+    img = tmp_path / "ours.raw"
+    start = time.monotonic()
+    r = ours.img("convert", "-O", "raw", "fat:d", img, timeout=60)
+    assert r.rc == 0, r
+    assert time.monotonic() - start < 30
+    data = open(img, "rb").read(64 << 20)
+    boot = data[PART:PART + 512]
+    root_at = PART + (1 + 2 * struct.unpack_from("<H", boot, 22)[0]) * 512
+    s_entry = next(data[root_at + i:root_at + i + 32] for i in range(0, 512 * 32, 32)
+                   if data[root_at + i:root_at + i + 11] == b"S          ")
+    entries = fat16_directory(data, struct.unpack_from("<H", s_entry, 26)[0])
+    names = [e[:11] for e in entries if e[0] not in (0, 0xe5) and e[11] != 0x0f]
+    assert len(names) == 60002  # ".", ".." and the files
+    assert len(set(names)) == len(names)
+    assert b"AL~60000   " in names
+
+
+def test_symlink_loops_like_oracle(ours, oracle, tmp_path):
+    """A link to its own directory: both follow it until the kernel says ELOOP."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "f").write_bytes(b"data\n")
+    os.symlink(".", d / "self")
+    settle_times(d)
+    os.symlink("nowhere", d / "dangling")  # stat fails: left out, as QEMU does
+    os.utime(d, (time.time(), FIXED_MTIME))
+    a, b = convert_both(ours, oracle, "fat:d", tmp_path)
+    assert same_file(a, b) is None
+    assert os.path.getsize(a) == 528482304
+
+
+SETPRIV = shutil.which("setpriv")
+
+
+@pytest.fixture
+def nobody_dir():
+    """A directory the user nobody can work in (root reads any file), with a copy of qimg."""
+    if not SETPRIV or os.geteuid() != 0:
+        pytest.skip("needs root and setpriv to run as nobody")
+    if not ORACLE_IMG:
+        pytest.skip("qemu-img (the oracle) is not installed")
+    d = Path(tempfile.mkdtemp(prefix="qimg-vvfat-"))
+    try:
+        os.chmod(d, 0o755)
+        shutil.copy(QIMG, d / "qemu-img")
+        os.chmod(d / "qemu-img", 0o755)
+        (d / "out").mkdir()
+        os.chmod(d / "out", 0o777)
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_unreadable_files_read_as_zeroes_like_oracle(nobody_dir):
+    """Files nobody may open: QEMU lists them and shows zeroes (no error); later files'
+    slack is unaffected by them. An unreadable subdirectory fails the open."""
+    d = nobody_dir / "d"
+    d.mkdir()
+    rng = random.Random(5)
+    sizes = [10000, 100, 50, 9000, 20000, 10, 8192, 3, 16385, 700]
+    for i, size in enumerate(sizes):
+        p = d / f"file{i}"
+        p.write_bytes(bytes(rng.getrandbits(8) for _ in range(size)))
+        if i % 3 == 1:
+            os.chmod(p, 0)
+    settle_times(d)
+    results = []
+    for tool in (nobody_dir / "qemu-img", ORACLE_IMG):
+        out = nobody_dir / "out" / "disk.raw"
+        r = subprocess.run([SETPRIV, "--reuid=65534", "--regid=65534", "--clear-groups",
+                            tool, "convert", "fat:d", out], cwd=nobody_dir,
+                           capture_output=True, text=True, env=env_utc())
+        assert (r.returncode, r.stderr) == (0, "")
+        results.append(out.read_bytes())
+        out.unlink()
+    assert results[0] == results[1]
+    contents = {i: (d / f"file{i}") for i in range(len(sizes))}
+    for i, p in contents.items():
+        os.chmod(p, 0o644)
+        data = p.read_bytes()
+        assert (data[:64] in results[0]) == (i % 3 != 1), i
+    (d / "sub").mkdir(mode=0o700)
+    errs = []
+    for tool in (nobody_dir / "qemu-img", ORACLE_IMG):
+        r = subprocess.run([SETPRIV, "--reuid=65534", "--regid=65534", "--clear-groups",
+                            tool, "info", "fat:d"], cwd=nobody_dir, capture_output=True,
+                           text=True)
+        errs.append((r.returncode, r.stdout, r.stderr))
+    assert errs[0] == errs[1]
+    assert errs[0][0] == 1 and "Could not read directory d/sub" in errs[0][2]

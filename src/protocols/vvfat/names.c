@@ -8,6 +8,7 @@
  * and a "~N" tail is added when anything was lost or the name is taken).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "protocols/vvfat/vvfat.h"
@@ -106,36 +107,127 @@ static bool short_name_base(const char *name, uint8_t out[11])
     return lossy;
 }
 
-static bool short_name_taken(struct vvfat_dir_table *t, size_t dir_start, size_t self)
+static uint32_t hash_bytes(const uint8_t *p, size_t n)
 {
-    const uint8_t *mine = vvfat_dirent(t, self);
-    for (size_t k = dir_start; k < self; k++) {
-        const uint8_t *e = vvfat_dirent(t, k);
-        if (e[DIRENT_ATTR] != ATTR_LFN && !memcmp(e, mine, 11))
-            return true;
-    }
-    return false;
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 16777619u;
+    return h;
 }
 
-/* Fill the short name of entry self, adding "~N" until it is unique in its directory. */
+/* The slot of index holding an entry with short name `name`, or the empty slot for it. */
+static size_t index_slot(const struct vvfat_dir_table *t, const uint8_t *name)
+{
+    size_t mask = t->index_cap - 1;
+    for (size_t i = hash_bytes(name, 11) & mask;; i = (i + 1) & mask) {
+        uint32_t v = t->index[i];
+        if (!v || !memcmp(t->bytes + (size_t)(v - 1) * VVFAT_DIRENT, name, 11))
+            return i;
+    }
+}
+
+static void index_insert(struct vvfat_dir_table *t, size_t entry)
+{
+    if (2 * (t->index_used + 1) > t->index_cap) {
+        uint32_t *old = t->index;
+        size_t old_cap = t->index_cap;
+        t->index_cap = old_cap ? old_cap * 2 : 1024;
+        t->index = xcalloc(t->index_cap, sizeof(*t->index));
+        for (size_t i = 0; i < old_cap; i++)
+            if (old[i])
+                t->index[index_slot(t, t->bytes + (size_t)(old[i] - 1) * VVFAT_DIRENT)] = old[i];
+        free(old);
+    }
+    size_t slot = index_slot(t, vvfat_dirent(t, entry));
+    if (!t->index[slot]) { /* a duplicate (never made here) changes nothing */
+        t->index[slot] = (uint32_t)(entry + 1);
+        t->index_used++;
+    }
+}
+
+/* The tail record of base key (created with next = start); valid until the next call. */
+static struct vvfat_tail *tail_find(struct vvfat_dir_table *t, const uint8_t key[12],
+                                    uint32_t start)
+{
+    if (2 * (t->tails_used + 1) > t->tails_cap) {
+        struct vvfat_tail *old = t->tails;
+        size_t old_cap = t->tails_cap;
+        t->tails_cap = old_cap ? old_cap * 2 : 256;
+        t->tails = xcalloc(t->tails_cap, sizeof(*t->tails));
+        t->tails_used = 0;
+        for (size_t i = 0; i < old_cap; i++)
+            if (old[i].next)
+                *tail_find(t, old[i].key, old[i].next) = old[i];
+        free(old);
+    }
+    size_t mask = t->tails_cap - 1;
+    size_t i = hash_bytes(key, 12) & mask;
+    while (t->tails[i].next && memcmp(t->tails[i].key, key, 12))
+        i = (i + 1) & mask;
+    if (!t->tails[i].next) {
+        memcpy(t->tails[i].key, key, 12);
+        t->tails[i].next = start + 1; /* stored plus one: 0 marks a free slot */
+        t->tails_used++;
+    }
+    return &t->tails[i];
+}
+
+/* Index the 8.3 entries of the directory starting at dir_start, up to entry self. */
+static void index_sync(struct vvfat_dir_table *t, size_t dir_start, size_t self)
+{
+    if (!t->index || t->index_dir != dir_start) {
+        vvfat_names_index_free(t);
+        t->index_dir = t->index_upto = dir_start;
+    }
+    for (; t->index_upto < self; t->index_upto++)
+        if (vvfat_dirent(t, t->index_upto)[DIRENT_ATTR] != ATTR_LFN)
+            index_insert(t, t->index_upto);
+    if (!t->index) { /* an empty directory so far */
+        t->index_cap = 1024;
+        t->index = xcalloc(t->index_cap, sizeof(*t->index));
+    }
+}
+
+void vvfat_names_index_free(struct vvfat_dir_table *t)
+{
+    free(t->index);
+    free(t->tails);
+    t->index = NULL;
+    t->tails = NULL;
+    t->index_cap = t->index_used = t->tails_cap = t->tails_used = 0;
+}
+
+/*
+ * Fill the short name of entry self: the base, then with "~N" tails (N from 1
+ * when the base lost characters) until no earlier entry of its directory has
+ * it. Names are only ever added, so a tail found taken stays taken: the search
+ * for a base resumes where the last one for that base stopped.
+ */
 static void make_short_name(struct vvfat_dir_table *t, size_t dir_start, size_t self,
                             const char *name)
 {
     uint8_t *e = vvfat_dirent(t, self);
+    uint8_t key[12];
     bool lossy = short_name_base(name, e);
+    memcpy(key, e, 11);
+    key[11] = lossy;
+    index_sync(t, dir_start, self);
     size_t base_len = 0;
     while (base_len < 8 && e[base_len] != ' ')
         base_len++;
-    for (unsigned n = lossy ? 1 : 0; n < SHORT_TAIL_MAX; n++) {
+    struct vvfat_tail *tail = tail_find(t, key, lossy ? 1 : 0);
+    uint32_t n;
+    for (n = tail->next - 1; n < SHORT_TAIL_MAX; n++) {
         if (n > 0) {
-            char tail[8];
-            size_t len = (size_t)snprintf(tail, sizeof(tail), "~%u", n);
+            char text[8];
+            size_t len = (size_t)snprintf(text, sizeof(text), "~%u", n);
             size_t at = base_len < 8 - len ? base_len : 8 - len;
-            memcpy(e + at, tail, len);
+            memcpy(e + at, text, len);
         }
-        if (!short_name_taken(t, dir_start, self))
-            return;
+        if (!t->index[index_slot(t, e)])
+            break;
     }
+    tail->next = n + 1;
 }
 
 /* name as UTF-16 units into out (cap units); the count, or 0 when name is not UTF-8. */

@@ -32,7 +32,7 @@ void vvfat_slack_build(struct vvfat_image *img)
     for (size_t i = 0; i < img->nruns; i++) {
         struct vvfat_run *r = &img->runs[i];
         r->slack = -1;
-        if (r->is_dir)
+        if (r->is_dir || r->unreadable) /* QEMU's buffer keeps what it held */
             continue;
         uint64_t full = r->size / VVFAT_CLUSTER;
         uint32_t rem = (uint32_t)(r->size % VVFAT_CLUSTER);

@@ -7,10 +7,12 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "protocols/vvfat/vvfat.h"
 #include "util/bytes.h"
@@ -107,6 +109,12 @@ static int add_child(struct vvfat_image *img, size_t ri, const char *name)
     r->parent = ri;
     r->path = path;
     r->size = r->is_dir ? 0 : (uint64_t)st.st_size;
+    if (!r->is_dir) { /* QEMU shows a file it cannot open as zeroes (no error) */
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        r->unreadable = fd < 0;
+        if (fd >= 0)
+            close(fd);
+    }
     return 0;
 }
 
@@ -209,6 +217,7 @@ int vvfat_build_tree(struct vvfat_image *img, const char *dir, struct qimg_error
     vvfat_fat_set(img, 0, img->geo.max_fat);
     vvfat_fat_set(img, 1, img->geo.max_fat);
     img->fat[0] = img->geo.floppy ? 0xf0 : 0xf8;
+    vvfat_names_index_free(&img->dirs);
     return 0;
 }
 
@@ -235,6 +244,7 @@ void vvfat_image_free(struct vvfat_image *img)
     free(img->runs);
     free(img->slack);
     free(img->dirs.bytes);
+    vvfat_names_index_free(&img->dirs);
     free(img->fat);
     free(img->head);
     memset(img, 0, sizeof(*img));

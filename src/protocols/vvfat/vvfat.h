@@ -72,6 +72,7 @@ struct vvfat_run {
     char *path;         /* host path */
     uint64_t size;      /* file: bytes */
     int64_t slack;      /* file: first slack source of its last cluster (slack.c), or -1 */
+    bool unreadable;    /* file: open() failed when the directory was read: zeroes */
 };
 
 /* A cluster whose first len bytes QEMU's cluster buffer held (slack.c). */
@@ -81,9 +82,22 @@ struct vvfat_slack_src {
     int64_t next; /* an older source holding more bytes, or -1 */
 };
 
+/* A short-name base and the first "~N" tail not yet known to be taken (names.c). */
+struct vvfat_tail {
+    uint8_t key[12]; /* the 8.3 base, then 1 when the name lost characters */
+    uint32_t next;   /* 0: a free slot */
+};
+
 struct vvfat_dir_table {
     uint8_t *bytes; /* VVFAT_DIRENT bytes per entry */
     size_t count, cap;
+    /* names.c: hash indexes of the directory being filled, so that unique short
+     * names cost O(1) each however many names collide (QEMU's search is cubic). */
+    size_t index_dir, index_upto; /* entries [index_dir, index_upto) are in index */
+    uint32_t *index;              /* open addressing: entry + 1, 0 empty */
+    size_t index_cap, index_used;
+    struct vvfat_tail *tails;
+    size_t tails_cap, tails_used;
 };
 
 struct vvfat_image {
@@ -110,6 +124,8 @@ void vvfat_fat_set(struct vvfat_image *img, uint32_t cluster, uint32_t value);
 /* names.c: append the long-name entries and the 8.3 entry for name to the directory
  * starting at entry dir_start; the index of the 8.3 entry. */
 size_t vvfat_add_named_entry(struct vvfat_dir_table *t, size_t dir_start, const char *name);
+/* Free the short-name indexes (the entries stay). */
+void vvfat_names_index_free(struct vvfat_dir_table *t);
 /* Append one zeroed entry; its index. */
 size_t vvfat_dir_append(struct vvfat_dir_table *t);
 static inline uint8_t *vvfat_dirent(struct vvfat_dir_table *t, size_t i)
