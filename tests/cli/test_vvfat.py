@@ -523,3 +523,36 @@ def test_unreadable_files_read_as_zeroes_like_oracle(nobody_dir):
         errs.append((r.returncode, r.stdout, r.stderr))
     assert errs[0] == errs[1]
     assert errs[0][0] == 1 and "Could not read directory d/sub" in errs[0][2]
+
+
+def test_paths_past_path_max_like_oracle(ours, oracle, tmp_path):
+    """A tree deeper than PATH_MAX: the directory whose own path still fits but whose "."
+    does not gets "." and ".." holding only their names, as QEMU leaves them; what lies
+    below is left out. No error."""
+    now = time.time()
+    fds = [os.open(tmp_path, os.O_RDONLY)]
+    names = ["d"]
+    os.mkdir("d", dir_fd=fds[0])
+    fds.append(os.open("d", os.O_RDONLY, dir_fd=fds[0]))
+    path_len = len("d")
+    try:
+        while path_len < 4094:  # "d/xxx.../xxx" of exactly 4094 bytes: "/." makes 4096
+            name = "x" * min(99, 4094 - path_len - 1)
+            os.mkdir(name, dir_fd=fds[-1])
+            fds.append(os.open(name, os.O_RDONLY, dir_fd=fds[-1]))
+            names.append(name)
+            f = os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fds[-1])
+            os.write(f, b"level %d\n" % (len(names) - 1))
+            os.close(f)
+            os.utime("f", (now, FIXED_MTIME), dir_fd=fds[-1])
+            path_len += 1 + len(name)
+        for k in range(len(names) - 1, -1, -1):  # directories once their contents are made
+            os.utime(names[k], (now, FIXED_MTIME), dir_fd=fds[k])
+    finally:
+        for fd in fds:
+            os.close(fd)
+    deepest = len(names) - 1
+    a, b = convert_both(ours, oracle, "fat:d", tmp_path)
+    assert same_file(a, b) is None
+    data = open(a, "rb").read()
+    assert b"level %d\n" % (deepest - 1) in data and b"level %d\n" % deepest not in data

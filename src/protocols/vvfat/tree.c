@@ -74,11 +74,11 @@ static void add_dot_entry(struct vvfat_image *img, const char *dir, const char *
     memcpy(e, dot, strlen(dot));
     char *path = xasprintf("%s/%s", dir, dot);
     struct stat st;
-    if (stat(path, &st) == 0)
-        fill_entry(e, &st);
-    else
-        e[DIRENT_ATTR] = ATTR_DIR;
+    int ret = stat(path, &st);
     free(path);
+    if (ret < 0) /* a path too long for stat: QEMU leaves the name alone in the entry */
+        return;
+    fill_entry(e, &st);
     set_entry_cluster(img, i, cluster);
 }
 
