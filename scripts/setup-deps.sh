@@ -14,6 +14,8 @@ PKGS="meson ninja-build pkg-config gcc make zlib1g-dev libzstd-dev libdeflate-de
 PKGS="$PKGS python3-pytest-xdist"
 # Read-only formats: dmg's bzip2 chunks (libbz2); cloop images made by the real tool in tests.
 PKGS="$PKGS libbz2-dev cloop-utils"
+# vvfat: the converted FAT disk checked with dosfstools (fsck.fat) and read back with mtools.
+PKGS="$PKGS mtools dosfstools"
 # make asan: gcc's sanitizer runtimes (gcc already pulls them in; listed so a missing one is installed)
 [ "${QIMG_SETUP_EXTRA:-}" = asan ] && PKGS="$PKGS libasan8 libubsan1"
 # make fuzz: clang with libFuzzer and its sanitizer runtimes

@@ -15,6 +15,7 @@ extern const struct qimg_driver qimg_blkdebug_driver;
 extern const struct qimg_driver qimg_powerfail_driver;
 extern const struct qimg_driver qimg_null_co_driver;
 extern const struct qimg_driver qimg_null_aio_driver;
+extern const struct qimg_driver qimg_vvfat_driver;
 extern const struct qimg_driver qimg_qcow2_driver;
 extern const struct qimg_driver qimg_vdi_driver;
 extern const struct qimg_driver qimg_vpc_driver;
