@@ -10,6 +10,8 @@ PKGS="meson ninja-build pkg-config gcc make zlib1g-dev libzstd-dev libdeflate-de
       scdoc g++ man-db groff-base \
       libnbd-dev nbdkit libnbd-bin libcurl4-gnutls-dev qemu-block-extra lighttpd \
       lighttpd-mod-openssl openssl libssh-dev openssh-server openssh-client"
+# rbd: librbd to build on; the tests start a one-node Ceph cluster (mon + memstore osd).
+PKGS="$PKGS librbd-dev librados-dev ceph-mon ceph-osd ceph-common"
 # Read-only formats: dmg's bzip2 chunks (libbz2); cloop images made by the real tool in tests.
 PKGS="$PKGS libbz2-dev cloop-utils"
 # make asan: gcc's sanitizer runtimes (gcc already pulls them in; listed so a missing one is installed)
