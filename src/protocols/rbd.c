@@ -8,6 +8,7 @@
  * Snapshots are librbd's: named, their ID is their name.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <rbd/librbd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,25 @@ static const struct qimg_opt_desc qrbd_create_opts[] = {
 /* What names the node: QEMU shows these in its json:{...} name. */
 static const char *const qrbd_strong_opts[] = {"pool", "namespace", "image", "conf", "snapshot",
                                               "user", "server", NULL};
+
+/* QEMU's request kinds and BDRV_REQ_* flag values, for its failure report. */
+enum rbd_cmd { RBD_CMD_READ, RBD_CMD_WRITE, RBD_CMD_DISCARD, RBD_CMD_FLUSH, RBD_CMD_ZEROES };
+
+static unsigned qemu_req_flags(unsigned flags)
+{
+    return ((flags & QIMG_REQ_MAY_UNMAP) ? 0x4u : 0) | ((flags & QIMG_REQ_FUA) ? 0x10u : 0) |
+           ((flags & QIMG_REQ_NO_FALLBACK) ? 0x100u : 0);
+}
+
+/* A failed request is reported on the spot, in QEMU's words, then fails. */
+static int request_failed(enum rbd_cmd cmd, uint64_t off, uint64_t bytes, unsigned flags,
+                          int ret)
+{
+    qimg_report("rbd request failed: cmd %d offset %" PRIu64 " bytes %" PRIu64
+                " flags %u task.ret %d (%s)",
+                (int)cmd, off, bytes, qemu_req_flags(flags), ret, strerror(-ret));
+    return ret;
+}
 
 static void state_free(struct rbd_state *s)
 {
@@ -125,12 +145,12 @@ static int qrbd_pread(struct qimg_node *n, uint64_t off, uint64_t len, void *buf
 {
     struct rbd_state *s = n->opaque;
     char *p = buf;
-    (void)flags;
+    const uint64_t req_off = off, req_len = len;
     while (len) {
         size_t now = len < RBD_IO_CHUNK ? (size_t)len : RBD_IO_CHUNK;
         ssize_t r = rbd_read2(s->image, off, now, p, 0);
         if (r < 0)
-            return (int)r;
+            return request_failed(RBD_CMD_READ, req_off, req_len, flags, (int)r);
         if ((size_t)r < now) /* past the end: reads as zeroes */
             memset(p + r, 0, now - (size_t)r);
         p += now;
@@ -145,13 +165,14 @@ static int qrbd_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const vo
 {
     struct rbd_state *s = n->opaque;
     const char *p = buf;
+    const uint64_t req_off = off, req_len = len;
     while (len) {
         size_t now = len < RBD_IO_CHUNK ? (size_t)len : RBD_IO_CHUNK;
         ssize_t r = rbd_write2(s->image, off, now, p, 0);
+        if (r >= 0 && (size_t)r != now)
+            r = -EIO;
         if (r < 0)
-            return (int)r;
-        if ((size_t)r != now)
-            return -EIO;
+            return request_failed(RBD_CMD_WRITE, req_off, req_len, flags, (int)r);
         p += now;
         off += now;
         len -= now;
@@ -164,11 +185,12 @@ static int qrbd_pwrite_zeroes(struct qimg_node *n, uint64_t off, uint64_t len, u
     struct rbd_state *s = n->opaque;
     /* Without leave to unmap, the zeroes must stay allocated (QEMU asks for that too). */
     int zflags = (flags & QIMG_REQ_MAY_UNMAP) ? 0 : RBD_WRITE_ZEROES_FLAG_THICK_PROVISION;
+    const uint64_t req_off = off, req_len = len;
     while (len) {
         size_t now = len < RBD_IO_CHUNK ? (size_t)len : RBD_IO_CHUNK;
         ssize_t r = rbd_write_zeroes(s->image, off, now, zflags, 0);
         if (r < 0)
-            return (int)r;
+            return request_failed(RBD_CMD_ZEROES, req_off, req_len, flags, (int)r);
         off += now;
         len -= now;
     }
@@ -178,11 +200,12 @@ static int qrbd_pwrite_zeroes(struct qimg_node *n, uint64_t off, uint64_t len, u
 static int qrbd_pdiscard(struct qimg_node *n, uint64_t off, uint64_t len)
 {
     struct rbd_state *s = n->opaque;
+    const uint64_t req_off = off, req_len = len;
     while (len) {
         uint64_t now = len < RBD_IO_CHUNK ? len : RBD_IO_CHUNK;
         int r = rbd_discard(s->image, off, now);
         if (r < 0)
-            return r;
+            return request_failed(RBD_CMD_DISCARD, req_off, req_len, 0, r);
         off += now;
         len -= now;
     }
@@ -192,7 +215,8 @@ static int qrbd_pdiscard(struct qimg_node *n, uint64_t off, uint64_t len)
 static int qrbd_flush_node(struct qimg_node *n)
 {
     struct rbd_state *s = n->opaque;
-    return rbd_flush(s->image);
+    int ret = rbd_flush(s->image);
+    return ret < 0 ? request_failed(RBD_CMD_FLUSH, 0, 0, 0, ret) : 0;
 }
 
 static int qrbd_truncate(struct qimg_node *n, uint64_t size, bool exact, enum qimg_prealloc prealloc,

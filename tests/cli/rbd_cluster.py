@@ -73,20 +73,27 @@ mon client hunt interval = 1
 
 class Cluster:
     def __init__(self, directory, store_mib=2048):
-        self.dir = os.path.abspath(str(directory))
-        self.conf = os.path.join(self.dir, "ceph.conf")
-        self.port = _free_port()
+        self.base = os.path.abspath(str(directory))
+        self.dir = self.conf = self.port = self.env = None  # set by start()
         self.store_bytes = store_mib << 20
         self.procs = {}
-        self.env = dict(os.environ, CEPH_CONF=self.conf)
         self.startup_seconds = None
 
-    def _ceph(self, *args, timeout=60, check=True, prog="ceph"):
-        r = subprocess.run([prog, "-c", self.conf, *args], capture_output=True, text=True,
-                           timeout=timeout, env=self.env)
+    def _ceph(self, *args, timeout=60, check=True, prog="ceph", tries=1):
+        for attempt in range(tries):
+            r = subprocess.run([prog, "-c", self.conf, *args], capture_output=True, text=True,
+                               timeout=timeout, env=self.env)
+            if not r.returncode:
+                break
+            time.sleep(0.5)
         if check and r.returncode:
             raise RuntimeError(f"{prog} {' '.join(args)}: rc={r.returncode} {r.stderr.strip()}")
         return r
+
+    def _setup(self, *args, prog="ceph"):
+        """A setup command; a young monitor sometimes refuses one (EPERM while the client's
+        map is not yet in), so it is tried again."""
+        return self._ceph(*args, prog=prog, tries=10)
 
     def _daemon(self, name, argv):
         log = open(os.path.join(self.dir, "log", f"{name}.out"), "wb")
@@ -95,8 +102,27 @@ class Cluster:
                                             start_new_session=True)
         log.close()
 
-    def start(self):
+    def start(self, attempts=3):
+        """Start the cluster; a start that goes wrong (a young monitor sometimes hands out
+        a map its own commands then refuse as 'wrong fsid') is retried from scratch on a
+        new port."""
         t0 = time.monotonic()
+        for attempt in range(attempts):
+            self.dir = os.path.join(self.base, f"c{attempt}")
+            self.conf = os.path.join(self.dir, "ceph.conf")
+            self.env = dict(os.environ, CEPH_CONF=self.conf)
+            self.port = _free_port()
+            try:
+                self._start_once()
+                break
+            except (RuntimeError, subprocess.SubprocessError) as e:
+                self.stop()
+                if attempt == attempts - 1:
+                    raise RuntimeError(f"Ceph cluster did not start: {e}") from e
+        self.startup_seconds = time.monotonic() - t0
+        return self
+
+    def _start_once(self):
         for sub in ("run", "log", "mon", "osd"):
             os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
         fsid = str(uuid.uuid4())
@@ -110,17 +136,33 @@ class Cluster:
         subprocess.run(["ceph-mon", "-c", self.conf, "--mkfs", "-i", "a", "--monmap", monmap],
                        check=True, capture_output=True, env=self.env)
         self.start_mon()
+        if self._setup("fsid").stdout.strip() != fsid:
+            raise RuntimeError("the monitor answers with another fsid")
         osd_uuid = str(uuid.uuid4())
-        osd_id = self._ceph("osd", "new", osd_uuid).stdout.strip()
+        osd_id = self._setup("osd", "new", osd_uuid).stdout.strip()
         os.makedirs(os.path.join(self.dir, "osd", f"ceph-{osd_id}"), exist_ok=True)
         subprocess.run(["ceph-osd", "-c", self.conf, "-i", osd_id, "--mkfs", "--osd-uuid",
-                        osd_uuid], check=True, capture_output=True, env=self.env)
+                        osd_uuid], check=True, capture_output=True, env=self.env, timeout=60)
         self._daemon("osd", ["ceph-osd", "-c", self.conf, "-f", "-i", osd_id])
-        self._ceph("osd", "pool", "create", "rbd", "8")
-        self._ceph("osd", "pool", "set", "rbd", "size", "1", "--yes-i-really-mean-it")
-        self._ceph("pool", "init", "rbd", prog="rbd")
-        self.startup_seconds = time.monotonic() - t0
-        return self
+        self._setup("osd", "pool", "create", "rbd", "8")
+        self._setup("osd", "pool", "set", "rbd", "size", "1", "--yes-i-really-mean-it")
+        self._setup("pool", "init", "rbd", prog="rbd")
+        self._wait_writable()
+
+    def _wait_writable(self, timeout=50):
+        """Until the OSD is up and the pool's placement groups take writes: an image
+        created and removed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.procs["osd"].poll() is not None:
+                raise RuntimeError(f"ceph-osd exited (see {self.dir}/log)")
+            r = self._ceph("create", "--size", "1M", "rbd/probe", prog="rbd", check=False,
+                           timeout=timeout)
+            if r.returncode == 0:
+                self._ceph("rm", "--no-progress", "rbd/probe", prog="rbd")
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"the Ceph cluster in {self.dir} takes no writes")
 
     def start_mon(self):
         self._daemon("mon", ["ceph-mon", "-c", self.conf, "-f", "-i", "a"])
@@ -134,6 +176,7 @@ class Cluster:
     def stop(self):
         for name in list(self.procs):
             self.kill(name)
+        self.procs = {}
 
     def rbd(self, *args, check=True, timeout=60):
         return self._ceph(*args, prog="rbd", check=check, timeout=timeout)
