@@ -185,8 +185,7 @@ int rbd_spec_take(struct rbd_spec *spec, struct qimg_opts *o, struct qimg_error 
     char *legacy_secret = take_dup(o, "password-secret");
     if (legacy_secret && spec->key_secret) {
         free(legacy_secret);
-        return qimg_error_set(err, -EINVAL, "Legacy 'password-secret' and 'key-secret' options "
-                                            "cannot be used together");
+        return qimg_error_set(err, -EINVAL, "Legacy 'password-secret' clashes with 'key-secret'");
     }
     if (legacy_secret)
         spec->key_secret = legacy_secret;

@@ -51,6 +51,8 @@ osd pool default min size = 1
 osd pool default pg autoscale mode = off
 osd crush chooseleaf type = 0
 osd objectstore = memstore
+osd crush update on start = false
+osd class update on start = false
 memstore device bytes = {store_bytes}
 mon allow pool delete = true
 mon allow pool size one = true
@@ -143,6 +145,11 @@ class Cluster:
         os.makedirs(os.path.join(self.dir, "osd", f"ceph-{osd_id}"), exist_ok=True)
         subprocess.run(["ceph-osd", "-c", self.conf, "-i", osd_id, "--mkfs", "--osd-uuid",
                         osd_uuid], check=True, capture_output=True, env=self.env, timeout=60)
+        # The OSD is placed by hand: its own placement command at start can go out before
+        # its client has the monitor map (auth "none"), is refused as 'wrong fsid' and the
+        # OSD exits.
+        self._setup("osd", "crush", "add", f"osd.{osd_id}", "1.0", "host=localhost",
+                    "root=default")
         self._daemon("osd", ["ceph-osd", "-c", self.conf, "-f", "-i", osd_id])
         self._setup("osd", "pool", "create", "rbd", "8")
         self._setup("osd", "pool", "set", "rbd", "size", "1", "--yes-i-really-mean-it")
