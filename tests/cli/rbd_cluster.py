@@ -190,6 +190,9 @@ class Cluster:
 
 
 if __name__ == "__main__":
+    # Blocked, so that sigwait takes them instead of the default action ending the program
+    # before the daemons are stopped.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     c = Cluster(sys.argv[1])
     try:
         c.start()
