@@ -12,6 +12,8 @@ PKGS="meson ninja-build pkg-config gcc make zlib1g-dev libzstd-dev libdeflate-de
       lighttpd-mod-openssl openssl libssh-dev openssh-server openssh-client"
 # The suite runs on every core (pytest-xdist; scripts/run-tests.sh).
 PKGS="$PKGS python3-pytest-xdist"
+# rbd: librbd to build on; the tests start a one-node Ceph cluster (mon + memstore osd).
+PKGS="$PKGS librbd-dev librados-dev ceph-mon ceph-osd ceph-common"
 # Read-only formats: dmg's bzip2 chunks (libbz2); cloop images made by the real tool in tests.
 PKGS="$PKGS libbz2-dev cloop-utils"
 # vvfat: the converted FAT disk checked with dosfstools (fsck.fat) and read back with mtools.

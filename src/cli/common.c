@@ -165,7 +165,8 @@ struct qimg_node *cli_open_image(const struct cli_open *o)
                 "         Automatically detecting the format is dangerous for raw images, "
                 "write operations on block 0 will be restricted.\n"
                 "         Specify the 'raw' format explicitly to remove the restrictions.\n",
-                qimg_node_filename(n)); /* the node's name, as QEMU's: "./a:b", "r.raw" */
+                /* the file's name, as QEMU's raw prints it: "./a:b", "r.raw", rbd's json */
+                qimg_node_filename(qimg_node_file(n) ? qimg_node_file(n) : n));
     }
     return n;
 }

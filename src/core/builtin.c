@@ -43,4 +43,7 @@ void qimg_register_builtin_drivers(void)
 #ifdef QIMG_HAVE_LIBSSH
     qimg_driver_register(&qimg_ssh_driver);
 #endif
+#ifdef QIMG_HAVE_LIBRBD
+    qimg_driver_register(&qimg_rbd_driver);
+#endif
 }

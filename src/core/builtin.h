@@ -42,6 +42,7 @@ extern const struct qimg_driver qimg_https_driver;
 extern const struct qimg_driver qimg_ftp_driver;
 extern const struct qimg_driver qimg_ftps_driver;
 extern const struct qimg_driver qimg_ssh_driver; /* with libssh */
+extern const struct qimg_driver qimg_rbd_driver; /* with librbd */
 
 void qimg_register_builtin_drivers(void);
 
