@@ -26,8 +26,16 @@ done
 
 export QIMG_BUILD="$BUILD"
 cd "$ROOT"
+# One pytest worker per core (QIMG_TEST_JOBS overrides; 1 runs in this process). Tests
+# that share a server started once per worker (a Ceph cluster, an iSCSI target) carry
+# pytest.mark.xdist_group so one worker runs them all.
+jobs=${QIMG_TEST_JOBS:-$(nproc)}
+parallel=""
+if [ "$jobs" -gt 1 ] && /usr/bin/python3 -c 'import xdist' 2>/dev/null; then
+    parallel="-n $jobs --dist loadgroup"
+fi
 /usr/bin/python3 -m pytest -q -p no:cacheprovider --junitxml="$RESULTS/junit.xml" \
-    ${PYTEST_ARGS:-} tests/cli
+    $parallel ${PYTEST_ARGS:-} tests/cli
 /usr/bin/python3 - "$RESULTS/junit.xml" "$unit_pass" "$unit_fail" <<'PY'
 import sys, xml.etree.ElementTree as ET
 up, uf = int(sys.argv[2]), int(sys.argv[3])

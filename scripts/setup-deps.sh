@@ -18,8 +18,14 @@ PKGS="$PKGS libiscsi-dev tgt"
 PKGS="$PKGS libnfs-dev nfs-ganesha nfs-ganesha-vfs rpcbind"
 # gluster: the driver builds on libgfapi; its tests start glusterd with a one-brick volume.
 PKGS="$PKGS libglusterfs-dev glusterfs-server"
+# The suite runs on every core (pytest-xdist; scripts/run-tests.sh).
+PKGS="$PKGS python3-pytest-xdist"
+# rbd: librbd to build on; the tests start a one-node Ceph cluster (mon + memstore osd).
+PKGS="$PKGS librbd-dev librados-dev ceph-mon ceph-osd ceph-common"
 # Read-only formats: dmg's bzip2 chunks (libbz2); cloop images made by the real tool in tests.
 PKGS="$PKGS libbz2-dev cloop-utils"
+# vvfat: the converted FAT disk checked with dosfstools (fsck.fat) and read back with mtools.
+PKGS="$PKGS mtools dosfstools"
 # make asan: gcc's sanitizer runtimes (gcc already pulls them in; listed so a missing one is installed)
 [ "${QIMG_SETUP_EXTRA:-}" = asan ] && PKGS="$PKGS libasan8 libubsan1"
 # make fuzz: clang with libFuzzer and its sanitizer runtimes

@@ -50,6 +50,8 @@ void qimg_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * then fails with a generic error: "PROGRAM: TEXT" on stderr (no "warning:").
  */
 void qimg_report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A line QEMU prints bare (fprintf to stderr: no program name) before it fails. */
+void qimg_report_bare(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /*
  * Failures that end the process in QEMU rather than fail a request (blkverify
  * finding its two images differ). The handler gets the text (one line, no

@@ -146,6 +146,11 @@ struct qimg_node *cli_open_image(const struct cli_open *o)
     struct qimg_node *n = NULL;
     int ret;
     if (o->image_opts) {
+        /* qemu-img checks this when it opens the image, after the command's own options. */
+        if (o->fmt) {
+            cli_error("--image-opts and --format are mutually exclusive");
+            return NULL;
+        }
         struct qimg_opts *opts = qimg_opts_new();
         ret = qimg_opts_parse(opts, o->filename, NULL, &err);
         if (ret == 0)

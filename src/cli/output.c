@@ -13,7 +13,7 @@
 #include "qimg/driver.h"
 
 /* snapshot.c: "Snapshot list:", the header and one row per SnapshotInfo. */
-void cli_print_snapshot_table(const struct qimg_json *snapshots);
+void cli_print_snapshot_table_indented(const struct qimg_json *snapshots, int indent);
 
 static int64_t json_int(const struct qimg_json *j)
 {
@@ -72,7 +72,7 @@ static void print_node(const struct qimg_json *info, int indent, bool protocol)
         printf("%sbacking file format: %s\n", ind, bff);
     const struct qimg_json *snapshots = qimg_json_get(info, "snapshots");
     if (snapshots && snapshots->n > 0)
-        cli_print_snapshot_table(snapshots);
+        cli_print_snapshot_table_indented(snapshots, indent * 4);
     const struct qimg_json *fs = qimg_json_get(info, "format-specific");
     const struct qimg_json *data = fs ? qimg_json_get(fs, "data") : NULL;
     if (data && data->n > 0) {

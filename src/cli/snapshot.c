@@ -29,16 +29,18 @@ static const char *json_text(const struct qimg_json *sn, const char *key)
 }
 
 /* qemu-img 9.1's columns (7.2 printed "VM SIZE" / "VM CLOCK" in other widths). */
-static void print_row(const char *id, const char *tag, const char *size, const char *date,
-                      const char *clock, const char *icount)
+static void print_row(int indent, const char *id, const char *tag, const char *size,
+                      const char *date, const char *clock, const char *icount)
 {
-    printf("%-7s %-16s %8s %19s %15s %10s\n", id, tag, size, date, clock, icount);
+    printf("%*s%-7s %-16s %8s %19s %15s %10s\n", indent, "", id, tag, size, date, clock,
+           icount);
 }
 
-void cli_print_snapshot_table(const struct qimg_json *snapshots)
+/* A child node's table (9.1's info) is indented like the rest of its lines. */
+void cli_print_snapshot_table_indented(const struct qimg_json *snapshots, int indent)
 {
-    printf("Snapshot list:\n");
-    print_row("ID", "TAG", "VM_SIZE", "DATE", "VM_CLOCK", "ICOUNT");
+    printf("%*sSnapshot list:\n", indent, "");
+    print_row(indent, "ID", "TAG", "VM_SIZE", "DATE", "VM_CLOCK", "ICOUNT");
     for (size_t i = 0; snapshots && i < snapshots->n; i++) {
         const struct qimg_json *sn = snapshots->items[i];
         /* 9.1 prints "--" for a snapshot without an icount (7.2 left the column empty). */
@@ -56,7 +58,8 @@ void cli_print_snapshot_table(const struct qimg_json *snapshots)
         int64_t ic = json_num(sn, "icount", &has_icount);
         if (has_icount)
             snprintf(icount, sizeof(icount), "%" PRId64, ic);
-        print_row(json_text(sn, "id"), json_text(sn, "name"), size, date, clock, icount);
+        print_row(indent, json_text(sn, "id"), json_text(sn, "name"), size, date, clock,
+                  icount);
     }
 }
 
@@ -72,7 +75,7 @@ static int list_snapshots(struct qimg_node *n)
     struct qimg_json *arr = qimg_json_array();
     for (size_t i = 0; i < count; i++)
         qimg_json_append(arr, qimg_snapshot_info_json(&sn[i]));
-    cli_print_snapshot_table(arr);
+    cli_print_snapshot_table_indented(arr, 0);
     qimg_json_free(arr);
     qimg_snapshot_list_free(sn, count);
     return 0;

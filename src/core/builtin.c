@@ -11,6 +11,7 @@ void qimg_register_builtin_drivers(void)
     qimg_driver_register(&qimg_powerfail_driver);
     qimg_driver_register(&qimg_null_co_driver);
     qimg_driver_register(&qimg_null_aio_driver);
+    qimg_driver_register(&qimg_vvfat_driver);
     qimg_driver_register(&qimg_qcow2_driver);
     qimg_driver_register(&qimg_vdi_driver);
     qimg_driver_register(&qimg_vpc_driver);
@@ -51,5 +52,8 @@ void qimg_register_builtin_drivers(void)
 #endif
 #ifdef QIMG_HAVE_LIBGFAPI
     qimg_driver_register(&qimg_gluster_driver);
+#endif
+#ifdef QIMG_HAVE_LIBRBD
+    qimg_driver_register(&qimg_rbd_driver);
 #endif
 }

@@ -15,6 +15,7 @@ extern const struct qimg_driver qimg_blkdebug_driver;
 extern const struct qimg_driver qimg_powerfail_driver;
 extern const struct qimg_driver qimg_null_co_driver;
 extern const struct qimg_driver qimg_null_aio_driver;
+extern const struct qimg_driver qimg_vvfat_driver;
 extern const struct qimg_driver qimg_qcow2_driver;
 extern const struct qimg_driver qimg_vdi_driver;
 extern const struct qimg_driver qimg_vpc_driver;
@@ -45,6 +46,7 @@ extern const struct qimg_driver qimg_iscsi_driver; /* with libiscsi */
 extern const struct qimg_driver qimg_iser_driver;  /* with libiscsi */
 extern const struct qimg_driver qimg_nfs_driver;   /* with libnfs */
 extern const struct qimg_driver qimg_gluster_driver; /* with libgfapi */
+extern const struct qimg_driver qimg_rbd_driver; /* with librbd */
 
 void qimg_register_builtin_drivers(void);
 

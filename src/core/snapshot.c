@@ -5,8 +5,20 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "qimg/driver.h"
+
+/*
+ * QEMU's snapshot fallback: a driver without snapshots (raw, a filter) hands
+ * the operation to its file child when that child has them (raw over rbd).
+ */
+#define SNAPSHOT_FALLBACK(n, op)                                                           \
+    do {                                                                                   \
+        while (!(n)->drv->op && (n)->file && (n)->file->drv->op &&                         \
+               ((n)->drv->is_filter || !strcmp((n)->drv->name, "raw")))                     \
+            (n) = (n)->file;                                                               \
+    } while (0)
 
 void qimg_snapshot_list_free(struct qimg_snapshot_info *sn, size_t count)
 {
@@ -20,6 +32,7 @@ void qimg_snapshot_list_free(struct qimg_snapshot_info *sn, size_t count)
 int qimg_snapshot_list(struct qimg_node *n, struct qimg_snapshot_info **out, size_t *count,
                        struct qimg_error *err)
 {
+    SNAPSHOT_FALLBACK(n, snapshot_list);
     *out = NULL;
     *count = 0;
     if (!n->drv->snapshot_list)
@@ -30,6 +43,7 @@ int qimg_snapshot_list(struct qimg_node *n, struct qimg_snapshot_info **out, siz
 int qimg_snapshot_create(struct qimg_node *n, const struct qimg_snapshot_info *sn,
                          struct qimg_error *err)
 {
+    SNAPSHOT_FALLBACK(n, snapshot_create);
     if (!n->drv->snapshot_create)
         return qimg_error_set(err, -ENOTSUP, "Block driver does not support snapshots");
     return n->drv->snapshot_create(n, sn, err);
@@ -37,6 +51,7 @@ int qimg_snapshot_create(struct qimg_node *n, const struct qimg_snapshot_info *s
 
 int qimg_snapshot_goto(struct qimg_node *n, const char *id_or_name, struct qimg_error *err)
 {
+    SNAPSHOT_FALLBACK(n, snapshot_goto);
     if (!n->drv->snapshot_goto)
         return qimg_error_set(err, -ENOTSUP, "Block driver does not support snapshots");
     /*
@@ -62,6 +77,7 @@ int qimg_snapshot_goto(struct qimg_node *n, const char *id_or_name, struct qimg_
 int qimg_snapshot_delete(struct qimg_node *n, const char *id, const char *name,
                          struct qimg_error *err)
 {
+    SNAPSHOT_FALLBACK(n, snapshot_delete);
     if (!n->drv->snapshot_delete)
         return qimg_error_set(err, -ENOTSUP, "Block format '%s' used by device '' does not "
                                              "support internal snapshots deletion",

@@ -53,6 +53,8 @@ static int layer_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
                 st->offset = sub.offset;
             } else if (passes && !st->file->drv->is_protocol) {
                 st->flags &= ~QIMG_BLK_OFFSET_VALID;
+            } else if ((sub.flags & QIMG_BLK_DATA) && !(sub.flags & QIMG_BLK_OFFSET_VALID)) {
+                st->flags &= ~QIMG_BLK_OFFSET_VALID; /* a protocol with no offsets (vvfat) */
             }
             if ((sub.flags & QIMG_BLK_ZERO) && !(sub.flags & QIMG_BLK_DATA))
                 st->flags = (st->flags & ~QIMG_BLK_DATA) | QIMG_BLK_ZERO;

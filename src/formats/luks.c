@@ -203,6 +203,15 @@ static int luks_get_info(struct qimg_node *n, struct qimg_driver_info *info,
     (void)err;
     struct luks_state *s = n->opaque;
     info->encrypted = true;
+    /* The file's cluster size shows through (QEMU: an rbd image's object size). */
+    struct qimg_node *f = n->file;
+    if (f && f->drv->get_info) {
+        struct qimg_driver_info sub = {0};
+        if (f->drv->get_info(f, &sub, NULL) == 0)
+            info->cluster_size = sub.cluster_size;
+        qimg_json_free(sub.snapshots);
+        qimg_json_free(sub.format_specific);
+    }
     struct qimg_json *fs = qimg_json_object();
     qimg_json_add_str(fs, "type", "luks");
     qimg_json_add(fs, "data", qimg_luks_info_json(s->luks, false));

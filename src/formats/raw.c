@@ -202,9 +202,11 @@ static int raw_get_info(struct qimg_node *n, struct qimg_driver_info *info,
     }
     int ret = src->drv->get_info(src, info, err);
     qimg_json_free(info->format_specific);
-    qimg_json_free(info->snapshots);
     info->format_specific = NULL;
-    info->snapshots = NULL;
+    if (!src->drv->is_protocol) { /* a protocol's snapshots (rbd) are raw's, as in QEMU */
+        qimg_json_free(info->snapshots);
+        info->snapshots = NULL;
+    }
     return ret;
 }
 

@@ -106,6 +106,16 @@ void qimg_report(const char *fmt, ...)
     fprintf(stderr, "%s: %s\n", program_invocation_short_name, buf);
 }
 
+void qimg_report_bare(const char *fmt, ...)
+{
+    va_list ap;
+    fflush(stdout); /* keep the order of interleaved output */
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
 static void default_fatal(const char *text)
 {
     fflush(stdout);

@@ -394,3 +394,17 @@ def test_negative_size_option_of_protocol(ours):
     r = ours.img("create", "-f", "raw", "-o", "size=1M,extent_size_hint=-1", "r.raw")
     assert (r.rc, r.out) == (1, "")
     assert r.err == "qemu-img: r.raw: Value '-1' is out of range for parameter 'extent_size_hint'\n"
+
+
+# --image-opts with -f: qemu-img refuses the pair when it opens the image, for every command
+# that opens one through its common path (7.2 and 9.1 alike).
+@pytest.mark.parametrize("args", [
+    ["info"], ["check"], ["map"], ["measure", "-O", "qcow2"], ["commit"],
+    ["rebase", "-u", "-b", ""], ["amend", "-o", "size=1M"], ["bench", "-c", "1"],
+    ["resize", "--image-opts", "-f", "raw", "driver=raw,file.filename=r.raw", "2M"]])
+def test_image_opts_with_format_refused(ours, oracle, tmp_path, args):
+    (tmp_path / "r.raw").write_bytes(bytes(1 << 20))
+    if "--image-opts" not in args:
+        args = args + ["-f", "raw", "--image-opts", "driver=raw,file.filename=r.raw"]
+    r = assert_same(ours, oracle, tmp_path, *args)
+    assert r.rc == 1 and "mutually exclusive" in r.err

@@ -63,7 +63,8 @@ OPEN_OPTION_CASES = [
     "driver=raw,file.filename=r.raw,offset=4096",
     "driver=raw,file.filename=r.raw,offset=4096,size=8192",
     "driver=raw,file.filename=r.raw,offset=4096,size=8192,file.locking=off",
-    "driver=raw,file.filename=r.raw,offset=2M",
+    # offset past the end: 9.1 names the offset 0 in its message, 7.2 the value
+    # (test_filters.py covers it with 9.1's text)
     "driver=raw,file.filename=nosuch.raw",
     "driver=raw",
     "driver=file,filename=r.raw",

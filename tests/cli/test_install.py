@@ -217,8 +217,10 @@ def build_example(inst, tmp_path, compiler, source, *extra, static=False):
                      "--print-requires-private", "qimg"], env=inst.env).out
         requires = [line.split()[0] for line in listed.splitlines() if line.strip()]
         deps = sh(["pkg-config", "--libs", *requires], env=inst.env).out.split() if requires else []
-        private = [a for a in inst.pkg_config("--static", "--libs")
-                   if a in ("-lm", "-pthread", "-lpthread")]
+        # Libs.private as qimg.pc lists it (libraries without a .pc file: -lbz2, -lm ...).
+        pc = inst.path("libdir", "pkgconfig", "qimg.pc").read_text()
+        private = next((line.split(":", 1)[1].split() for line in pc.splitlines()
+                        if line.startswith("Libs.private:")), [])
         libs = ["-Wl,-Bstatic", "-lqimg", "-Wl,-Bdynamic"] + deps + private
         flags = inst.pkg_config("--cflags") + [f"-L{inst.path('libdir')}"] + libs
     else:

@@ -21,9 +21,11 @@ def locked_message(prog, name):
             f"Is another process using the image [{name}]?\n")
 
 
-def wait_locked(path, tries=100):
-    """Until the holder has the image open (a write open of ours fails)."""
-    for _ in range(tries):
+def wait_locked(path, seconds=60):
+    """Until the holder has the image open (a write open of ours fails). By the clock, not
+    a count of tries: on a loaded 2-core machine qemu-nbd can take several seconds to start."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         r = run([ORACLE_IMG, "resize", path, "+0"])
         if r.rc != 0:
             return

@@ -70,7 +70,7 @@ class Background:
         self.procs.append(proc)
         return proc
 
-    def wait_locked(self, proc, path, want=None, timeout=10):
+    def wait_locked(self, proc, path, want=None, timeout=60):
         """Wait until path carries locks (exactly `want` when given) while proc runs."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -83,7 +83,7 @@ class Background:
             time.sleep(0.02)
         pytest.fail(f"holder never locked {path} (held: {sorted(held_bytes(path))})")
 
-    def wait_ready(self, proc, timeout=10):
+    def wait_ready(self, proc, timeout=60):
         """lockholder prints "ready" once the image is open."""
         ready, _, _ = select.select([proc.stdout], [], [], timeout)
         line = proc.stdout.readline().decode() if ready else ""
