@@ -210,46 +210,14 @@ static int luks_get_info(struct qimg_node *n, struct qimg_driver_info *info,
     return 0;
 }
 
-/* -o cipher-alg=... and friends into LUKS parameters, with QEMU's messages. */
-static int take_enum(struct qimg_opts *opts, const char *key, int (*parse)(const char *),
-                     int *out, struct qimg_error *err)
-{
-    const char *v = qimg_opts_take(opts, key);
-    if (!v)
-        return 0;
-    int x = parse(v);
-    if (x < 0)
-        return qimg_error_set(err, -EINVAL, "Parameter '%s' does not accept value '%s'", key, v);
-    *out = x;
-    return 1;
-}
-
 static int luks_take_params(struct qimg_opts *opts, struct qimg_luks_params *p,
                             struct qimg_error *err)
 {
-    qimg_luks_params_default(p);
-    int alg = p->cipher_alg, mode = p->cipher_mode, ivgen = p->ivgen_alg;
-    int ivhash = p->ivgen_hash, hash = p->hash;
-    int ret = take_enum(opts, "cipher-alg", qimg_cipher_alg_parse, &alg, err);
-    if (ret >= 0)
-        ret = take_enum(opts, "cipher-mode", qimg_cipher_mode_parse, &mode, err);
-    if (ret >= 0)
-        ret = take_enum(opts, "ivgen-alg", qimg_ivgen_parse, &ivgen, err);
-    if (ret >= 0 && (ret = take_enum(opts, "ivgen-hash-alg", qimg_hash_parse, &ivhash, err)) > 0)
-        p->has_ivgen_hash = true;
-    if (ret >= 0)
-        ret = take_enum(opts, "hash-alg", qimg_hash_parse, &hash, err);
-    if (ret >= 0)
-        ret = qimg_opts_take_uint(opts, "iter-time", &p->iter_time_ms, err);
+    int ret = qimg_luks_take_params(opts, "", p, err);
     if (ret < 0)
         return ret;
     if (qimg_opts_take(opts, "detached-header"))
         return qimg_error_set(err, -EINVAL, "Parameter 'detached-header' is unexpected");
-    p->cipher_alg = alg;
-    p->cipher_mode = mode;
-    p->ivgen_alg = ivgen;
-    p->ivgen_hash = ivhash;
-    p->hash = hash;
     return 0;
 }
 
@@ -345,64 +313,14 @@ static const struct qimg_opt_desc luks_amend_opts[] = {
     {0},
 };
 
-/*
- * A secret amend uses: looked up only where the operation needs it; one given
- * where it does not count as given ("" here) so that the key slot code refuses it.
- */
-static int amend_secret(struct qimg_opts *opts, const char *key, bool needed, uint8_t **pw,
-                        size_t *len, struct qimg_error *err)
-{
-    const char *id = qimg_opts_take(opts, key);
-    if (!id)
-        return 0;
-    if (!needed) {
-        *pw = (uint8_t *)xstrdup("");
-        *len = 0;
-        return 0;
-    }
-    return qimg_secret_lookup(id, pw, len, err);
-}
-
 static int luks_amend(struct qimg_node *n, struct qimg_opts *opts, bool force,
                       struct qimg_error *err)
 {
     struct luks_state *s = n->opaque;
-    struct qimg_luks_amend a = {.keyslot = -1, .force = force};
-    uint8_t *old_pw = NULL, *new_pw = NULL;
-    uint64_t slot = 0;
-    const char *state = qimg_opts_take(opts, "state");
-    int ret = 0;
-    if (!state)
-        return qimg_error_set(err, -EINVAL, "Parameter 'state' is missing");
-    if (strcmp(state, "active") && strcmp(state, "inactive"))
-        return qimg_error_set(err, -EINVAL, "Parameter 'state' does not accept value '%s'", state);
-    a.active = !strcmp(state, "active");
-    if ((ret = qimg_opts_take_uint(opts, "keyslot", &slot, err)) < 0)
-        return ret;
-    if (ret > 0)
-        a.keyslot = slot > INT32_MAX ? INT32_MAX : (int)slot;
-    if ((ret = qimg_opts_take_uint(opts, "iter-time", &a.iter_time_ms, err)) < 0)
-        return ret;
-    a.has_iter_time = ret > 0;
-    ret = amend_secret(opts, "old-secret", !a.active, &old_pw, &a.old_len, err);
-    if (ret >= 0)
-        ret = amend_secret(opts, "new-secret", a.active, &new_pw, &a.new_len, err);
-    if (ret >= 0) {
-        a.old_pw = old_pw;
-        a.new_pw = new_pw;
-        struct qimg_luks_io io = {n->file, file_read, file_write};
-        ret = qimg_luks_amend(s->luks, &a, &io, err);
-        if (ret == 0 && (ret = qimg_node_flush(n->file)) < 0)
-            qimg_error_errno(err, ret, "Could not flush the image");
-    }
-    if (old_pw) {
-        memset(old_pw, 0, a.old_len);
-        free(old_pw);
-    }
-    if (new_pw) {
-        memset(new_pw, 0, a.new_len);
-        free(new_pw);
-    }
+    struct qimg_luks_io io = {n->file, file_read, file_write};
+    int ret = qimg_luks_amend_opts(s->luks, opts, "", force, &io, err);
+    if (ret == 0 && (ret = qimg_node_flush(n->file)) < 0)
+        qimg_error_errno(err, ret, "Could not flush the image");
     return ret;
 }
 
