@@ -160,7 +160,7 @@ static int parse_params(struct qimg_opts *o, struct create_params *p, bool for_m
                                             "or greater)");
     p->data_file = data_file;
     p->data_raw = data_raw;
-    if ((ret = qcow2_crypt_parse_create(o, &p->crypt, err)) < 0)
+    if ((ret = qcow2_crypt_parse_create(o, false, &p->crypt, err)) < 0)
         return ret;
     if (p->backing_file && p->prealloc != QIMG_PREALLOC_OFF && !p->extended_l2)
         return qimg_error_set(err, -EINVAL,
@@ -350,7 +350,7 @@ int qcow2_measure(struct qimg_opts *opts, struct qimg_node *src, uint64_t size,
     for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]); i++)
         qimg_opts_take(opts, drop[i]);
     /* QEMU formats a LUKS header to measure it: the secret is needed too. */
-    ret = qcow2_crypt_parse_create(opts, &p.crypt, err);
+    ret = qcow2_crypt_parse_create(opts, true, &p.crypt, err);
     uint64_t luks = qcow2_crypt_measure(&p.crypt, p.cluster_size);
     qcow2_crypt_create_clear(&p.crypt);
     if (ret < 0)

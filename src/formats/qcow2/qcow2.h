@@ -210,7 +210,7 @@ struct qcow2_crypt_create {
     uint8_t *pw;
     size_t pwlen;
 };
-int qcow2_crypt_parse_create(struct qimg_opts *o, struct qcow2_crypt_create *cc,
+int qcow2_crypt_parse_create(struct qimg_opts *o, bool for_measure, struct qcow2_crypt_create *cc,
                              struct qimg_error *err);
 void qcow2_crypt_create_clear(struct qcow2_crypt_create *cc);
 /* Bytes the LUKS header clusters add (measure). */
