@@ -106,11 +106,12 @@ static uint64_t slot_sectors(const struct qimg_luks_header *h)
 }
 
 /* Slots and payload inside the header area and apart from each other. */
-static int check_layout(const struct qimg_luks_header *h, struct qimg_error *err)
+/* A detached header (9.1) has its payload elsewhere: no payload checks then. */
+static int check_layout(const struct qimg_luks_header *h, bool detached, struct qimg_error *err)
 {
     if (h->mk_digest_iterations == 0)
         return qimg_error_set(err, -EINVAL, "LUKS key iteration count is zero");
-    if (h->payload_offset < LUKS_HEADER_SECTORS)
+    if (!detached && h->payload_offset < LUKS_HEADER_SECTORS)
         return qimg_error_set(err, -EINVAL, "LUKS payload is overlapping with the header");
     uint64_t len = slot_sectors(h);
     for (int i = 0; i < QIMG_LUKS_NUM_SLOTS; i++) {
@@ -126,7 +127,7 @@ static int check_layout(const struct qimg_luks_header *h, struct qimg_error *err
         if (s->key_offset < LUKS_HEADER_SECTORS)
             return qimg_error_set(err, -EINVAL,
                                   "Keyslot %d is overlapping with the LUKS header", i);
-        if ((uint64_t)s->key_offset + len > h->payload_offset)
+        if (!detached && (uint64_t)s->key_offset + len > h->payload_offset)
             return qimg_error_set(err, -EINVAL,
                                   "Keyslot %d is overlapping with the encrypted payload", i);
     }
@@ -205,6 +206,12 @@ static int parse_cipher(const struct qimg_luks_header *h, struct qimg_luks_param
 
 int qimg_luks_parse(const uint8_t *buf, struct qimg_luks **out, struct qimg_error *err)
 {
+    return qimg_luks_parse_detached(buf, false, out, err);
+}
+
+int qimg_luks_parse_detached(const uint8_t *buf, bool detached, struct qimg_luks **out,
+                             struct qimg_error *err)
+{
     if (memcmp(buf, luks_magic, sizeof(luks_magic)))
         return qimg_error_set(err, -EINVAL, "Volume is not in LUKS format");
     uint16_t version = (uint16_t)(buf[6] << 8 | buf[7]);
@@ -222,7 +229,7 @@ int qimg_luks_parse(const uint8_t *buf, struct qimg_luks **out, struct qimg_erro
         ret = parse_cipher(h, &l->params, err);
     }
     if (ret == 0)
-        ret = check_layout(h, err);
+        ret = check_layout(h, detached, err);
     if (ret < 0) {
         qimg_luks_free(l);
         return ret;

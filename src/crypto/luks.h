@@ -79,6 +79,9 @@ void qimg_luks_params_default(struct qimg_luks_params *p);
 
 /* Decode and check a header (buf holds QIMG_LUKS_HEADER_LEN bytes). */
 int qimg_luks_parse(const uint8_t *buf, struct qimg_luks **out, struct qimg_error *err);
+/* The same for a detached header (9.1): the payload offset is not checked against it. */
+int qimg_luks_parse_detached(const uint8_t *buf, bool detached, struct qimg_luks **out,
+                             struct qimg_error *err);
 void qimg_luks_encode(const struct qimg_luks_header *h, uint8_t *buf);
 void qimg_luks_free(struct qimg_luks *l);
 

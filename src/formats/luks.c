@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "core/builtin.h"
+#include "core/node-internal.h"
 #include "crypto/luks.h"
 #include "qimg/driver.h"
 #include "qimg/secret.h"
@@ -24,6 +25,7 @@
 struct luks_state {
     struct qimg_luks *luks;
     uint64_t payload; /* byte offset of guest sector 0 in the file */
+    struct qimg_node *header; /* 9.1's detached header (the "header" child), or NULL */
 };
 
 static const struct qimg_opt_desc luks_create_opts[] = {
@@ -72,24 +74,56 @@ static int luks_passphrase(const char *id, uint8_t **pw, size_t *len, struct qim
     return qimg_secret_lookup(id, pw, len, err);
 }
 
+/*
+ * 9.1's detached header: "header.driver=file,header.filename=..." (or json:
+ * "header": {...}) names a protocol node holding the LUKS header; the payload
+ * is then the whole file from the header's payload offset (0 as QEMU makes them).
+ */
+static int open_detached_header(struct qimg_node *n, struct qimg_opts *opts,
+                                struct qimg_error *err)
+{
+    struct luks_state *s = n->opaque;
+    struct qimg_opts *ho = qimg_opts_new();
+    qimg_opts_extract_prefix(opts, "header.", ho);
+    int ret = 0;
+    if (ho->n) {
+        const char *fname = qimg_opts_take(ho, "filename");
+        ret = qimg_open_protocol(&s->header, fname, ho, n->flags & QIMG_O_RDWR, err);
+        const char *unused = ret == 0 ? qimg_opts_first_unused(ho) : NULL;
+        if (unused)
+            ret = qimg_error_set(err, -EINVAL, "Block protocol '%s' doesn't support the option "
+                                               "'%s'", s->header->drv->name, unused);
+    }
+    qimg_opts_free(ho);
+    return ret;
+}
+
+static struct qimg_node *header_node(struct qimg_node *n)
+{
+    struct luks_state *s = n->opaque;
+    return s->header ? s->header : n->file;
+}
+
 static int luks_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_error *err)
 {
     struct luks_state *s = xcalloc(1, sizeof(*s));
     n->opaque = s;
+    int ret = open_detached_header(n, opts, err);
+    if (ret < 0)
+        return ret;
     const char *id = qimg_opts_take(opts, "key-secret");
     bool no_io = n->flags & QIMG_O_NO_IO;
     uint8_t *pw = NULL;
     size_t pwlen = 0;
-    int ret = 0;
     if (!no_io && (ret = luks_passphrase(id, &pw, &pwlen, err)) < 0)
         return ret;
     uint8_t buf[QIMG_LUKS_HEADER_LEN];
-    ret = qimg_node_pread(n->file, 0, sizeof(buf), buf, 0);
+    ret = qimg_node_pread(header_node(n), 0, sizeof(buf), buf, 0);
     if (ret < 0) {
         qimg_error_errno(err, ret, "Unable to read LUKS header");
         goto out;
     }
-    ret = qimg_luks_parse(buf, &s->luks, err);
+    ret = qimg_luks_parse_detached(buf, s->header != NULL, &s->luks, err);
     if (ret < 0)
         goto out;
     s->payload = qimg_luks_payload_offset(s->luks);
@@ -100,7 +134,7 @@ static int luks_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_er
         goto out;
     }
     if (!no_io) {
-        struct qimg_luks_io io = {n->file, file_read, file_write};
+        struct qimg_luks_io io = {header_node(n), file_read, file_write};
         ret = qimg_luks_unlock(s->luks, pw, pwlen, &io, err);
     }
     n->request_alignment = QIMG_CRYPTO_SECTOR;
@@ -118,6 +152,8 @@ static void luks_close(struct qimg_node *n)
     if (!s)
         return;
     qimg_luks_free(s->luks);
+    if (s->header)
+        qimg_node_unref(s->header);
     free(s);
 }
 
@@ -205,7 +241,7 @@ static int luks_get_info(struct qimg_node *n, struct qimg_driver_info *info,
     info->encrypted = true;
     struct qimg_json *fs = qimg_json_object();
     qimg_json_add_str(fs, "type", "luks");
-    qimg_json_add(fs, "data", qimg_luks_info_json(s->luks, false));
+    qimg_json_add(fs, "data", qimg_luks_info_json(s->luks, s->header != NULL));
     info->format_specific = fs;
     return 0;
 }
@@ -317,11 +353,36 @@ static int luks_amend(struct qimg_node *n, struct qimg_opts *opts, bool force,
                       struct qimg_error *err)
 {
     struct luks_state *s = n->opaque;
-    struct qimg_luks_io io = {n->file, file_read, file_write};
+    struct qimg_luks_io io = {header_node(n), file_read, file_write};
     int ret = qimg_luks_amend_opts(s->luks, opts, "", force, &io, err);
-    if (ret == 0 && (ret = qimg_node_flush(n->file)) < 0)
+    if (ret == 0 && (ret = qimg_node_flush(header_node(n))) < 0)
         qimg_error_errno(err, ret, "Could not flush the image");
     return ret;
+}
+
+/* QEMU sums what every child allocates: the detached header counts too. */
+static int64_t luks_get_allocated_size(struct qimg_node *n)
+{
+    struct luks_state *s = n->opaque;
+    int64_t a = qimg_node_allocated_size(n->file);
+    if (a < 0 || !s->header)
+        return a;
+    int64_t b = qimg_node_allocated_size(s->header);
+    return b < 0 ? b : a + b;
+}
+
+static struct qimg_node *luks_extra_child(struct qimg_node *n, size_t i, char *name, size_t cap)
+{
+    struct luks_state *s = n->opaque;
+    snprintf(name, cap, "header");
+    return i == 0 ? s->header : NULL;
+}
+
+static void luks_name_children(struct qimg_node *n, struct qimg_json *dict)
+{
+    struct luks_state *s = n->opaque;
+    if (s && s->header)
+        qimg_json_add(dict, "header", qimg_node_describe(s->header));
 }
 
 static const char *const luks_strong_opts[] = {"key-secret", NULL};
@@ -346,4 +407,7 @@ const struct qimg_driver qimg_luks_driver = {
     .measure = luks_measure,
     .amend_opts = luks_amend_opts,
     .amend = luks_amend,
+    .extra_child = luks_extra_child,
+    .get_allocated_size = luks_get_allocated_size,
+    .name_children = luks_name_children,
 };
