@@ -55,10 +55,24 @@ static int luks_probe(const uint8_t *buf, size_t len, const char *filename)
     return len >= 8 && !memcmp(buf, magic, 6) && buf[6] == 0 && buf[7] == 1 ? 100 : 0;
 }
 
-/* Header-area access through the file child (offsets from the file's start). */
+/*
+ * Header-area access through the file child (offsets from the file's start).
+ * Past the end of the file the header area reads as zeroes, as QEMU's short
+ * reads do: a truncated volume then fails the header checks or the unlock
+ * with QEMU's messages.
+ */
 static int file_read(void *opaque, uint64_t off, void *buf, size_t len)
 {
-    return qimg_node_pread(opaque, off, len, buf, 0);
+    int64_t flen = qimg_node_length(opaque);
+    if (flen < 0)
+        return (int)flen;
+    uint64_t have = off >= (uint64_t)flen ? 0 : (uint64_t)flen - off;
+    if (have > len)
+        have = len;
+    int ret = have ? qimg_node_pread(opaque, off, have, buf, 0) : 0;
+    if (ret == 0)
+        memset((uint8_t *)buf + have, 0, len - have);
+    return ret;
 }
 
 static int file_write(void *opaque, uint64_t off, const void *buf, size_t len)
@@ -118,7 +132,7 @@ static int luks_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_er
     if (!no_io && (ret = luks_passphrase(id, &pw, &pwlen, err)) < 0)
         return ret;
     uint8_t buf[QIMG_LUKS_HEADER_LEN];
-    ret = qimg_node_pread(header_node(n), 0, sizeof(buf), buf, 0);
+    ret = file_read(header_node(n), 0, buf, sizeof(buf));
     if (ret < 0) {
         qimg_error_errno(err, ret, "Unable to read LUKS header");
         goto out;
@@ -127,15 +141,18 @@ static int luks_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_er
     if (ret < 0)
         goto out;
     s->payload = qimg_luks_payload_offset(s->luks);
+    /* The key is tried before the size is looked at, as QEMU orders them. */
+    if (!no_io) {
+        struct qimg_luks_io io = {header_node(n), file_read, file_write};
+        ret = qimg_luks_unlock(s->luks, pw, pwlen, &io, err);
+        if (ret < 0)
+            goto out;
+    }
     int64_t flen = qimg_node_length(n->file);
     if (flen < 0 || s->payload > (uint64_t)flen) {
         ret = qimg_error_errno(err, flen < 0 ? (int)flen : -EIO,
                                "Could not refresh total sector count");
         goto out;
-    }
-    if (!no_io) {
-        struct qimg_luks_io io = {header_node(n), file_read, file_write};
-        ret = qimg_luks_unlock(s->luks, pw, pwlen, &io, err);
     }
     n->request_alignment = QIMG_CRYPTO_SECTOR;
 out:
