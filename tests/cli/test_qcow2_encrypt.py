@@ -375,3 +375,161 @@ def test_amend_refusals(both, tmp_path):
         res = [t.img("amend", *OBJ2, "-o", "encrypt.state=inactive,encrypt.keyslot=0", *argv)
                for t in both]
         assert (res[0].rc, res[0].err) == (res[1].rc, res[1].err) and res[0].rc == 1
+
+
+def chain(tool, tmp_path):
+    """base <- mid <- top, each qcow2 LUKS under sec0, with data on every layer."""
+    b, m, t = tmp_path / "b.qcow2", tmp_path / "m.qcow2", tmp_path / "t.qcow2"
+    create(tool, b)
+    assert retry(tool, "create", "-q", "-f", "qcow2", *OBJ, "-o", LUKS, "-b", str(b), "-F",
+                 "qcow2", str(m)).rc == 0
+    assert retry(tool, "create", "-q", "-f", "qcow2", *OBJ, "-o", LUKS, "-b", str(m), "-F",
+                 "qcow2", str(t)).rc == 0
+    io(tool, b, "write -P 0x0b 0 1M")
+    r = tool.io(*OBJ, "--image-opts", f"driver=qcow2,file.filename={m},encrypt.key-secret=sec0,"
+                "backing.encrypt.key-secret=sec0", "-c", "write -P 0x0d 256k 128k")
+    assert r.rc == 0, r
+    r = tool.io(*OBJ, "--image-opts", chain_opts(t), "-c", "write -P 0x70 0 64k",
+                "-c", "write -P 0x71 300k 8k")
+    assert r.rc == 0, r
+    return b, m, t
+
+
+def chain_opts(top):
+    return (f"driver=qcow2,file.filename={top},encrypt.key-secret=sec0,"
+            "backing.encrypt.key-secret=sec0,backing.backing.encrypt.key-secret=sec0")
+
+
+@pytest.mark.parametrize("drop", [False, True])
+def test_commit_through_encrypted_chain(both, tmp_path, drop):
+    """commit reopens the lower layers read-write with the secrets the top's backing.*
+    options give them; the result reads as qemu-img's commit leaves it."""
+    ours, oracle = both
+    raws = []
+    for i, tool in enumerate(both):
+        d = tmp_path / f"side{i}"
+        d.mkdir()
+        b, m, t = chain(oracle, d)
+        r = tool.img("commit", *OBJ, *(["-d"] if drop else []), "--image-opts", chain_opts(t))
+        assert r.rc == 0 and r.out == "Image committed.\n", r
+        r = oracle.img("check", *OBJ, "--image-opts",
+                       f"driver=qcow2,file.filename={m},encrypt.key-secret=sec0,"
+                       "backing.encrypt.key-secret=sec0")
+        assert r.rc == 0 and "No errors were found" in r.out, r
+        out = []
+        for img, opts in ((t, chain_opts(t)),
+                          (m, f"driver=qcow2,file.filename={m},encrypt.key-secret=sec0,"
+                              "backing.encrypt.key-secret=sec0")):
+            r = oracle.img("convert", *OBJ, "-O", "raw", "--image-opts", opts, str(d / "x.raw"))
+            assert r.rc == 0, r
+            out.append((d / "x.raw").read_bytes())
+        raws.append(out)
+    assert raws[0] == raws[1]
+    assert raws[0][1][:65536] == b"\x70" * 65536  # the top's data is in mid now
+
+
+def test_commit_without_lower_secret_fails_as_qemu(both, tmp_path):
+    ours, oracle = both
+    res = []
+    for i, tool in enumerate(both):
+        d = tmp_path / f"side{i}"
+        d.mkdir()
+        b, m, t = chain(oracle, d)
+        res.append(tool.img("commit", *OBJ, *image_opts(t)))
+    assert (res[0].rc, res[0].err.replace("/side0/", "/x/")) == \
+        (res[1].rc, res[1].err.replace("/side1/", "/x/"))
+    assert res[0].rc == 1 and "Parameter 'encrypt.key-secret' is required" in res[0].err
+
+
+def test_rebase_encrypted(both, tmp_path):
+    """Safe rebase of an encrypted top onto a plain backing reads the old chain with its
+    secrets; onto an encrypted one it fails as qemu-img's (the new backing is opened with
+    no options, so without a key)."""
+    ours, oracle = both
+    raws = []
+    for i, tool in enumerate(both):
+        d = tmp_path / f"side{i}"
+        d.mkdir()
+        b, m, t = chain(oracle, d)
+        plain = d / "p.qcow2"
+        assert oracle.img("create", "-q", "-f", "qcow2", str(plain), "1M").rc == 0
+        r = tool.img("rebase", *OBJ, "--image-opts", chain_opts(t), "-b", str(b), "-F", "qcow2")
+        assert r.rc == 1 and r.err.endswith(
+            f"Could not open new backing file '{b}': Parameter 'encrypt.key-secret' is "
+            "required for cipher\n"), r
+        r = tool.img("rebase", *OBJ, "--image-opts", chain_opts(t), "-b", str(plain), "-F",
+                     "qcow2")
+        assert r.rc == 0, r
+        r = oracle.img("convert", *OBJ, "-O", "raw", *image_opts(t), str(d / "x.raw"))
+        assert r.rc == 0, r
+        raws.append((d / "x.raw").read_bytes())
+        check_clean(oracle, t)
+    assert raws[0] == raws[1]
+    assert raws[0][256 * 1024:300 * 1024] == b"\x0d" * (44 * 1024)
+
+
+def test_dd_from_encrypted(both, tmp_path):
+    """dd reads an encrypted image named by --image-opts or json: (--object defines the key);
+    without the key it fails as qemu-img's."""
+    ours, oracle = both
+    img = create(oracle, tmp_path / "q.qcow2")
+    io(oracle, img, *WRITES)
+    js = ('json:{"driver": "qcow2", "file": {"filename": "%s"}, '
+          '"encrypt": {"key-secret": "sec0"}}' % img)
+    for argv in (["--image-opts", f"if=driver=qcow2,file.filename={img},encrypt.key-secret=sec0"],
+                 [f"if={js}"], ["skip=3", "count=5", f"if={js}"]):
+        out = []
+        for i, tool in enumerate(both):
+            dst = tmp_path / f"dd{i}.raw"
+            r = tool.img("dd", *OBJ, "-O", "raw", "bs=64k", *argv, f"of={dst}")
+            assert r.rc == 0, r
+            out.append(dst.read_bytes())
+            dst.unlink()
+        assert out[0] == out[1]
+    res = [t.img("dd", "-O", "raw", f"if={img}", f"of={tmp_path / 'x.raw'}") for t in both]
+    assert (res[0].rc, res[0].err) == (res[1].rc, res[1].err) and res[0].rc == 1
+
+
+def test_bench_cannot_unlock_as_qemu(both, tmp_path):
+    """qemu-img bench has no --object (7.2 and 9.1): an encrypted image fails to open, with
+    qemu-img's message, however the key is named."""
+    img = create(both[1], tmp_path / "q.qcow2")
+    js = ('json:{"driver": "qcow2", "file": {"filename": "%s"}, '
+          '"encrypt": {"key-secret": "sec0"}}' % img)
+    for argv in ([str(img)], [js], [*OBJ, str(img)]):
+        res = [t.img("bench", "-c", "10", *argv) for t in both]
+        assert (res[0].rc, res[0].err) == (res[1].rc, res[1].err), argv
+        assert res[0].rc == 1
+
+
+def test_compare_two_encrypted_images(both, tmp_path):
+    """compare with a different secret on each side (--object twice, --image-opts)."""
+    ours, oracle = both
+    a = create(oracle, tmp_path / "a.qcow2")
+    b = tmp_path / "b.qcow2"
+    assert retry(oracle, "create", "-q", "-f", "qcow2", *OBJ2, "-o",
+                 LUKS.replace("sec0", "sec1") + ",encrypt.cipher-alg=aes-128", str(b),
+                 "1M").rc == 0
+    io(oracle, a, *WRITES)
+    io(oracle, b, *WRITES, objs=OBJ2, secret="sec1")
+    args = [*OBJ2, "--image-opts", f"driver=qcow2,file.filename={a},encrypt.key-secret=sec0",
+            f"driver=qcow2,file.filename={b},encrypt.key-secret=sec1"]
+    res = [t.img("compare", *args) for t in both]
+    assert (res[0].rc, res[0].out) == (res[1].rc, res[1].out) == (0, "Images are identical.\n")
+    io(oracle, b, "write -P 0x99 700k 512", objs=OBJ2, secret="sec1")
+    res = [t.img("compare", *args) for t in both]
+    assert (res[0].rc, res[0].out) == (res[1].rc, res[1].out)
+    assert res[0].rc == 1 and "Content mismatch at offset 716800!" in res[0].out
+
+
+def test_huge_iteration_count_in_qcow2_refused(ours, tmp_path):
+    """The LUKS header inside qcow2 gets the same PBKDF2 cap as a luks volume."""
+    img = create(ours, tmp_path / "o.qcow2")
+    data = bytearray(img.read_bytes())
+    luks = struct.unpack(">Q", data[0x78:0x80])[0]
+    data[luks + 208 + 4:luks + 208 + 8] = struct.pack(">I", 0xffffffff)
+    img.write_bytes(bytes(data))
+    r = ours.img("convert", *OBJ, "-O", "raw", *image_opts(img), str(tmp_path / "x.raw"),
+                 timeout=20)
+    assert r.rc == 1 and r.err.endswith(
+        "Keyslot 0 iteration count 4294967295 is too large (at most 67108864)\n"), r
