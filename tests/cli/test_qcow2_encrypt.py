@@ -288,14 +288,19 @@ def test_compressed_write_stays_plain(both, tmp_path):
     assert b"\x61" * 4096 not in img.read_bytes()  # compressed, not plain
 
 
-def test_map_shows_no_offsets(both, tmp_path):
+@pytest.mark.parametrize("opts", [LUKS, AES])
+def test_map_shows_no_offsets(both, tmp_path, opts):
+    """No host offsets for encrypted clusters (human: qemu-img's "File contains external,
+    encrypted or compressed clusters."), compressed (unencrypted) ones included."""
     ours, oracle = both
-    img = create(oracle, tmp_path / "q.qcow2")
-    io(oracle, img, "write -P 1 0 64k", "write -z 128k 64k", "write -P 2 512k 4k")
+    img = create(oracle, tmp_path / "q.qcow2", opts=opts)
+    io(oracle, img, "write -P 1 0 64k", "write -z 128k 64k", "write -P 2 512k 4k",
+       "write -c -P 3 640k 64k")
     for fmt in ("human", "json"):
         res = [t.img("map", "--output=" + fmt, *OBJ, *image_opts(img)) for t in both]
         # 9.1 adds "compressed" to each JSON entry; 7.2 has no such member.
-        res[0].out = res[0].out.replace(', "compressed": false', "")
+        res[0].out = res[0].out.replace(', "compressed": false', "").replace(
+            ', "compressed": true', "")
         assert (res[0].rc, res[0].out, res[0].err) == (res[1].rc, res[1].out, res[1].err)
     r = ours.img("map", "--output=json", *OBJ, *image_opts(img))
     assert '"offset"' not in r.out and '"data": true' in r.out
