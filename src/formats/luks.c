@@ -20,7 +20,6 @@
 #include "qimg/secret.h"
 #include "util/mem.h"
 
-#define LUKS_BOUNCE (1u << 20) /* writes encrypt a copy, at most this much at a time */
 
 struct luks_state {
     struct qimg_luks *luks;
@@ -196,26 +195,48 @@ static int luks_pread(struct qimg_node *n, uint64_t off, uint64_t len, void *buf
     return ret;
 }
 
-static int luks_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf,
-                       unsigned flags)
+/* Encrypt [off, off+len) from buf (NULL: zeroes) through a bounce buffer and write it. */
+static int write_encrypted(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf,
+                           unsigned flags)
 {
     struct luks_state *s = n->opaque;
     if (!s->luks->crypt)
         return -EIO;
-    size_t cap = len < LUKS_BOUNCE ? (size_t)len : LUKS_BOUNCE;
-    uint8_t *bounce = qimg_alloc_aligned(cap);
+    size_t cap = len < QIMG_CRYPTO_BOUNCE ? (size_t)len : QIMG_CRYPTO_BOUNCE;
+    uint8_t *bounce = qimg_crypto_bounce_get();
     if (!bounce)
         return -ENOMEM;
     int ret = 0;
     for (uint64_t pos = 0; pos < len && ret == 0; pos += cap) {
         size_t chunk = len - pos < cap ? (size_t)(len - pos) : cap;
-        memcpy(bounce, (const uint8_t *)buf + pos, chunk);
+        if (buf)
+            memcpy(bounce, (const uint8_t *)buf + pos, chunk);
+        else
+            memset(bounce, 0, chunk);
         qimg_sector_encrypt(s->luks->crypt, (off + pos) / QIMG_CRYPTO_SECTOR, bounce, chunk);
         qimg_debug_event(n->file, QIMG_DBG_WRITE_AIO);
         ret = qimg_node_pwrite(n->file, s->payload + off + pos, chunk, bounce, flags);
     }
-    free(bounce);
+    qimg_crypto_bounce_put(bounce);
     return ret;
+}
+
+static int luks_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf,
+                       unsigned flags)
+{
+    return write_encrypted(n, off, len, buf, flags);
+}
+
+/*
+ * Zeroes must be stored encrypted (zeroes in the file decrypt to noise): no
+ * cheap way, so none when the caller asks for one (QIMG_REQ_NO_FALLBACK);
+ * otherwise encrypted zero sectors, without a zero buffer to copy from.
+ */
+static int luks_pwrite_zeroes(struct qimg_node *n, uint64_t off, uint64_t len, unsigned flags)
+{
+    if (flags & QIMG_REQ_NO_FALLBACK)
+        return -ENOTSUP;
+    return write_encrypted(n, off, len, NULL, flags & QIMG_REQ_FUA);
 }
 
 static int luks_pdiscard(struct qimg_node *n, uint64_t off, uint64_t len)
@@ -416,6 +437,7 @@ const struct qimg_driver qimg_luks_driver = {
     .get_length = luks_get_length,
     .pread = luks_pread,
     .pwrite = luks_pwrite,
+    .pwrite_zeroes = luks_pwrite_zeroes,
     .pdiscard = luks_pdiscard,
     .truncate = luks_truncate,
     .block_status = luks_block_status,

@@ -24,7 +24,6 @@
 #define CRYPT_METHOD_AES 1
 #define CRYPT_METHOD_LUKS 2
 #define CRYPTO_EXT_LEN 16
-#define BOUNCE_MAX (1u << 20) /* writes encrypt a copy, at most this much at a time */
 #define KEY_SECRET "encrypt.key-secret"
 
 struct qcow2_crypt {
@@ -194,8 +193,8 @@ int qcow2_crypt_pwrite(struct qimg_node *n, uint64_t host, uint64_t guest, uint6
     const struct qimg_sector_crypt *sc = sectors(s->crypt, host, guest, &sector);
     if (!sc || host % QIMG_CRYPTO_SECTOR || len % QIMG_CRYPTO_SECTOR)
         return -EIO;
-    size_t cap = len < BOUNCE_MAX ? (size_t)len : BOUNCE_MAX;
-    uint8_t *bounce = qimg_alloc_aligned(cap ? cap : 1);
+    size_t cap = len < QIMG_CRYPTO_BOUNCE ? (size_t)len : QIMG_CRYPTO_BOUNCE;
+    uint8_t *bounce = qimg_crypto_bounce_get();
     if (!bounce)
         return -ENOMEM;
     int ret = 0;
@@ -205,7 +204,7 @@ int qcow2_crypt_pwrite(struct qimg_node *n, uint64_t host, uint64_t guest, uint6
         qimg_sector_encrypt(sc, sector + pos / QIMG_CRYPTO_SECTOR, bounce, chunk);
         ret = qimg_node_pwrite(qcow2_data_node(n), host + pos, chunk, bounce, 0);
     }
-    free(bounce);
+    qimg_crypto_bounce_put(bounce);
     return ret;
 }
 
