@@ -283,6 +283,8 @@ struct qimg_driver {
      * last first, before the file child.
      */
     struct qimg_node *(*extra_child)(struct qimg_node *n, size_t i, char *name, size_t cap);
+    /* Adds such children to the node's json: name (luks' detached "header"); NULL: none. */
+    void (*name_children)(struct qimg_node *n, struct qimg_json *dict);
     const char *child_name;
     char *(*plain_filename)(struct qimg_node *n);
 

@@ -119,12 +119,87 @@ static void free_layers(struct layer *l, int n)
     free(l);
 }
 
-static struct qimg_node *open_layer(const struct layer *l, unsigned flags)
+/*
+ * The secrets the top's options give layer depth ("backing.encrypt.key-secret",
+ * "backing.backing.key-secret", ...), so that a layer reopened on its own
+ * unlocks as it did in the chain; with_below: those of the layers under it
+ * too (base keeps its own backing chain). NULL when there are none.
+ */
+static struct qimg_opts *layer_crypt_opts(const struct cli_open *top, int depth, bool with_below)
+{
+    struct qimg_opts *all = qimg_opts_new(), *out = NULL;
+    struct qimg_error err = {0};
+    if (top->image_opts)
+        qimg_opts_parse(all, top->filename, NULL, &err);
+    else if (!strncmp(top->filename, "json:", 5))
+        qimg_opts_parse_json(all, top->filename + 5, &err);
+    size_t plen = strlen("backing.") * (size_t)depth;
+    for (size_t i = 0; i < all->n; i++) {
+        const char *k = all->v[i].key;
+        bool under = strlen(k) > plen;
+        for (int d = 0; d < depth && under; d++)
+            under = !strncmp(k + strlen("backing.") * (size_t)d, "backing.", strlen("backing."));
+        if (!under)
+            continue;
+        const char *rest = k + plen, *own = rest;
+        while (with_below && !strncmp(own, "backing.", strlen("backing.")))
+            own += strlen("backing.");
+        if (strncmp(own, "encrypt.", strlen("encrypt.")) && strcmp(own, "key-secret"))
+            continue;
+        if (!out)
+            out = qimg_opts_new();
+        qimg_opts_set_typed(out, rest, all->v[i].value, all->v[i].type);
+    }
+    qimg_opts_free(all);
+    return out;
+}
+
+static struct qimg_node *open_layer(const struct cli_open *top, int depth, const struct layer *l,
+                                    unsigned flags)
 {
     struct qimg_error err = {0};
     struct qimg_node *n = NULL;
-    if (qimg_open(&n, l->filename, l->fmt, NULL, flags, &err) < 0) {
+    struct qimg_opts *opts = layer_crypt_opts(top, depth, !(flags & QIMG_O_NO_BACKING));
+    int ret = qimg_open(&n, l->filename, l->fmt, opts, flags, &err);
+    qimg_opts_free(opts);
+    if (ret < 0) {
         cli_error_obj(&err, "Could not open '%s': ", l->filename);
+        return NULL;
+    }
+    return n;
+}
+
+/*
+ * The top, reopened read-write over the layers commit links under it itself:
+ * its backing.* options (the lower layers' secrets) went to those layers, so
+ * they count as used here.
+ */
+static struct qimg_node *open_top(const struct cli_open *top)
+{
+    bool json = !top->image_opts && !strncmp(top->filename, "json:", 5);
+    if (!top->image_opts && !json)
+        return cli_open_image(top);
+    struct qimg_opts *opts = qimg_opts_new();
+    struct qimg_error err = {0};
+    struct qimg_node *n = NULL;
+    int ret = json ? qimg_opts_parse_json(opts, top->filename + 5, &err)
+                   : qimg_opts_parse(opts, top->filename, NULL, &err);
+    bool has_backing_opts = false;
+    for (size_t i = 0; ret == 0 && i < opts->n; i++) {
+        if (!strncmp(opts->v[i].key, "backing.", strlen("backing."))) {
+            opts->v[i].used = true;
+            has_backing_opts = true;
+        }
+    }
+    if (ret == 0 && !has_backing_opts) {
+        qimg_opts_free(opts);
+        return cli_open_image(top);
+    }
+    if (ret == 0)
+        ret = qimg_open_image_opts(&n, opts, top->flags, &err);
+    qimg_opts_free(opts);
+    if (ret < 0) {
+        cli_error_obj(&err, "Could not open '%s': ", top->filename);
         return NULL;
     }
     return n;
@@ -275,18 +350,18 @@ int cmd_commit(int argc, char **argv)
         return 1;
     nodes = xcalloc((size_t)n_layers, sizeof(*nodes));
     int b = n_layers - 1;
-    nodes[b] = open_layer(&layers[b], cache_flags | QIMG_O_RDWR | QIMG_O_UNMAP | QIMG_O_RESIZE);
+    nodes[b] = open_layer(&o.top, b, &layers[b], cache_flags | QIMG_O_RDWR | QIMG_O_UNMAP | QIMG_O_RESIZE);
     if (!nodes[b])
         goto out;
     for (int i = b - 1; i >= 1; i--) {
-        nodes[i] = open_layer(&layers[i], (cache_flags & ~QIMG_O_RDWR) | QIMG_O_NO_BACKING);
+        nodes[i] = open_layer(&o.top, i, &layers[i], (cache_flags & ~QIMG_O_RDWR) | QIMG_O_NO_BACKING);
         if (!nodes[i])
             goto out;
         qimg_node_set_backing(nodes[i], nodes[i + 1]);
     }
     struct cli_open top = o.top;
     top.flags |= QIMG_O_NO_BACKING;
-    nodes[0] = cli_open_image(&top);
+    nodes[0] = open_top(&top);
     if (!nodes[0])
         goto out;
     qimg_node_set_backing(nodes[0], nodes[1]);

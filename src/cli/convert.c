@@ -312,6 +312,14 @@ static int prepare_create(const struct convert_opts *o, const char *out_filename
         cli_error("Compression not supported for this file format");
         return -1;
     }
+    const char *legacy = qimg_opts_peek(opts, "encryption");
+    bool encrypt = qimg_opts_has(opts, "encrypt.format") ||
+                   (legacy && (!strcmp(legacy, "on") || !strcmp(legacy, "yes") ||
+                               !strcmp(legacy, "true")));
+    if (o->compress && encrypt) {
+        cli_error("Compression and encryption not supported at the same time");
+        return -1;
+    }
     if (qimg_opts_has(opts, "backing_file") && !qimg_opts_has(opts, "backing_fmt")) {
         cli_error("Use of backing file requires explicit backing format");
         return -1;

@@ -60,6 +60,8 @@ static struct qimg_json *full_dict(const struct qimg_node *n, size_t *strong)
     struct qimg_json *d = qimg_json_object();
     qimg_json_add_str(d, "driver", n->drv->name);
     *strong = add_strong(n, d);
+    if (n->drv->name_children)
+        n->drv->name_children((struct qimg_node *)n, d);
     if (n->file)
         qimg_json_add(d, n->drv->child_name ? n->drv->child_name : "file", describe(n->file));
     return d;

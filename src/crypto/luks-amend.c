@@ -5,11 +5,15 @@
  * refusals without --force and its messages.
  */
 #include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "crypto/afsplit.h"
 #include "crypto/luks.h"
+#include "qimg/opts.h"
+#include "qimg/secret.h"
 #include "util/mem.h"
 
 static int write_header(struct qimg_luks *l, const struct qimg_luks_io *io,
@@ -159,4 +163,69 @@ int qimg_luks_amend(struct qimg_luks *l, const struct qimg_luks_amend *a,
                               "To erase keyslot(s), either explicit keyslot index or the password "
                               "currently contained in them must be given");
     return erase(l, a, io, err);
+}
+
+/*
+ * A secret amend uses: looked up only where the operation needs it; one given
+ * where it does not count as given ("" here) so that the key slot code refuses it.
+ */
+static int amend_secret(struct qimg_opts *opts, const char *prefix, const char *name, bool needed,
+                        uint8_t **pw, size_t *len, struct qimg_error *err)
+{
+    char key[64];
+    snprintf(key, sizeof(key), "%s%s", prefix, name);
+    const char *id = qimg_opts_take(opts, key);
+    if (!id)
+        return 0;
+    if (!needed) {
+        *pw = (uint8_t *)xstrdup("");
+        *len = 0;
+        return 0;
+    }
+    return qimg_secret_lookup(id, pw, len, err);
+}
+
+static void free_secret(uint8_t *pw, size_t len)
+{
+    if (pw) {
+        memset(pw, 0, len);
+        free(pw);
+    }
+}
+
+int qimg_luks_amend_opts(struct qimg_luks *l, struct qimg_opts *opts, const char *prefix,
+                         bool force, const struct qimg_luks_io *io, struct qimg_error *err)
+{
+    struct qimg_luks_amend a = {.keyslot = -1, .force = force};
+    uint8_t *old_pw = NULL, *new_pw = NULL;
+    uint64_t slot = 0;
+    char key[64];
+    snprintf(key, sizeof(key), "%sstate", prefix);
+    const char *state = qimg_opts_take(opts, key);
+    if (!state)
+        return qimg_error_set(err, -EINVAL, "Parameter 'state' is missing");
+    if (strcmp(state, "active") && strcmp(state, "inactive"))
+        return qimg_error_set(err, -EINVAL, "Parameter 'state' does not accept value '%s'", state);
+    a.active = !strcmp(state, "active");
+    snprintf(key, sizeof(key), "%skeyslot", prefix);
+    int ret = qimg_opts_take_uint(opts, key, &slot, err);
+    if (ret < 0)
+        return ret;
+    if (ret > 0)
+        a.keyslot = slot > INT32_MAX ? INT32_MAX : (int)slot;
+    snprintf(key, sizeof(key), "%siter-time", prefix);
+    if ((ret = qimg_opts_take_uint(opts, key, &a.iter_time_ms, err)) < 0)
+        return ret;
+    a.has_iter_time = ret > 0;
+    ret = amend_secret(opts, prefix, "old-secret", !a.active, &old_pw, &a.old_len, err);
+    if (ret >= 0)
+        ret = amend_secret(opts, prefix, "new-secret", a.active, &new_pw, &a.new_len, err);
+    if (ret >= 0) {
+        a.old_pw = old_pw;
+        a.new_pw = new_pw;
+        ret = qimg_luks_amend(l, &a, io, err);
+    }
+    free_secret(old_pw, a.old_len);
+    free_secret(new_pw, a.new_len);
+    return ret;
 }

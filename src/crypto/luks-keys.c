@@ -17,6 +17,14 @@
 
 #define LUKS_ALIGN 4096
 #define LUKS_MIN_ITERS 1000
+/*
+ * PBKDF2 iteration counts come from the image: QEMU runs whatever it reads,
+ * so a hostile header with 2^32 - 1 iterations keeps it busy for a quarter
+ * of an hour per slot. We refuse counts above 2^26 (about 15 s of SHA-256
+ * on a 2020s core; honest images, calibrated to 2 s by default, stay far
+ * below it even on CPUs with SHA extensions).
+ */
+#define LUKS_MAX_ITERS (1u << 26)
 
 size_t qimg_luks_split_len(uint32_t key_bytes)
 {
@@ -77,6 +85,12 @@ int qimg_luks_slot_candidate(struct qimg_luks *l, int i, const uint8_t *pw, size
                              struct qimg_error *err)
 {
     const struct qimg_luks_slot *s = &l->hdr.slots[i];
+    if (s->iterations > LUKS_MAX_ITERS)
+        return qimg_error_set(err, -EINVAL, "Keyslot %d iteration count %u is too large "
+                              "(at most %u)", i, s->iterations, LUKS_MAX_ITERS);
+    if (l->hdr.mk_digest_iterations > LUKS_MAX_ITERS)
+        return qimg_error_set(err, -EINVAL, "LUKS key iteration count %u is too large "
+                              "(at most %u)", l->hdr.mk_digest_iterations, LUKS_MAX_ITERS);
     size_t klen = l->hdr.key_bytes, mlen = qimg_luks_split_len(l->hdr.key_bytes);
     uint8_t *slot_key = xmalloc(klen);
     uint8_t *material = xmalloc(mlen);
@@ -146,6 +160,10 @@ static int calibrate(enum qimg_hash_alg hash, size_t outlen, uint64_t ms, unsign
     if (iters > UINT32_MAX)
         return qimg_error_set(err, -ERANGE, "PBKDF iterations %llu larger than %u",
                               (unsigned long long)iters, UINT32_MAX);
+    /* Never write a count that open would refuse (LUKS_MAX_ITERS), in qemu's words. */
+    if (iters > LUKS_MAX_ITERS)
+        return qimg_error_set(err, -ERANGE, "PBKDF iterations %llu larger than %u",
+                              (unsigned long long)iters, LUKS_MAX_ITERS);
     *out = iters < LUKS_MIN_ITERS ? LUKS_MIN_ITERS : (uint32_t)iters;
     return 0;
 }

@@ -99,40 +99,55 @@ void qimg_luks_encode(const struct qimg_luks_header *h, uint8_t *b)
     }
 }
 
-/* Sectors one slot's key material takes. */
+/*
+ * Sectors one slot's key material is given when the layout is checked: its
+ * split key rounded up to 4 KiB, the spacing QEMU and cryptsetup lay slots
+ * out with (QEMU refuses a slot that leaves less than that before the next
+ * slot or the payload).
+ */
 static uint64_t slot_sectors(const struct qimg_luks_header *h)
 {
-    return ((uint64_t)h->key_bytes * QIMG_LUKS_STRIPES + 511) / 512;
+    /*
+     * The split key's size wraps at 32 bits as in QEMU, so that a huge key
+     * size passes this check as it does there and is refused for its cipher
+     * (with QEMU's message) right after: no key size that wraps is a cipher's.
+     */
+    uint32_t split = (uint32_t)((uint64_t)h->key_bytes * QIMG_LUKS_STRIPES);
+    return ((uint64_t)split + 4095) / 4096 * 8;
 }
 
-/* Slots and payload inside the header area and apart from each other. */
-static int check_layout(const struct qimg_luks_header *h, struct qimg_error *err)
+/*
+ * Slots and payload inside the header area and apart from each other, each
+ * check in the order QEMU makes them (so a header with several faults gets
+ * QEMU's message): the payload, the digest iterations, then slot by slot its
+ * stripes, state, iterations, offset and its overlap with each later slot.
+ * A detached header (9.1) has its payload elsewhere: no payload checks then.
+ */
+static int check_layout(const struct qimg_luks_header *h, bool detached, struct qimg_error *err)
 {
+    if (!detached && h->payload_offset < LUKS_HEADER_SECTORS)
+        return qimg_error_set(err, -EINVAL, "LUKS payload is overlapping with the header");
     if (h->mk_digest_iterations == 0)
         return qimg_error_set(err, -EINVAL, "LUKS key iteration count is zero");
-    if (h->payload_offset < LUKS_HEADER_SECTORS)
-        return qimg_error_set(err, -EINVAL, "LUKS payload is overlapping with the header");
     uint64_t len = slot_sectors(h);
     for (int i = 0; i < QIMG_LUKS_NUM_SLOTS; i++) {
         const struct qimg_luks_slot *s = &h->slots[i];
+        if (s->stripes != QIMG_LUKS_STRIPES)
+            return qimg_error_set(err, -EINVAL, "Keyslot %d is corrupted (stripes %u != %d)",
+                                  i, s->stripes, QIMG_LUKS_STRIPES);
         if (s->active != QIMG_LUKS_SLOT_ACTIVE && s->active != QIMG_LUKS_SLOT_INACTIVE)
             return qimg_error_set(err, -EINVAL,
                                   "Keyslot %d state (active/disable) is corrupted", i);
         if (s->active == QIMG_LUKS_SLOT_ACTIVE && s->iterations == 0)
             return qimg_error_set(err, -EINVAL, "Keyslot %d iteration count is zero", i);
-        if (s->stripes != QIMG_LUKS_STRIPES)
-            return qimg_error_set(err, -EINVAL, "Keyslot %d is corrupted (stripes %u != %d)",
-                                  i, s->stripes, QIMG_LUKS_STRIPES);
         if (s->key_offset < LUKS_HEADER_SECTORS)
             return qimg_error_set(err, -EINVAL,
                                   "Keyslot %d is overlapping with the LUKS header", i);
-        if ((uint64_t)s->key_offset + len > h->payload_offset)
+        if (!detached && (uint64_t)s->key_offset + len > h->payload_offset)
             return qimg_error_set(err, -EINVAL,
                                   "Keyslot %d is overlapping with the encrypted payload", i);
-    }
-    for (int i = 0; i < QIMG_LUKS_NUM_SLOTS; i++) {
         for (int j = i + 1; j < QIMG_LUKS_NUM_SLOTS; j++) {
-            uint64_t a = h->slots[i].key_offset, b = h->slots[j].key_offset;
+            uint64_t a = s->key_offset, b = h->slots[j].key_offset;
             if (a < b + len && b < a + len)
                 return qimg_error_set(err, -EINVAL,
                                       "Keyslots %d and %d are overlapping in the header", i, j);
@@ -205,6 +220,12 @@ static int parse_cipher(const struct qimg_luks_header *h, struct qimg_luks_param
 
 int qimg_luks_parse(const uint8_t *buf, struct qimg_luks **out, struct qimg_error *err)
 {
+    return qimg_luks_parse_detached(buf, false, out, err);
+}
+
+int qimg_luks_parse_detached(const uint8_t *buf, bool detached, struct qimg_luks **out,
+                             struct qimg_error *err)
+{
     if (memcmp(buf, luks_magic, sizeof(luks_magic)))
         return qimg_error_set(err, -EINVAL, "Volume is not in LUKS format");
     uint16_t version = (uint16_t)(buf[6] << 8 | buf[7]);
@@ -217,12 +238,13 @@ int qimg_luks_parse(const uint8_t *buf, struct qimg_luks **out, struct qimg_erro
         ret = get_string(buf + 40, 32, h->cipher_mode, "cipher mode", err);
     if (ret == 0)
         ret = get_string(buf + 72, 32, h->hash_spec, "hash spec", err);
+    /* The layout is checked before the cipher is looked up, as QEMU does. */
     if (ret == 0) {
         decode(buf, h);
-        ret = parse_cipher(h, &l->params, err);
+        ret = check_layout(h, detached, err);
     }
     if (ret == 0)
-        ret = check_layout(h, err);
+        ret = parse_cipher(h, &l->params, err);
     if (ret < 0) {
         qimg_luks_free(l);
         return ret;

@@ -79,6 +79,9 @@ void qimg_luks_params_default(struct qimg_luks_params *p);
 
 /* Decode and check a header (buf holds QIMG_LUKS_HEADER_LEN bytes). */
 int qimg_luks_parse(const uint8_t *buf, struct qimg_luks **out, struct qimg_error *err);
+/* The same for a detached header (9.1): the payload offset is not checked against it. */
+int qimg_luks_parse_detached(const uint8_t *buf, bool detached, struct qimg_luks **out,
+                             struct qimg_error *err);
 void qimg_luks_encode(const struct qimg_luks_header *h, uint8_t *buf);
 void qimg_luks_free(struct qimg_luks *l);
 
@@ -99,6 +102,13 @@ int qimg_luks_create(struct qimg_luks **out, const struct qimg_luks_params *p, c
                      size_t pwlen, const struct qimg_luks_io *io, struct qimg_error *err);
 /* Bytes the header and the eight key slots take for these parameters. */
 uint64_t qimg_luks_header_area_len(const struct qimg_luks_params *p);
+/*
+ * Create options prefix+"cipher-alg", "cipher-mode", "ivgen-alg", "ivgen-hash-alg",
+ * "hash-alg", "iter-time" (luks-opts.c), over QEMU's defaults.
+ */
+struct qimg_opts;
+int qimg_luks_take_params(struct qimg_opts *opts, const char *prefix, struct qimg_luks_params *p,
+                          struct qimg_error *err);
 /* Check the parameters (cipher, mode, essiv combinations) as QEMU does. */
 int qimg_luks_params_check(const struct qimg_luks_params *p, struct qimg_error *err);
 
@@ -120,6 +130,13 @@ struct qimg_luks_amend {
 };
 int qimg_luks_amend(struct qimg_luks *l, const struct qimg_luks_amend *a,
                     const struct qimg_luks_io *io, struct qimg_error *err);
+
+/*
+ * amend's options prefix+"state", "keyslot", "iter-time", "old-secret",
+ * "new-secret" (secret ids) into qimg_luks_amend, with QEMU's messages.
+ */
+int qimg_luks_amend_opts(struct qimg_luks *l, struct qimg_opts *opts, const char *prefix,
+                         bool force, const struct qimg_luks_io *io, struct qimg_error *err);
 
 /* Key slot primitives (luks-keys.c) for luks-amend.c. */
 size_t qimg_luks_split_len(uint32_t key_bytes);

@@ -2,6 +2,7 @@
 /* Sector encryption with IV generators (luks1-facts.md, "Data encryption"). */
 #include <endian.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,4 +131,39 @@ void qimg_sector_decrypt(const struct qimg_sector_crypt *sc, uint64_t sector, vo
                          size_t len)
 {
     crypt_sectors(sc, sector, buf, len, false);
+}
+
+static pthread_key_t bounce_key;
+static pthread_once_t bounce_once = PTHREAD_ONCE_INIT;
+static _Thread_local bool bounce_busy;
+
+static void bounce_key_init(void)
+{
+    if (pthread_key_create(&bounce_key, free) != 0)
+        abort(); /* only when the process is out of keys */
+}
+
+uint8_t *qimg_crypto_bounce_get(void)
+{
+    if (bounce_busy)
+        return qimg_alloc_aligned(QIMG_CRYPTO_BOUNCE);
+    pthread_once(&bounce_once, bounce_key_init);
+    uint8_t *b = pthread_getspecific(bounce_key);
+    if (!b) {
+        b = qimg_alloc_aligned(QIMG_CRYPTO_BOUNCE);
+        if (!b || pthread_setspecific(bounce_key, b) != 0) {
+            free(b);
+            return NULL;
+        }
+    }
+    bounce_busy = true;
+    return b;
+}
+
+void qimg_crypto_bounce_put(uint8_t *buf)
+{
+    if (buf && buf == pthread_getspecific(bounce_key))
+        bounce_busy = false;
+    else
+        free(buf);
 }

@@ -48,4 +48,17 @@ void qimg_sector_encrypt(const struct qimg_sector_crypt *sc, uint64_t sector, vo
 void qimg_sector_decrypt(const struct qimg_sector_crypt *sc, uint64_t sector, void *buf,
                          size_t len);
 
+/* Bytes a qimg_crypto_bounce_get() buffer holds. */
+#define QIMG_CRYPTO_BOUNCE (1u << 20)
+
+/*
+ * A QIMG_CRYPTO_BOUNCE-byte buffer, 4 KiB aligned, to encrypt a write out of
+ * place; give it back with qimg_crypto_bounce_put(). Each thread keeps one
+ * until it exits, so copy workers reuse theirs instead of faulting in a fresh
+ * MiB per request; a nested request (an encrypted node over another) gets a
+ * buffer of its own. NULL: out of memory.
+ */
+uint8_t *qimg_crypto_bounce_get(void);
+void qimg_crypto_bounce_put(uint8_t *buf);
+
 #endif

@@ -14,16 +14,17 @@
 #include <string.h>
 
 #include "core/builtin.h"
+#include "core/node-internal.h"
 #include "crypto/luks.h"
 #include "qimg/driver.h"
 #include "qimg/secret.h"
 #include "util/mem.h"
 
-#define LUKS_BOUNCE (1u << 20) /* writes encrypt a copy, at most this much at a time */
 
 struct luks_state {
     struct qimg_luks *luks;
     uint64_t payload; /* byte offset of guest sector 0 in the file */
+    struct qimg_node *header; /* 9.1's detached header (the "header" child), or NULL */
 };
 
 static const struct qimg_opt_desc luks_create_opts[] = {
@@ -53,10 +54,24 @@ static int luks_probe(const uint8_t *buf, size_t len, const char *filename)
     return len >= 8 && !memcmp(buf, magic, 6) && buf[6] == 0 && buf[7] == 1 ? 100 : 0;
 }
 
-/* Header-area access through the file child (offsets from the file's start). */
+/*
+ * Header-area access through the file child (offsets from the file's start).
+ * Past the end of the file the header area reads as zeroes, as QEMU's short
+ * reads do: a truncated volume then fails the header checks or the unlock
+ * with QEMU's messages.
+ */
 static int file_read(void *opaque, uint64_t off, void *buf, size_t len)
 {
-    return qimg_node_pread(opaque, off, len, buf, 0);
+    int64_t flen = qimg_node_length(opaque);
+    if (flen < 0)
+        return (int)flen;
+    uint64_t have = off >= (uint64_t)flen ? 0 : (uint64_t)flen - off;
+    if (have > len)
+        have = len;
+    int ret = have ? qimg_node_pread(opaque, off, have, buf, 0) : 0;
+    if (ret == 0)
+        memset((uint8_t *)buf + have, 0, len - have);
+    return ret;
 }
 
 static int file_write(void *opaque, uint64_t off, const void *buf, size_t len)
@@ -72,36 +87,71 @@ static int luks_passphrase(const char *id, uint8_t **pw, size_t *len, struct qim
     return qimg_secret_lookup(id, pw, len, err);
 }
 
+/*
+ * 9.1's detached header: "header.driver=file,header.filename=..." (or json:
+ * "header": {...}) names a protocol node holding the LUKS header; the payload
+ * is then the whole file from the header's payload offset (0 as QEMU makes them).
+ */
+static int open_detached_header(struct qimg_node *n, struct qimg_opts *opts,
+                                struct qimg_error *err)
+{
+    struct luks_state *s = n->opaque;
+    struct qimg_opts *ho = qimg_opts_new();
+    qimg_opts_extract_prefix(opts, "header.", ho);
+    int ret = 0;
+    if (ho->n) {
+        const char *fname = qimg_opts_take(ho, "filename");
+        ret = qimg_open_protocol(&s->header, fname, ho, n->flags & QIMG_O_RDWR, err);
+        const char *unused = ret == 0 ? qimg_opts_first_unused(ho) : NULL;
+        if (unused)
+            ret = qimg_error_set(err, -EINVAL, "Block protocol '%s' doesn't support the option "
+                                               "'%s'", s->header->drv->name, unused);
+    }
+    qimg_opts_free(ho);
+    return ret;
+}
+
+static struct qimg_node *header_node(struct qimg_node *n)
+{
+    struct luks_state *s = n->opaque;
+    return s->header ? s->header : n->file;
+}
+
 static int luks_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_error *err)
 {
     struct luks_state *s = xcalloc(1, sizeof(*s));
     n->opaque = s;
+    int ret = open_detached_header(n, opts, err);
+    if (ret < 0)
+        return ret;
     const char *id = qimg_opts_take(opts, "key-secret");
     bool no_io = n->flags & QIMG_O_NO_IO;
     uint8_t *pw = NULL;
     size_t pwlen = 0;
-    int ret = 0;
     if (!no_io && (ret = luks_passphrase(id, &pw, &pwlen, err)) < 0)
         return ret;
     uint8_t buf[QIMG_LUKS_HEADER_LEN];
-    ret = qimg_node_pread(n->file, 0, sizeof(buf), buf, 0);
+    ret = file_read(header_node(n), 0, buf, sizeof(buf));
     if (ret < 0) {
         qimg_error_errno(err, ret, "Unable to read LUKS header");
         goto out;
     }
-    ret = qimg_luks_parse(buf, &s->luks, err);
+    ret = qimg_luks_parse_detached(buf, s->header != NULL, &s->luks, err);
     if (ret < 0)
         goto out;
     s->payload = qimg_luks_payload_offset(s->luks);
+    /* The key is tried before the size is looked at, as QEMU orders them. */
+    if (!no_io) {
+        struct qimg_luks_io io = {header_node(n), file_read, file_write};
+        ret = qimg_luks_unlock(s->luks, pw, pwlen, &io, err);
+        if (ret < 0)
+            goto out;
+    }
     int64_t flen = qimg_node_length(n->file);
     if (flen < 0 || s->payload > (uint64_t)flen) {
         ret = qimg_error_errno(err, flen < 0 ? (int)flen : -EIO,
                                "Could not refresh total sector count");
         goto out;
-    }
-    if (!no_io) {
-        struct qimg_luks_io io = {n->file, file_read, file_write};
-        ret = qimg_luks_unlock(s->luks, pw, pwlen, &io, err);
     }
     n->request_alignment = QIMG_CRYPTO_SECTOR;
 out:
@@ -118,6 +168,8 @@ static void luks_close(struct qimg_node *n)
     if (!s)
         return;
     qimg_luks_free(s->luks);
+    if (s->header)
+        qimg_node_unref(s->header);
     free(s);
 }
 
@@ -143,26 +195,48 @@ static int luks_pread(struct qimg_node *n, uint64_t off, uint64_t len, void *buf
     return ret;
 }
 
-static int luks_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf,
-                       unsigned flags)
+/* Encrypt [off, off+len) from buf (NULL: zeroes) through a bounce buffer and write it. */
+static int write_encrypted(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf,
+                           unsigned flags)
 {
     struct luks_state *s = n->opaque;
     if (!s->luks->crypt)
         return -EIO;
-    size_t cap = len < LUKS_BOUNCE ? (size_t)len : LUKS_BOUNCE;
-    uint8_t *bounce = qimg_alloc_aligned(cap);
+    size_t cap = len < QIMG_CRYPTO_BOUNCE ? (size_t)len : QIMG_CRYPTO_BOUNCE;
+    uint8_t *bounce = qimg_crypto_bounce_get();
     if (!bounce)
         return -ENOMEM;
     int ret = 0;
     for (uint64_t pos = 0; pos < len && ret == 0; pos += cap) {
         size_t chunk = len - pos < cap ? (size_t)(len - pos) : cap;
-        memcpy(bounce, (const uint8_t *)buf + pos, chunk);
+        if (buf)
+            memcpy(bounce, (const uint8_t *)buf + pos, chunk);
+        else
+            memset(bounce, 0, chunk);
         qimg_sector_encrypt(s->luks->crypt, (off + pos) / QIMG_CRYPTO_SECTOR, bounce, chunk);
         qimg_debug_event(n->file, QIMG_DBG_WRITE_AIO);
         ret = qimg_node_pwrite(n->file, s->payload + off + pos, chunk, bounce, flags);
     }
-    free(bounce);
+    qimg_crypto_bounce_put(bounce);
     return ret;
+}
+
+static int luks_pwrite(struct qimg_node *n, uint64_t off, uint64_t len, const void *buf,
+                       unsigned flags)
+{
+    return write_encrypted(n, off, len, buf, flags);
+}
+
+/*
+ * Zeroes must be stored encrypted (zeroes in the file decrypt to noise): no
+ * cheap way, so none when the caller asks for one (QIMG_REQ_NO_FALLBACK);
+ * otherwise encrypted zero sectors, without a zero buffer to copy from.
+ */
+static int luks_pwrite_zeroes(struct qimg_node *n, uint64_t off, uint64_t len, unsigned flags)
+{
+    if (flags & QIMG_REQ_NO_FALLBACK)
+        return -ENOTSUP;
+    return write_encrypted(n, off, len, NULL, flags & QIMG_REQ_FUA);
 }
 
 static int luks_pdiscard(struct qimg_node *n, uint64_t off, uint64_t len)
@@ -214,51 +288,19 @@ static int luks_get_info(struct qimg_node *n, struct qimg_driver_info *info,
     }
     struct qimg_json *fs = qimg_json_object();
     qimg_json_add_str(fs, "type", "luks");
-    qimg_json_add(fs, "data", qimg_luks_info_json(s->luks, false));
+    qimg_json_add(fs, "data", qimg_luks_info_json(s->luks, s->header != NULL));
     info->format_specific = fs;
     return 0;
-}
-
-/* -o cipher-alg=... and friends into LUKS parameters, with QEMU's messages. */
-static int take_enum(struct qimg_opts *opts, const char *key, int (*parse)(const char *),
-                     int *out, struct qimg_error *err)
-{
-    const char *v = qimg_opts_take(opts, key);
-    if (!v)
-        return 0;
-    int x = parse(v);
-    if (x < 0)
-        return qimg_error_set(err, -EINVAL, "Parameter '%s' does not accept value '%s'", key, v);
-    *out = x;
-    return 1;
 }
 
 static int luks_take_params(struct qimg_opts *opts, struct qimg_luks_params *p,
                             struct qimg_error *err)
 {
-    qimg_luks_params_default(p);
-    int alg = p->cipher_alg, mode = p->cipher_mode, ivgen = p->ivgen_alg;
-    int ivhash = p->ivgen_hash, hash = p->hash;
-    int ret = take_enum(opts, "cipher-alg", qimg_cipher_alg_parse, &alg, err);
-    if (ret >= 0)
-        ret = take_enum(opts, "cipher-mode", qimg_cipher_mode_parse, &mode, err);
-    if (ret >= 0)
-        ret = take_enum(opts, "ivgen-alg", qimg_ivgen_parse, &ivgen, err);
-    if (ret >= 0 && (ret = take_enum(opts, "ivgen-hash-alg", qimg_hash_parse, &ivhash, err)) > 0)
-        p->has_ivgen_hash = true;
-    if (ret >= 0)
-        ret = take_enum(opts, "hash-alg", qimg_hash_parse, &hash, err);
-    if (ret >= 0)
-        ret = qimg_opts_take_uint(opts, "iter-time", &p->iter_time_ms, err);
+    int ret = qimg_luks_take_params(opts, "", p, err);
     if (ret < 0)
         return ret;
     if (qimg_opts_take(opts, "detached-header"))
         return qimg_error_set(err, -EINVAL, "Parameter 'detached-header' is unexpected");
-    p->cipher_alg = alg;
-    p->cipher_mode = mode;
-    p->ivgen_alg = ivgen;
-    p->ivgen_hash = ivhash;
-    p->hash = hash;
     return 0;
 }
 
@@ -354,65 +396,40 @@ static const struct qimg_opt_desc luks_amend_opts[] = {
     {0},
 };
 
-/*
- * A secret amend uses: looked up only where the operation needs it; one given
- * where it does not count as given ("" here) so that the key slot code refuses it.
- */
-static int amend_secret(struct qimg_opts *opts, const char *key, bool needed, uint8_t **pw,
-                        size_t *len, struct qimg_error *err)
-{
-    const char *id = qimg_opts_take(opts, key);
-    if (!id)
-        return 0;
-    if (!needed) {
-        *pw = (uint8_t *)xstrdup("");
-        *len = 0;
-        return 0;
-    }
-    return qimg_secret_lookup(id, pw, len, err);
-}
-
 static int luks_amend(struct qimg_node *n, struct qimg_opts *opts, bool force,
                       struct qimg_error *err)
 {
     struct luks_state *s = n->opaque;
-    struct qimg_luks_amend a = {.keyslot = -1, .force = force};
-    uint8_t *old_pw = NULL, *new_pw = NULL;
-    uint64_t slot = 0;
-    const char *state = qimg_opts_take(opts, "state");
-    int ret = 0;
-    if (!state)
-        return qimg_error_set(err, -EINVAL, "Parameter 'state' is missing");
-    if (strcmp(state, "active") && strcmp(state, "inactive"))
-        return qimg_error_set(err, -EINVAL, "Parameter 'state' does not accept value '%s'", state);
-    a.active = !strcmp(state, "active");
-    if ((ret = qimg_opts_take_uint(opts, "keyslot", &slot, err)) < 0)
-        return ret;
-    if (ret > 0)
-        a.keyslot = slot > INT32_MAX ? INT32_MAX : (int)slot;
-    if ((ret = qimg_opts_take_uint(opts, "iter-time", &a.iter_time_ms, err)) < 0)
-        return ret;
-    a.has_iter_time = ret > 0;
-    ret = amend_secret(opts, "old-secret", !a.active, &old_pw, &a.old_len, err);
-    if (ret >= 0)
-        ret = amend_secret(opts, "new-secret", a.active, &new_pw, &a.new_len, err);
-    if (ret >= 0) {
-        a.old_pw = old_pw;
-        a.new_pw = new_pw;
-        struct qimg_luks_io io = {n->file, file_read, file_write};
-        ret = qimg_luks_amend(s->luks, &a, &io, err);
-        if (ret == 0 && (ret = qimg_node_flush(n->file)) < 0)
-            qimg_error_errno(err, ret, "Could not flush the image");
-    }
-    if (old_pw) {
-        memset(old_pw, 0, a.old_len);
-        free(old_pw);
-    }
-    if (new_pw) {
-        memset(new_pw, 0, a.new_len);
-        free(new_pw);
-    }
+    struct qimg_luks_io io = {header_node(n), file_read, file_write};
+    int ret = qimg_luks_amend_opts(s->luks, opts, "", force, &io, err);
+    if (ret == 0 && (ret = qimg_node_flush(header_node(n))) < 0)
+        qimg_error_errno(err, ret, "Could not flush the image");
     return ret;
+}
+
+/* QEMU sums what every child allocates: the detached header counts too. */
+static int64_t luks_get_allocated_size(struct qimg_node *n)
+{
+    struct luks_state *s = n->opaque;
+    int64_t a = qimg_node_allocated_size(n->file);
+    if (a < 0 || !s->header)
+        return a;
+    int64_t b = qimg_node_allocated_size(s->header);
+    return b < 0 ? b : a + b;
+}
+
+static struct qimg_node *luks_extra_child(struct qimg_node *n, size_t i, char *name, size_t cap)
+{
+    struct luks_state *s = n->opaque;
+    snprintf(name, cap, "header");
+    return i == 0 ? s->header : NULL;
+}
+
+static void luks_name_children(struct qimg_node *n, struct qimg_json *dict)
+{
+    struct luks_state *s = n->opaque;
+    if (s && s->header)
+        qimg_json_add(dict, "header", qimg_node_describe(s->header));
 }
 
 static const char *const luks_strong_opts[] = {"key-secret", NULL};
@@ -429,6 +446,7 @@ const struct qimg_driver qimg_luks_driver = {
     .get_length = luks_get_length,
     .pread = luks_pread,
     .pwrite = luks_pwrite,
+    .pwrite_zeroes = luks_pwrite_zeroes,
     .pdiscard = luks_pdiscard,
     .truncate = luks_truncate,
     .block_status = luks_block_status,
@@ -437,4 +455,7 @@ const struct qimg_driver qimg_luks_driver = {
     .measure = luks_measure,
     .amend_opts = luks_amend_opts,
     .amend = luks_amend,
+    .extra_child = luks_extra_child,
+    .get_allocated_size = luks_get_allocated_size,
+    .name_children = luks_name_children,
 };

@@ -1,9 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * qcow's legacy AES encryption, as qemu-img 9.1 does it: the key is the
- * secret's first 16 bytes (zero-padded), AES-128-CBC, each 512-byte sector
- * with a plain64 IV made from its GUEST sector number. Only data clusters are
- * encrypted (no compression with encryption).
+ * qcow's legacy AES encryption, as qemu-img 9.1 does it (crypto/qcow-aes.h).
+ * Only data clusters are encrypted (no compression with encryption).
  *
  * Writes go out as whole clusters: qemu encrypts the unwritten sectors of a
  * new cluster (as zeroes) too, so that every sector of an allocated cluster
@@ -13,13 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crypto/sector.h"
+#include "crypto/qcow-aes.h"
 #include "formats/qcow1/qcow1.h"
-#include "qimg/secret.h"
 #include "util/bytes.h"
 #include "util/mem.h"
-
-#define KEY_LEN 16
 
 int qcow1_open_crypt(struct qimg_node *n, struct qimg_opts *opts, struct qimg_error *err)
 {
@@ -28,23 +23,9 @@ int qcow1_open_crypt(struct qimg_node *n, struct qimg_opts *opts, struct qimg_er
     if (opts)
         qimg_opts_take(opts, "encrypt.format");
     n->request_alignment = QIMG_CRYPTO_SECTOR;
-    if (!id) {
-        if (n->flags & QIMG_O_NO_IO)
-            return 0; /* info needs no key */
-        return qimg_error_set(err, -EINVAL, "Parameter 'encrypt.key-secret' is required for cipher");
-    }
-    uint8_t *pw;
-    size_t len;
-    int ret = qimg_secret_lookup(id, &pw, &len, err);
-    if (ret < 0)
-        return ret;
-    uint8_t key[KEY_LEN] = {0};
-    memcpy(key, pw, len < KEY_LEN ? len : KEY_LEN);
-    free(pw);
-    ret = qimg_sector_crypt_new(&s->crypt, QIMG_CIPHER_AES_128, QIMG_CIPHER_MODE_CBC,
-                                QIMG_IVGEN_PLAIN64, QIMG_HASH_MD5, key, KEY_LEN, err);
-    memset(key, 0, sizeof(key));
-    return ret;
+    if (!id && (n->flags & QIMG_O_NO_IO))
+        return 0; /* info needs no key */
+    return qimg_qcow_aes_new(id, "encrypt.key-secret", &s->crypt, err);
 }
 
 /* Decrypt the data runs of [off, off+len) in buf (read through the mapped layer). */

@@ -93,9 +93,9 @@ static int parse_params(struct qimg_node *n, struct qimg_opts *o, struct amend_p
         return qimg_error_set(err, -EINVAL, "data-file-raw cannot be set on existing images");
     for (size_t i = 0; qcow2_amend_opts[i].name; i++)
         if (!strncmp(qcow2_amend_opts[i].name, "encrypt.", 8) &&
-            qimg_opts_take(o, qcow2_amend_opts[i].name))
-            p->encrypt = true;
-    if (p->encrypt)
+            qimg_opts_has(o, qcow2_amend_opts[i].name))
+            p->encrypt = true; /* crypt.c takes them */
+    if (p->encrypt && !s->crypt_method)
         return qimg_error_set(err, -EINVAL,
                               "Can't amend encryption options - encryption not present");
     return 0;
@@ -120,6 +120,11 @@ static int write_header(struct qimg_node *n)
     }
     free(buf);
     return ret;
+}
+
+int qcow2_header_rewrite(struct qimg_node *n)
+{
+    return write_header(n);
 }
 
 /*
@@ -599,11 +604,13 @@ fail:
 
 int qcow2_amend(struct qimg_node *n, struct qimg_opts *opts, bool force, struct qimg_error *err)
 {
-    (void)force; /* only LUKS keyslot changes need it */
     struct qcow2_state *s = n->opaque;
     struct amend_params p;
     int ret = parse_params(n, opts, &p, err);
     if (ret < 0)
+        return ret;
+    /* LUKS key slots first: they live in their own clusters, apart from the rest. */
+    if (p.encrypt && (ret = qcow2_crypt_amend(n, opts, force, err)) < 0)
         return ret;
     struct amend_progress ap = {.n = n};
     ap.ops = (p.version != s->version) + (p.refcount_bits != s->refcount_bits);

@@ -740,6 +740,10 @@ static int calculate_refcounts(struct ck *c, struct qimg_check_result *res, int 
     ret = count_bitmaps(c, res);
     if (ret < 0)
         return ret;
+    uint64_t crypt_off, crypt_len; /* qcow2.txt: the LUKS header clusters */
+    if (qcow2_crypt_header_range(s, &crypt_off, &crypt_len) &&
+        (ret = inc_refcounts(c, res, crypt_off, crypt_len)) < 0)
+        return ret;
     return check_refblocks(c, res, fix, rebuild);
 }
 

@@ -55,6 +55,7 @@ struct create_params {
     const char *backing_file, *backing_fmt;
     const char *data_file; /* external data file (qcow2.txt), or NULL */
     bool data_raw;
+    struct qcow2_crypt_create crypt; /* crypt.c: encryption=on / encrypt.* */
 };
 
 static int parse_bool(struct qimg_opts *o, const char *key, bool *out, struct qimg_error *err)
@@ -159,15 +160,8 @@ static int parse_params(struct qimg_opts *o, struct create_params *p, bool for_m
                                             "or greater)");
     p->data_file = data_file;
     p->data_raw = data_raw;
-    bool enc = false;
-    if ((ret = parse_bool(o, "encryption", &enc, err)) < 0)
+    if ((ret = qcow2_crypt_parse_create(o, false, &p->crypt, err)) < 0)
         return ret;
-    for (size_t i = 0; qcow2_create_opts[i].name; i++)
-        if (!strncmp(qcow2_create_opts[i].name, "encrypt.", 8) &&
-            qimg_opts_take(o, qcow2_create_opts[i].name))
-            enc = true;
-    if (enc)
-        return qimg_error_set(err, -ENOTSUP, "Encrypted qcow2 images are not supported yet");
     if (p->backing_file && p->prealloc != QIMG_PREALLOC_OFF && !p->extended_l2)
         return qimg_error_set(err, -EINVAL,
                               "Backing file and preallocation can only be used at the same time "
@@ -228,12 +222,24 @@ static uint64_t l2_entries_for(uint64_t cs, bool ext)
     return cs / (ext ? 16 : 8);
 }
 
+static int create_image(const char *filename, struct qimg_opts *opts, struct create_params *pp,
+                        struct qimg_error *err);
+
 int qcow2_create(const char *filename, struct qimg_opts *opts, struct qimg_error *err)
 {
     struct create_params p;
     int ret = parse_params(opts, &p, false, err);
-    if (ret < 0)
-        return ret;
+    if (ret == 0)
+        ret = create_image(filename, opts, &p, err);
+    qcow2_crypt_create_clear(&p.crypt);
+    return ret;
+}
+
+static int create_image(const char *filename, struct qimg_opts *opts, struct create_params *pp,
+                        struct qimg_error *err)
+{
+    const struct create_params p = *pp;
+    int ret;
     struct qimg_opts *po;
     enum qimg_prealloc mode = p.prealloc;
     if (p.data_file) {
@@ -290,6 +296,8 @@ int qcow2_create(const char *filename, struct qimg_opts *opts, struct qimg_error
     /* qemu-img words every failure of this first resize so. */
     if (ret == 0 && (ret = qcow2_grow_to(n, p.size, mode, err)) < 0)
         qimg_error_prefix(err, "Could not resize image: ");
+    if (ret == 0)
+        ret = qcow2_crypt_setup(n, &p.crypt, err); /* after the L1 table, as QEMU */
     if (ret == 0 && (ret = qimg_node_flush(n)) < 0)
         qimg_error_errno(err, ret, "Could not flush the new image");
     qimg_node_unref(n);
@@ -338,9 +346,15 @@ int qcow2_measure(struct qimg_opts *opts, struct qimg_node *src, uint64_t size,
     if (ret < 0)
         return ret;
     const char *drop[] = {"backing_file", "backing_fmt", "data_file", "data_file_raw",
-                          "lazy_refcounts", "encryption"};
+                          "lazy_refcounts"};
     for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]); i++)
         qimg_opts_take(opts, drop[i]);
+    /* QEMU formats a LUKS header to measure it: the secret is needed too. */
+    ret = qcow2_crypt_parse_create(opts, true, &p.crypt, err);
+    uint64_t luks = qcow2_crypt_measure(&p.crypt, p.cluster_size);
+    qcow2_crypt_create_clear(&p.crypt);
+    if (ret < 0)
+        return ret;
     uint64_t cs = p.cluster_size, data = 0;
     if (src) {
         int64_t len = qimg_node_length(src);
@@ -368,10 +382,10 @@ int qcow2_measure(struct qimg_opts *opts, struct qimg_node *src, uint64_t size,
         out->bitmaps = 0;
     }
     uint64_t full = prealloc_size(size, cs, p.refcount_bits, p.extended_l2);
-    out->fully_allocated = full;
+    out->fully_allocated = full + luks;
     if (p.prealloc == QIMG_PREALLOC_FALLOC || p.prealloc == QIMG_PREALLOC_FULL)
-        out->required = full;
+        out->required = full + luks;
     else
-        out->required = full - qcow2_align_up(size, cs) + data;
+        out->required = full - qcow2_align_up(size, cs) + data + luks;
     return 0;
 }

@@ -71,8 +71,8 @@ static int qcow2_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_e
     ret = qcow2_data_file_open(n, opts, err); /* datafile.c */
     if (ret < 0)
         return ret;
-    if (s->crypt_method)
-        return qimg_error_set(err, -ENOTSUP, "Encrypted qcow2 images are not supported yet");
+    if ((s->crypt_method || s->crypto_ext) && (ret = qcow2_crypt_open(n, opts, err)) < 0)
+        return ret; /* crypt.c */
     if (!s->read_only && (s->incompat & QCOW2_INCOMPAT_CORRUPT) && !(n->flags & QIMG_O_CHECK))
         return qimg_error_set(err, -EACCES, "qcow2: Image is corrupt; cannot be opened read/write");
     ret = load_l1(n, err);
@@ -166,6 +166,7 @@ static void qcow2_close(struct qimg_node *n)
     qcow2_state_free_ext(s);
     qcow2_snapshots_free(s);
     qcow2_bitmaps_free(s);
+    qcow2_crypt_free(s);
     free(s->l1);
     free(s->rt);
     free(s->freed);
@@ -182,6 +183,10 @@ static int64_t qcow2_get_length(struct qimg_node *n)
 
 static bool qcow2_has_zero_init(struct qimg_node *n)
 {
+    struct qcow2_state *s = n->opaque;
+    /* As QEMU: a preallocated encrypted image reads its zeroed clusters as noise. */
+    if (s->crypt && s->l1_size && s->l1[0])
+        return false;
     return !n->backing_file || !n->backing_file[0];
 }
 
@@ -377,6 +382,10 @@ static int qcow2_get_info(struct qimg_node *n, struct qimg_driver_info *info,
         qimg_json_add_bool(d, "corrupt", s->incompat & QCOW2_INCOMPAT_CORRUPT);
     }
     qimg_json_add_int(d, "refcount-bits", s->refcount_bits);
+    struct qimg_json *encrypt = qcow2_crypt_info_json(s);
+    if (encrypt)
+        qimg_json_add(d, "encrypt", encrypt);
+    info->encrypted = s->crypt_method != 0;
     struct qimg_json *bitmaps = s->version >= 3 ? qcow2_bitmaps_info_json(n) : NULL;
     if (bitmaps)
         qimg_json_add(d, "bitmaps", bitmaps);
@@ -533,8 +542,11 @@ static int resize(struct qimg_node *n, uint64_t size, bool exact, enum qimg_prea
     return qcow2_grow_to(n, size, prealloc, err);
 }
 
+static const char *const qcow2_strong_opts[] = {"encrypt.key-secret", NULL};
+
 const struct qimg_driver qimg_qcow2_driver = {
     .name = "qcow2",
+    .strong_opts = qcow2_strong_opts,
     .create_opts = qcow2_create_opts,
     .amend_opts = qcow2_amend_opts,
     .open_opts = qcow2_open_opts,

@@ -184,11 +184,14 @@ static int read_run(struct qimg_node *n, uint64_t off, const struct run *r, uint
     case QCOW2_ZERO_ALLOC:
         memset(dst, 0, r->bytes);
         return 0;
-    case QCOW2_NORMAL:
+    case QCOW2_NORMAL: {
         qimg_debug_event(n->file, QIMG_DBG_READ_AIO);
-        if (n->data_file)
-            return qimg_node_pread(n->data_file, r->host, r->bytes, dst, 0);
-        return file_read(n, r->host, r->bytes, dst);
+        int ret = n->data_file ? qimg_node_pread(n->data_file, r->host, r->bytes, dst, 0)
+                               : file_read(n, r->host, r->bytes, dst);
+        if (ret == 0 && s->crypt)
+            ret = qcow2_crypt_decrypt(s, r->host, off, dst, r->bytes); /* crypt.c */
+        return ret;
+    }
     case QCOW2_COMPRESSED:
         return read_compressed(n, r->e.l2e, off % s->cluster_size, r->bytes, dst);
     }
@@ -299,7 +302,8 @@ static int write_in_place(struct qimg_node *n, uint8_t *l2, uint64_t off, uint64
     if (ret == 0)
         qimg_debug_event(n->file, QIMG_DBG_WRITE_AIO);
     if (ret == 0)
-        ret = qimg_node_pwrite(qcow2_data_node(n), host0, *done, src, 0);
+        ret = s->crypt ? qcow2_crypt_pwrite(n, host0, off, *done, src)
+                       : qimg_node_pwrite(qcow2_data_node(n), host0, *done, src, 0);
     return ret;
 }
 
@@ -531,7 +535,8 @@ static int write_alloc(struct qimg_node *n, uint64_t off, uint64_t end, const ui
     }
     /* Whole clusters need no COW: the caller's buffer is written as it is, not copied. */
     bool whole_write = off == ws && we == wend;
-    if (!whole_write && zero_cow(n, old, k, ws, off, wend, we)) {
+    /* Encrypted zeroes are not zero bytes: COW of an encrypted image goes through a buffer. */
+    if (!whole_write && !s->crypt && zero_cow(n, old, k, ws, off, wend, we)) {
         ret = write_with_zero_cow(n, host + (ws - c0), we - ws, host + (off - c0), src,
                                   wend - off);
         if (ret != -ENOTSUP)
@@ -562,7 +567,9 @@ static int write_alloc(struct qimg_node *n, uint64_t off, uint64_t end, const ui
         if (cow)
             qimg_debug_event(n->file, QIMG_DBG_COW_WRITE);
         qimg_debug_event(n->file, QIMG_DBG_WRITE_AIO);
-        if (ret == 0)
+        if (ret == 0 && s->crypt)
+            ret = qcow2_crypt_pwrite(n, hs, ws, we - ws, whole_write ? src : buf);
+        else if (ret == 0)
             ret = qimg_node_pwrite(qcow2_data_node(n), hs, we - ws, whole_write ? src : buf, 0);
     }
     free(buf);
@@ -1209,7 +1216,7 @@ int qcow2_block_status(struct qimg_node *n, uint64_t off, uint64_t len,
         st->flags = QIMG_BLK_DATA | QIMG_BLK_COMPRESSED;
         break;
     }
-    if (r.host_valid) {
+    if (r.host_valid && !((struct qcow2_state *)n->opaque)->crypt) { /* encrypted: no offset */
         st->flags |= QIMG_BLK_OFFSET_VALID;
         st->offset = r.host;
         st->file = qcow2_data_node(n);

@@ -53,6 +53,9 @@ const struct qimg_opt_desc qcow2_open_opts[] = {
     {"refcount-cache-size", QIMG_OPT_SIZE, "Maximum refcount block cache size", NULL},
     {"cache-clean-interval", QIMG_OPT_NUMBER, "Clean unused cache entries after this time (in "
                                               "seconds)", NULL},
+    {"encrypt.key-secret", QIMG_OPT_STRING, "ID of secret providing qcow2 AES key or LUKS "
+                                            "passphrase", NULL},
+    {"encrypt.format", QIMG_OPT_STRING, "Encryption data format", NULL},
     {0},
 };
 

@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "crypto/luks.h"
 #include "qimg/driver.h"
 
 #define QCOW2_MAGIC 0x514649fbu /* "QFI\xfb" */
@@ -184,7 +185,44 @@ struct qcow2_state {
     uint64_t snapshots_size;
     /* bitmap.c: persistent dirty bitmaps (NULL when the image has none loaded). */
     struct qcow2_bitmaps *bitmaps;
+    /* crypt.c: encryption (crypt_method 1 or 2), NULL for plain images. */
+    struct qcow2_crypt *crypt;
 };
+
+/* crypt.c (qcow2.txt: Full disk encryption header pointer, Data encryption) */
+/* Open: check the crypto extension; LUKS header parsed, key unlocked unless QIMG_O_NO_IO. */
+int qcow2_crypt_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_error *err);
+void qcow2_crypt_free(struct qcow2_state *s);
+/* Data at host offset host (guest offset guest), sector aligned: decrypt in place. */
+int qcow2_crypt_decrypt(const struct qcow2_state *s, uint64_t host, uint64_t guest, void *buf,
+                        uint64_t len);
+/* Encrypt a copy of src and write it to the data node at host. */
+int qcow2_crypt_pwrite(struct qimg_node *n, uint64_t host, uint64_t guest, uint64_t len,
+                       const void *src);
+/* info's format-specific "encrypt" member, NULL for plain images. */
+struct qimg_json *qcow2_crypt_info_json(const struct qcow2_state *s);
+/* The LUKS header clusters (check counts their references). */
+bool qcow2_crypt_header_range(const struct qcow2_state *s, uint64_t *off, uint64_t *len);
+/* Create: encryption=on / encrypt.* options, QEMU's checks and messages; the secret looked up. */
+struct qcow2_crypt_create {
+    uint32_t method; /* 0: none */
+    struct qimg_luks_params params;
+    uint8_t *pw;
+    size_t pwlen;
+};
+int qcow2_crypt_parse_create(struct qimg_opts *o, bool for_measure, struct qcow2_crypt_create *cc,
+                             struct qimg_error *err);
+void qcow2_crypt_create_clear(struct qcow2_crypt_create *cc);
+/* Bytes the LUKS header clusters add (measure). */
+uint64_t qcow2_crypt_measure(const struct qcow2_crypt_create *cc, uint64_t cluster_size);
+/* Give a new, sized image its encryption and rewrite the header. */
+int qcow2_crypt_setup(struct qimg_node *n, const struct qcow2_crypt_create *cc,
+                      struct qimg_error *err);
+/* amend -o encrypt.state=...: LUKS key slots (crypto/luks-amend.c). */
+int qcow2_crypt_amend(struct qimg_node *n, struct qimg_opts *opts, bool force,
+                      struct qimg_error *err);
+/* amend.c: rewrite the first cluster from the state, then flush. */
+int qcow2_header_rewrite(struct qimg_node *n);
 
 /* snapshot.c (qcow2.txt: Snapshots) */
 struct qcow2_snapshot {
