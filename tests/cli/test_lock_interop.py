@@ -21,16 +21,20 @@ def locked_message(prog, name):
             f"Is another process using the image [{name}]?\n")
 
 
-def wait_locked(path, seconds=60):
-    """Until the holder has the image open (a write open of ours fails). By the clock, not
-    a count of tries: on a loaded 2-core machine qemu-nbd can take several seconds to start."""
+def wait_locked(path, holder=None, errfile=None, seconds=60):
+    """Until the holder has the image open for writing: QEMU's write-permission lock byte
+    (101) shows in /proc/locks. Watched, not probed: an opener of our own racing the holder's
+    open would make the holder fail to get its lock (seen on a loaded machine)."""
+    from test_locking import held_bytes
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        r = run([ORACLE_IMG, "resize", path, "+0"])
-        if r.rc != 0:
+        if 101 in held_bytes(path):
             return
+        if holder is not None and holder.poll() is not None:
+            break
         time.sleep(0.05)
-    raise AssertionError("the holder never locked the image")
+    why = errfile.read_text() if errfile else ""
+    raise AssertionError(f"the holder never locked the image: {why}")
 
 
 @pytest.fixture
@@ -44,10 +48,12 @@ def image(tmp_path):
 @pytest.mark.skipif(not QEMU_NBD, reason="needs Debian's qemu-nbd")
 def test_qemu_nbd_holds_image(tmp_path, ours, image):
     sock = tmp_path / "nbd.sock"
+    err = open(tmp_path / "nbd.err", "w")
     nbd = subprocess.Popen([QEMU_NBD, "-k", str(sock), "-f", "qcow2", str(image)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                           stdout=subprocess.DEVNULL, stderr=err)
+    err.close()
     try:
-        wait_locked(image)
+        wait_locked(image, nbd, tmp_path / "nbd.err")
         for argv in (["resize", "a.qcow2", "2M"], ["snapshot", "-c", "s", "a.qcow2"],
                      ["amend", "-o", "compat=0.10", "a.qcow2"]):
             mine, theirs = ours.img(*argv), run([ORACLE_IMG, *argv], cwd=tmp_path)
@@ -72,7 +78,7 @@ def test_qimg_io_holds_image(tmp_path, ours, image):
     holder = subprocess.Popen([str(QIMG_IO), "-c", "sleep 30000", str(image)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_locked(image)
+        wait_locked(image, holder)
         r = run([ORACLE_IMG, "resize", "a.qcow2", "2M"], cwd=tmp_path)
         assert r.rc == 1 and r.err == locked_message("qemu-img", "a.qcow2")
         assert ours.img("resize", "a.qcow2", "2M").err == r.err
