@@ -17,6 +17,7 @@
 #include "core/builtin.h"
 #include "protocols/nbd-conn.h"
 #include "protocols/nbd.h"
+#include "protocols/net-util.h"
 #include "qimg/driver.h"
 #include "qimg/object.h"
 #include "util/mem.h"
@@ -598,32 +599,7 @@ static int qnbd_truncate(struct qimg_node *n, uint64_t size, bool exact, enum qi
  */
 static int qnbd_create(const char *filename, struct qimg_opts *opts, struct qimg_error *err)
 {
-    uint64_t size = 0;
-    enum qimg_prealloc prealloc = QIMG_PREALLOC_OFF;
-    if (qimg_opts_take_size(opts, "size", &size, err) < 0)
-        return err->code;
-    const char *pa = qimg_opts_take(opts, "preallocation");
-    if (pa && qimg_prealloc_parse(pa, &prealloc) < 0)
-        return qimg_error_set(err, -EINVAL, "Parameter 'preallocation' does not accept value '%s'",
-                              pa);
-    struct qimg_node *n = NULL;
-    struct qimg_error oerr = {0};
-    int ret = qimg_open_protocol(&n, filename, NULL, QIMG_O_RDWR | QIMG_O_RESIZE, &oerr);
-    if (ret < 0)
-        return qimg_error_set(err, ret,
-                              "Protocol driver 'nbd' does not support creating new images, so an "
-                              "existing image must be selected as the target; however, opening "
-                              "the given target as an existing image failed: %s", oerr.msg);
-    ret = qnbd_truncate(n, size, false, prealloc, err);
-    struct nbd_state *s = n->opaque;
-    uint64_t first = s->size < 512 ? s->size : 512;
-    if (ret == 0 && first) {
-        ret = qimg_node_pwrite_zeroes(n, 0, first, QIMG_REQ_MAY_UNMAP);
-        if (ret < 0)
-            qimg_error_errno(err, ret, "Failed to clear the new image's first sector");
-    }
-    qimg_node_unref(n);
-    return ret;
+    return net_create_on_existing("nbd", filename, opts, err);
 }
 
 static const struct qimg_opt_desc qnbd_create_opts[] = {

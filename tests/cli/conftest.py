@@ -8,6 +8,7 @@ oracle's, and outputs can be compared byte for byte with Debian's qemu-utils.
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,17 @@ def bindir(tmp_path_factory):
     if QIMG_IO.exists():
         (d / "qemu-io").symlink_to(QIMG_IO)
     return d
+
+
+def retry_cpu(tool, *argv, tries=10):
+    """tool.img(*argv), again while it fails with "Unable to get accurate CPU usage":
+    QEMU times PBKDF2 to choose LUKS iteration counts (even to measure) and that timing
+    fails now and then on a loaded VM."""
+    for _ in range(tries):
+        r = tool.img(*argv)
+        if "Unable to get accurate CPU usage" not in r.err:
+            break
+    return r
 
 
 class Tool:
@@ -139,3 +151,36 @@ def sector_runs(model):
         else:
             runs.append([sector * 512, 512, pattern])
     return runs
+
+
+# --- as the user nobody (root ignores file modes) ---------------------------------------------
+
+SETPRIV = shutil.which("setpriv")
+NOBODY_UID = NOBODY_GID = 65534
+
+
+@pytest.fixture
+def nobody_dir():
+    """A world-readable directory the user nobody can work in: ours/qemu-img, a copy of qimg
+    (reachable whatever the build dir's modes), and work/, writable by anyone."""
+    if not SETPRIV or os.geteuid() != 0:
+        pytest.skip("needs root and setpriv to run as nobody")
+    if not ORACLE_IMG:
+        pytest.skip("qemu-img (the oracle) is not installed")
+    d = Path(tempfile.mkdtemp(prefix="qimg-nobody-"))
+    try:
+        os.chmod(d, 0o755)
+        ours_dir, work = d / "ours", d / "work"
+        ours_dir.mkdir(mode=0o755)
+        work.mkdir()
+        os.chmod(work, 0o777)
+        shutil.copy(QIMG, ours_dir / "qemu-img")
+        os.chmod(ours_dir / "qemu-img", 0o755)
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def as_nobody(binary, args, cwd, env=None):
+    return run([SETPRIV, f"--reuid={NOBODY_UID}", f"--regid={NOBODY_GID}", "--clear-groups",
+                binary, *args], cwd=cwd, env=env)

@@ -11,15 +11,11 @@ import resource
 import shutil
 import signal
 import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from conftest import QIMG, ORACLE_IMG, run
+from conftest import NOBODY_GID, NOBODY_UID, ORACLE_IMG, as_nobody, run
 
-SETPRIV = shutil.which("setpriv")
-NOBODY_UID = NOBODY_GID = 65534
 
 
 def populate(d):
@@ -138,33 +134,6 @@ def test_failed_create_leaves_existing_file_alone(ours, oracle, tmp_path):
 
 
 # --- permissions (as user nobody: root ignores file modes) --------------------------------
-
-@pytest.fixture
-def nobody_dir():
-    """A world-readable directory the user nobody can work in, with tool links."""
-    if not SETPRIV or os.geteuid() != 0:
-        pytest.skip("needs root and setpriv to run as nobody")
-    if not ORACLE_IMG:
-        pytest.skip("qemu-img (the oracle) is not installed")
-    d = Path(tempfile.mkdtemp(prefix="qimg-nobody-"))
-    try:
-        os.chmod(d, 0o755)
-        ours_dir, work = d / "ours", d / "work"
-        ours_dir.mkdir()
-        work.mkdir()
-        os.chmod(ours_dir, 0o755)
-        os.chmod(work, 0o777)
-        shutil.copy(QIMG, ours_dir / "qemu-img")  # reachable whatever the build dir's modes
-        os.chmod(ours_dir / "qemu-img", 0o755)
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-def as_nobody(binary, args, cwd):
-    return run([SETPRIV, f"--reuid={NOBODY_UID}", f"--regid={NOBODY_GID}", "--clear-groups",
-                binary, *args], cwd=cwd)
-
 
 def nobody_differential(nobody_dir, args, setup):
     work = nobody_dir / "work"

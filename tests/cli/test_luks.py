@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from conftest import run, strip_child
+from conftest import retry_cpu, strip_child
 
 SECRET = "secret,id=sec0,data=123456"
 OBJ = ["--object", SECRET]
@@ -23,22 +23,9 @@ def image_opts(path, secret="sec0"):
     return ["--image-opts", f"driver=luks,key-secret={secret},file.filename={path}"]
 
 
-def retry_cpu(tool, *argv):
-    """qemu-img 7.2 formats a LUKS header (timing PBKDF2) even to measure; retry its
-    "Unable to get accurate CPU usage" failures."""
-    for _ in range(5):
-        r = tool.img(*argv)
-        if "Unable to get accurate CPU usage" not in r.err:
-            break
-    return r
-
-
 def create(tool, path, size="1M", opts=""):
     o = "key-secret=sec0,iter-time=10" + ("," + opts if opts else "")
-    for _ in range(10):
-        r = tool.img("create", "-q", "-f", "luks", *OBJ, "-o", o, str(path), size)
-        if "Unable to get accurate CPU usage" not in r.err:
-            break
+    r = retry_cpu(tool, "create", "-q", "-f", "luks", *OBJ, "-o", o, str(path), size)
     assert r.rc == 0, r
     return path
 

@@ -14,25 +14,16 @@ import struct
 
 import pytest
 
-from conftest import strip_child
+from conftest import retry_cpu, strip_child
 
 OBJ = ["--object", "secret,id=sec0,data=123456"]
 OBJ2 = [*OBJ, "--object", "secret,id=sec1,data=abcdef"]
 LUKS = "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10"
 AES = "encrypt.format=aes,encrypt.key-secret=sec0"
-CPU = "Unable to get accurate CPU usage"
-
-
-def retry(tool, *argv):
-    for _ in range(10):
-        r = tool.img(*argv)
-        if CPU not in r.err:
-            break
-    return r
 
 
 def create(tool, path, size="1M", opts=LUKS):
-    r = retry(tool, "create", "-q", "-f", "qcow2", *OBJ, "-o", opts, str(path), size)
+    r = retry_cpu(tool, "create", "-q", "-f", "qcow2", *OBJ, "-o", opts, str(path), size)
     assert r.rc == 0, r
     return path
 
@@ -136,7 +127,7 @@ def test_create_messages_match(both, tmp_path):
               LUKS + ",encrypt.cipher-alg=des", "encrypt.format=luks,encrypt.key-secret=nope",
               AES + ",encrypt.cipher-alg=aes-128", "encryption=on," + LUKS,
               "encryption=on"]:
-        res = [retry(t, "create", "-q", "-f", "qcow2", *OBJ, "-o", o,
+        res = [retry_cpu(t, "create", "-q", "-f", "qcow2", *OBJ, "-o", o,
                      str(tmp_path / f"x{i}.qcow2"), "1M") for i, t in enumerate(both)]
         assert (res[0].rc, res[0].err) == (res[1].rc, res[1].err.replace("x1", "x0")), o
         assert res[0].rc == 1
@@ -245,7 +236,7 @@ def test_convert_to_and_from_encrypted(both, tmp_path):
     src.write_bytes(b"\x11" * 65536 + b"\0" * (1 << 20) + b"\x22" * 4096 + b"\x33" * 512)
     out = []
     for tool, name in ((ours, "o.qcow2"), (oracle, "t.qcow2")):
-        r = retry(tool, "convert", *OBJ, "-O", "qcow2", "-o", LUKS, str(src),
+        r = retry_cpu(tool, "convert", *OBJ, "-O", "qcow2", "-o", LUKS, str(src),
                   str(tmp_path / name))
         assert r.rc == 0, r
         out.append(tmp_path / name)
@@ -312,10 +303,10 @@ def test_measure(both, tmp_path, opts):
     src = tmp_path / "s.raw"
     src.write_bytes(b"\x11" * 100000)
     for argv in (["--size", "1G"], [str(src)]):
-        res = [retry(t, "measure", *OBJ, "-O", "qcow2", "-o", opts, *argv) for t in both]
+        res = [retry_cpu(t, "measure", *OBJ, "-O", "qcow2", "-o", opts, *argv) for t in both]
         assert (res[0].rc, res[0].out, res[0].err) == (res[1].rc, res[1].out, res[1].err)
         assert res[0].rc == 0
-    res = [retry(t, "measure", "-O", "qcow2", "-o", "encrypt.format=luks", "--size", "1G")
+    res = [retry_cpu(t, "measure", "-O", "qcow2", "-o", "encrypt.format=luks", "--size", "1G")
            for t in both]
     assert (res[0].rc, res[0].err) == (res[1].rc, res[1].err) and res[0].rc == 1
 
@@ -356,7 +347,7 @@ def test_amend_keyslots_match(both, tmp_path):
         shutil.copy(base, tmp_path / name)
         imgs.append(tmp_path / name)
     for step in AMEND_STEPS:
-        res = [retry(t, "amend", *OBJ2, "-o", step, *image_opts(img))
+        res = [retry_cpu(t, "amend", *OBJ2, "-o", step, *image_opts(img))
                for t, img in zip(both, imgs)]
         assert (res[0].rc, res[0].err) == (res[1].rc, res[1].err), step
     check_clean(oracle, imgs[0])
@@ -386,9 +377,9 @@ def chain(tool, tmp_path):
     """base <- mid <- top, each qcow2 LUKS under sec0, with data on every layer."""
     b, m, t = tmp_path / "b.qcow2", tmp_path / "m.qcow2", tmp_path / "t.qcow2"
     create(tool, b)
-    assert retry(tool, "create", "-q", "-f", "qcow2", *OBJ, "-o", LUKS, "-b", str(b), "-F",
+    assert retry_cpu(tool, "create", "-q", "-f", "qcow2", *OBJ, "-o", LUKS, "-b", str(b), "-F",
                  "qcow2", str(m)).rc == 0
-    assert retry(tool, "create", "-q", "-f", "qcow2", *OBJ, "-o", LUKS, "-b", str(m), "-F",
+    assert retry_cpu(tool, "create", "-q", "-f", "qcow2", *OBJ, "-o", LUKS, "-b", str(m), "-F",
                  "qcow2", str(t)).rc == 0
     io(tool, b, "write -P 0x0b 0 1M")
     r = tool.io(*OBJ, "--image-opts", f"driver=qcow2,file.filename={m},encrypt.key-secret=sec0,"
@@ -512,7 +503,7 @@ def test_compare_two_encrypted_images(both, tmp_path):
     ours, oracle = both
     a = create(oracle, tmp_path / "a.qcow2")
     b = tmp_path / "b.qcow2"
-    assert retry(oracle, "create", "-q", "-f", "qcow2", *OBJ2, "-o",
+    assert retry_cpu(oracle, "create", "-q", "-f", "qcow2", *OBJ2, "-o",
                  LUKS.replace("sec0", "sec1") + ",encrypt.cipher-alg=aes-128", str(b),
                  "1M").rc == 0
     io(oracle, a, *WRITES)

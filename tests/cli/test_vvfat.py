@@ -37,13 +37,11 @@ import re
 import shutil
 import struct
 import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import ORACLE_IMG, QIMG
+from conftest import ORACLE_IMG, as_nobody
 
 PART = 63 * 512  # the FAT partition of a hard disk image starts at sector 63
 FIXED_MTIME = 1262304000 + 86400 * 40 + 3723  # 2010-02-10 01:02:03 UTC
@@ -464,28 +462,6 @@ def test_symlink_loops_like_oracle(ours, oracle, tmp_path):
     assert os.path.getsize(a) == 528482304
 
 
-SETPRIV = shutil.which("setpriv")
-
-
-@pytest.fixture
-def nobody_dir():
-    """A directory the user nobody can work in (root reads any file), with a copy of qimg."""
-    if not SETPRIV or os.geteuid() != 0:
-        pytest.skip("needs root and setpriv to run as nobody")
-    if not ORACLE_IMG:
-        pytest.skip("qemu-img (the oracle) is not installed")
-    d = Path(tempfile.mkdtemp(prefix="qimg-vvfat-"))
-    try:
-        os.chmod(d, 0o755)
-        shutil.copy(QIMG, d / "qemu-img")
-        os.chmod(d / "qemu-img", 0o755)
-        (d / "out").mkdir()
-        os.chmod(d / "out", 0o777)
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
 def test_unreadable_files_read_as_zeroes_like_oracle(nobody_dir):
     """Files nobody may open: QEMU lists them and shows zeroes (no error); later files'
     slack is unaffected by them. An unreadable subdirectory fails the open."""
@@ -500,12 +476,10 @@ def test_unreadable_files_read_as_zeroes_like_oracle(nobody_dir):
             os.chmod(p, 0)
     settle_times(d)
     results = []
-    for tool in (nobody_dir / "qemu-img", ORACLE_IMG):
-        out = nobody_dir / "out" / "disk.raw"
-        r = subprocess.run([SETPRIV, "--reuid=65534", "--regid=65534", "--clear-groups",
-                            tool, "convert", "fat:d", out], cwd=nobody_dir,
-                           capture_output=True, text=True, env=env_utc())
-        assert (r.returncode, r.stderr) == (0, "")
+    for tool in (nobody_dir / "ours" / "qemu-img", ORACLE_IMG):
+        out = nobody_dir / "work" / "disk.raw"
+        r = as_nobody(tool, ["convert", "fat:d", out], nobody_dir, env=env_utc())
+        assert (r.rc, r.err) == (0, "")
         results.append(out.read_bytes())
         out.unlink()
     assert results[0] == results[1]
@@ -516,11 +490,9 @@ def test_unreadable_files_read_as_zeroes_like_oracle(nobody_dir):
         assert (data[:64] in results[0]) == (i % 3 != 1), i
     (d / "sub").mkdir(mode=0o700)
     errs = []
-    for tool in (nobody_dir / "qemu-img", ORACLE_IMG):
-        r = subprocess.run([SETPRIV, "--reuid=65534", "--regid=65534", "--clear-groups",
-                            tool, "info", "fat:d"], cwd=nobody_dir, capture_output=True,
-                           text=True)
-        errs.append((r.returncode, r.stdout, r.stderr))
+    for tool in (nobody_dir / "ours" / "qemu-img", ORACLE_IMG):
+        r = as_nobody(tool, ["info", "fat:d"], nobody_dir)
+        errs.append((r.rc, r.out, r.err))
     assert errs[0] == errs[1]
     assert errs[0][0] == 1 and "Could not read directory d/sub" in errs[0][2]
 
