@@ -150,8 +150,10 @@ struct qimg_driver {
     /* Opened from its options alone like a protocol (no "file" child: quorum), but a
      * format in messages ("Block format 'quorum' does not support the option"). */
     bool format_without_file;
-    /* Open options read as a QAPI structure (nfs): one left over is "Parameter 'X' is
-     * unexpected" rather than the block layer's "doesn't support the option". */
+    /* Open options read as a QAPI structure (rbd, nfs): one left over is "Parameter 'X'
+     * is unexpected" rather than the block layer's "doesn't support the option". Such a
+     * driver calls qimg_check_qapi_options() once it has taken its keys, before it
+     * connects anywhere (QAPI rejects the key before any connection is tried). */
     bool qapi_options;
     /* Format shares its file's permissions with others (raw does; qcow2 refuses writers). */
     bool shares_all;
@@ -321,6 +323,13 @@ int qimg_open_protocol(struct qimg_node **out, const char *filename, struct qimg
                        unsigned flags, struct qimg_error *err);
 /* Create the protocol file of a new image: size, preallocation and protocol -o options. */
 int qimg_create_protocol(const char *filename, struct qimg_opts *opts, struct qimg_error *err);
+
+/*
+ * For a qapi_options driver, after taking its own keys: the first key left over
+ * (in QEMU's order) is "Parameter 'X' is unexpected". The block layer's generic
+ * keys (node-name, read-only, cache.*, ...) are not the driver's to refuse.
+ */
+int qimg_check_qapi_options(const struct qimg_opts *o, struct qimg_error *err);
 
 /* Debug events (enum qimg_debug_event above). */
 /*

@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* qimg: the qemu-img compatible command line. Dispatch, --help and --version. */
 #include <signal.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/heap-policy.h"
 #include "qimg/driver.h"
 
 static const struct {
@@ -216,20 +216,7 @@ int main(int argc, char **argv)
     cli_prog = slash ? slash + 1 : argv[0];
     /* Past RLIMIT_FSIZE a write must fail with EFBIG and a message, not kill us (as QEMU). */
     signal(SIGXFSZ, SIG_IGN);
-    /*
-     * One malloc arena: the copy workers' large, short-lived buffers otherwise
-     * spread over per-thread arenas that keep them resident (measured: raw->qcow2
-     * 0.47 s / 126 MB peak -> 0.26 s / 44 MB; doc/benchmarks.md).
-     */
-    mallopt(M_ARENA_MAX, 1);
-    /*
-     * Buffers of a MiB and more come from mmap and go back on free. Left to
-     * glibc's sliding threshold they end up in the heap, where each aligned
-     * 2 MiB copy-on-write buffer of a qcow2 with 2M clusters lands above the
-     * last and the heap only grows (bench/run "convert qcow2 2M": peak RSS
-     * 50 MB -> 19 MB, same time; the copy engine keeps its buffers per worker).
-     */
-    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+    heap_policy_init(true);
     qimg_init();
 
     /* Standard options come before the command. */

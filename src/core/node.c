@@ -65,15 +65,26 @@ bool qimg_node_is_writable(const struct qimg_node *n) { return n->flags & QIMG_O
 const char *qimg_node_backing_file(const struct qimg_node *n) { return n->backing_file; }
 const char *qimg_node_backing_format(const struct qimg_node *n) { return n->backing_format; }
 
+/* Keys the block layer takes for every node, not a driver's own. */
+static bool generic_key(const char *key)
+{
+    static const char *const keys[] = {"node-name", "read-only", "auto-read-only",
+                                       "force-share", "discard", "detect-zeroes", NULL};
+    for (size_t i = 0; keys[i]; i++)
+        if (!strcmp(key, keys[i]))
+            return true;
+    return !strncmp(key, "cache.", 6);
+}
+
 /* Options a driver did not take are an error, in QEMU's wording. */
 /* The first option nobody took, in QDict iteration order (the one QEMU names). */
-static const char *first_unused_qdict(const struct qimg_opts *opts)
+static const char *first_unused_qdict(const struct qimg_opts *opts, bool skip_generic)
 {
     struct qimg_json *keys = qimg_json_object();
     const char **names = NULL;
     size_t n = 0;
     for (size_t i = 0; opts && i < opts->n; i++) {
-        if (opts->v[i].used)
+        if (opts->v[i].used || (skip_generic && generic_key(opts->v[i].key)))
             continue;
         names = xrealloc(names, (n + 1) * sizeof(*names));
         names[n++] = opts->v[i].key;
@@ -90,9 +101,15 @@ static const char *first_unused_qdict(const struct qimg_opts *opts)
     return first;
 }
 
+int qimg_check_qapi_options(const struct qimg_opts *o, struct qimg_error *err)
+{
+    const char *key = first_unused_qdict(o, true);
+    return key ? qimg_error_set(err, -EINVAL, "Parameter '%s' is unexpected", key) : 0;
+}
+
 static int check_unused(const struct qimg_node *n, struct qimg_opts *opts, struct qimg_error *err)
 {
-    const char *key = first_unused_qdict(opts);
+    const char *key = first_unused_qdict(opts, false);
     if (!key)
         return 0;
     if (n->drv->qapi_options)

@@ -6,11 +6,11 @@
  * status is 1 when opening fails or any command failed.
  */
 #include <getopt.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/heap-policy.h"
 #include "io/io.h"
 #include "util/mem.h"
 
@@ -154,12 +154,7 @@ int main(int argc, char **argv)
 {
     const char *slash = strrchr(argv[0], '/');
     io_prog = slash ? slash + 1 : argv[0];
-    /*
-     * One malloc arena: the copy workers' large, short-lived buffers otherwise
-     * spread over per-thread arenas that keep them resident (measured: raw->qcow2
-     * 0.47 s / 126 MB peak -> 0.26 s / 44 MB; doc/benchmarks.md).
-     */
-    mallopt(M_ARENA_MAX, 1);
+    heap_policy_init(false);
     qimg_init();
 
     char **cmds = xcalloc((size_t)argc + 1, sizeof(*cmds));

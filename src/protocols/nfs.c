@@ -337,6 +337,8 @@ static int nfs_open_node(struct qimg_node *n, struct qimg_opts *opts, struct qim
     n->opaque = s;
     int ret = take_addr(&s->a, opts, err);
     if (ret == 0)
+        ret = qimg_check_qapi_options(opts, err);
+    if (ret == 0)
         ret = client_open(s, n->flags, false, err);
     return ret;
 }

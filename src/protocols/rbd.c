@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #ifdef __GLIBC__
-#include <malloc.h>
 #endif
 
 #include "core/builtin.h"
@@ -38,25 +37,6 @@ struct rbd_state {
     int enc_format;       /* RBD_ENCRYPTION_FORMAT_*, or -1: no encryption loaded */
     char *enc_key_secret; /* the LUKS passphrase's secret */
 };
-
-/*
- * librbd's messenger threads receive every data message into a buffer of its
- * own, as large as the request (MiBs). Under a fixed mmap threshold of a MiB
- * (the command line sets one) each such buffer is a fresh mapping, faulted in
- * page by page and unmapped again: converting 1 GiB out of rbd took 9 s
- * instead of 1.3 s. Once an rbd image is opened, buffers up to 64 MiB come
- * from the heap, where they are reused, and the heap's top is not given back
- * (trimmed) for every freed buffer only to be faulted in again.
- */
-#define RBD_MMAP_THRESHOLD (64 << 20)
-
-static void heap_for_large_buffers(void)
-{
-#ifdef __GLIBC__
-    mallopt(M_MMAP_THRESHOLD, RBD_MMAP_THRESHOLD);
-    mallopt(M_TRIM_THRESHOLD, 2 * RBD_MMAP_THRESHOLD);
-#endif
-}
 
 static const struct qimg_opt_desc qrbd_open_opts[] = {
     {"filename", QIMG_OPT_STRING, "Specification of the rbd image", NULL},
@@ -161,26 +141,6 @@ static int take_encrypt_open(struct rbd_state *s, struct qimg_opts *o, struct qi
     return 0;
 }
 
-/* Options the block layer takes itself; any other one left over is not rbd's. */
-static bool generic_key(const char *key)
-{
-    static const char *const keys[] = {"node-name", "read-only", "auto-read-only",
-                                       "force-share", "discard", "detect-zeroes", NULL};
-    for (size_t i = 0; keys[i]; i++)
-        if (!strcmp(key, keys[i]))
-            return true;
-    return !strncmp(key, "cache.", 6);
-}
-
-/* BlockdevOptionsRbd is checked by QAPI: a key rbd does not know is "unexpected". */
-static int check_unexpected(const struct qimg_opts *o, struct qimg_error *err)
-{
-    const char *key = qimg_opts_first_unused(o);
-    if (key && !generic_key(key))
-        return qimg_error_set(err, -EINVAL, "Parameter '%s' is unexpected", key);
-    return 0;
-}
-
 /* The LUKS passphrase for librbd: the secret's bytes (the same layout for LUKS1 and 2). */
 static int luks_options(const char *secret_id, int alg, rbd_encryption_luks2_format_options_t *lo,
                         struct qimg_error *err)
@@ -240,12 +200,13 @@ static int qrbd_open_node(struct qimg_node *n, struct qimg_opts *opts, struct qi
     struct rbd_state *s = xcalloc(1, sizeof(*s));
     n->opaque = s;
     s->enc_format = -1;
-    heap_for_large_buffers();
+    /* librbd receives every data message into a buffer as large as the request. */
+    qimg_mem_want_large_buffers();
     int ret = rbd_spec_take(&s->spec, opts, err);
     if (ret == 0)
         ret = take_encrypt_open(s, opts, err);
     if (ret == 0)
-        ret = check_unexpected(opts, err);
+        ret = qimg_check_qapi_options(opts, err);
     if (ret == 0)
         ret = rbd_connect(&s->spec, &s->cluster, &s->io, err);
     if (ret == 0)
@@ -665,6 +626,7 @@ static int qrbd_create(const char *filename, struct qimg_opts *opts, struct qimg
 
 const struct qimg_driver qimg_rbd_driver = {
     .name = "rbd",
+    .qapi_options = true,
     .is_protocol = true,
     .protocol_prefix = "rbd",
     .create_opts = qrbd_create_opts,

@@ -62,3 +62,13 @@ void *qimg_alloc_aligned(size_t size)
         return NULL;
     return p;
 }
+
+static void (*large_buffer_hook)(void);
+
+void qimg_mem_set_large_buffer_hook(void (*hook)(void)) { large_buffer_hook = hook; }
+
+void qimg_mem_want_large_buffers(void)
+{
+    if (large_buffer_hook)
+        large_buffer_hook();
+}

@@ -190,6 +190,11 @@ def test_errors_reading_and_connecting(both, ganesha):  # noqa: F811
         a, b = ours.img("info", name), oracle.img("info", name)
         same(a, b)
         assert a.rc == 1
+    # A key nfs does not know is refused before any connection is tried (QAPI's check).
+    unknown = f"driver=nfs,server.type=inet,server.host=127.0.0.2,path={ganesha.export}/x,foo=1"
+    a, b = ours.img("info", "--image-opts", unknown), oracle.img("info", "--image-opts", unknown)
+    same(a, b)
+    assert a.rc == 1 and "Parameter 'foo' is unexpected" in a.err
     same(ours.io("-r", "-f", "raw", "-c", "write 0 512", ganesha.url("ro.raw")),
          oracle.io("-r", "-f", "raw", "-c", "write 0 512", ganesha.url("ro.raw")))
 
