@@ -14,6 +14,18 @@
  * Crash safety: the snapshot table is written to new clusters and switched
  * in the header with one write; references are added before anything points
  * at them and dropped after nothing does, so a crash leaks, never corrupts.
+ *
+ * Power loss (doc/reliability.md, Findings item 5): a refcount and the
+ * OFLAG_COPIED flag that mirrors it live in different clusters, so no write
+ * order changes both at once. Barriers (cache.c) make every state a cut can
+ * leave err in the safe direction only: COPIED clear on a cluster whose
+ * refcount is 1 (a later write merely copies it first) plus leaks, never
+ * COPIED set on a cluster a snapshot shares or whose refcount on disk is
+ * above 1 (a write in place would change the snapshot). So COPIED is cleared
+ * before references are added (create, and the tables apply makes active)
+ * and set only after the references that were dropped are on disk (delete,
+ * apply). QEMU sets COPIED the other way round (refcounts, then L2 tables in
+ * one flush window), which can leave a refcount of 2 with COPIED set.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -491,6 +503,81 @@ static int fix_copied(struct qimg_node *n)
     return 0;
 }
 
+/*
+ * Clear OFLAG_COPIED in every L2 table l1 reaches and in l1 itself (stored at
+ * l1_offset; l1 is updated in memory once written): the safe direction
+ * whatever the refcounts are, done before references are added so that no
+ * COPIED entry ever has a refcount above 1.
+ */
+static int clear_copied(struct qimg_node *n, uint64_t *l1, uint32_t l1_size, uint64_t l1_offset)
+{
+    struct qcow2_state *s = n->opaque;
+    uint64_t cs = s->cluster_size;
+    uint32_t lo1 = UINT32_MAX, hi1 = 0;
+    for (uint32_t i = 0; i < l1_size; i++) {
+        uint64_t l2_off = l1[i] & QCOW2_OFFSET_MASK;
+        if (!l2_off)
+            continue;
+        if (l2_off % cs)
+            return corrupt(n, "L2 table offset", l2_off);
+        if (l1[i] & QCOW2_OFLAG_COPIED) {
+            lo1 = i < lo1 ? i : lo1;
+            hi1 = i;
+        }
+        uint8_t *l2;
+        int ret = qcow2_cache_get(n, &s->l2_cache, l2_off, false, &l2);
+        if (ret < 0)
+            return ret;
+        uint64_t lo = UINT64_MAX, hi = 0;
+        for (uint64_t j = 0; j < s->l2_entries; j++) {
+            struct qcow2_entry e;
+            qcow2_l2_get_entry(s, l2, j, &e);
+            if (!(e.l2e & QCOW2_OFLAG_COPIED))
+                continue;
+            e.l2e &= ~QCOW2_OFLAG_COPIED;
+            qcow2_l2_set_entry(s, l2, j, &e);
+            lo = j < lo ? j : lo;
+            hi = j;
+        }
+        if (lo != UINT64_MAX) {
+            ret = qcow2_meta_write(n, l2_off + lo * s->l2_entry_bytes,
+                                   l2 + lo * s->l2_entry_bytes,
+                                   (hi - lo + 1) * s->l2_entry_bytes);
+            if (ret < 0) {
+                qcow2_cache_drop(&s->l2_cache, l2_off); /* reread what the file holds */
+                return ret;
+            }
+        }
+    }
+    if (lo1 == UINT32_MAX)
+        return 0;
+    uint8_t *buf = xmalloc(((size_t)hi1 - lo1 + 1) * 8);
+    for (uint32_t i = lo1; i <= hi1; i++)
+        qcow2_put64(buf + (i - lo1) * 8, l1[i] & ~QCOW2_OFLAG_COPIED);
+    if (l1 == s->l1)
+        qimg_debug_event(n->file, QIMG_DBG_L1_UPDATE);
+    int ret = qcow2_meta_write(n, l1_offset + (uint64_t)lo1 * 8, buf, ((size_t)hi1 - lo1 + 1) * 8);
+    free(buf);
+    if (ret < 0)
+        return ret;
+    for (uint32_t i = lo1; i <= hi1; i++)
+        l1[i] &= ~QCOW2_OFLAG_COPIED;
+    return 0;
+}
+
+/*
+ * The refcounts changed so far on disk, then a barrier: before COPIED is set
+ * from them (or anything links what they count). Deferred decrements (lazy
+ * refcounts) are written back first, unless the image is marked dirty: then
+ * its refcounts are rebuilt on the next open anyway, as QEMU treats it.
+ */
+static int refcounts_stable(struct qimg_node *n)
+{
+    struct qcow2_state *s = n->opaque;
+    int ret = qcow2_lazy_dirty(s) ? 0 : qcow2_refcount_writeback(n);
+    return ret < 0 ? ret : qcow2_barrier(n);
+}
+
 /* A snapshot's L1 table, validated as QEMU validates it, read into memory (host order). */
 static int read_snapshot_l1(struct qimg_node *n, const struct qcow2_snapshot *sn,
                             uint64_t **out, struct qimg_error *err)
@@ -575,7 +662,11 @@ int qcow2_snapshot_create(struct qimg_node *n, const struct qimg_snapshot_info *
     sn.extra_size = SN_EXTRA_KNOWN;
     sn.extra = xcalloc(1, SN_EXTRA_KNOWN);
 
-    /* The L1 copy first: COPIED means nothing outside the active table. */
+    /*
+     * The L1 copy first, with the flags the active table has now, as QEMU copies it: an
+     * inactive table's COPIED flags mean nothing (check ignores them; apply clears them
+     * before the table becomes active again).
+     */
     if (l1_bytes) {
         int64_t off = qcow2_alloc_clusters(n, qcow2_div_round_up(l1_bytes, s->cluster_size));
         if (off < 0) {
@@ -585,7 +676,7 @@ int qcow2_snapshot_create(struct qimg_node *n, const struct qimg_snapshot_info *
         sn.l1_offset = (uint64_t)off;
         uint8_t *buf = xmalloc(l1_bytes);
         for (uint32_t i = 0; i < s->l1_size; i++)
-            qcow2_put64(buf + i * 8, s->l1[i] & ~QCOW2_OFLAG_COPIED);
+            qcow2_put64(buf + i * 8, s->l1[i]);
         ret = qimg_node_pwrite(n->file, sn.l1_offset, l1_bytes, buf, 0);
         free(buf);
         if (ret < 0) {
@@ -593,7 +684,16 @@ int qcow2_snapshot_create(struct qimg_node *n, const struct qimg_snapshot_info *
             goto out;
         }
     }
-    ret = l1_refcounts(n, s->l1, s->l1_size, 1);
+    /*
+     * COPIED off in the active tables (barrier), then the references (made stable by
+     * snapshots_write's flush before its header switch): a cut leaves at worst COPIED
+     * clear on clusters still counted once, and leaks.
+     */
+    ret = clear_copied(n, s->l1, s->l1_size, s->l1_offset);
+    if (ret == 0)
+        ret = qcow2_barrier(n);
+    if (ret == 0)
+        ret = l1_refcounts(n, s->l1, s->l1_size, 1);
     /* Even after a partial failure COPIED must match the refcounts: leaks, no corruption. */
     int fret = fix_copied(n);
     if (ret == 0)
@@ -659,8 +759,18 @@ int qcow2_snapshot_goto(struct qimg_node *n, const char *id_or_name, struct qimg
         qimg_error_errno(err, ret, "Could not grow the L1 table");
         goto out;
     }
-    /* References for the new active table first, then switch, then drop the old ones. */
-    ret = l1_refcounts(n, sn_l1, sn->l1_size, 1);
+    /*
+     * References for the new active table first (its tables without COPIED: the snapshot
+     * keeps sharing them), stable before the switch; then the old ones dropped, stable
+     * before COPIED is set from the refcounts. Snapshot L1 copies keep the flags of the
+     * moment they were taken: they are cleared in the copy (as QEMU does) and the tables
+     * it reaches, before the copy becomes the active table.
+     */
+    ret = clear_copied(n, sn_l1, sn->l1_size, sn->l1_offset);
+    if (ret == 0)
+        ret = l1_refcounts(n, sn_l1, sn->l1_size, 1);
+    if (ret == 0)
+        ret = refcounts_stable(n);
     if (ret < 0) {
         qimg_error_errno(err, ret, "Could not update refcounts");
         goto out;
@@ -670,7 +780,7 @@ int qcow2_snapshot_goto(struct qimg_node *n, const char *id_or_name, struct qimg
     uint64_t *nl1 = xcalloc(s->l1_size ? s->l1_size : 1, 8);
     for (uint32_t i = 0; i < sn->l1_size; i++) {
         nl1[i] = sn_l1[i];
-        qcow2_put64(buf + i * 8, sn_l1[i]);
+        qcow2_put64(buf + i * 8, nl1[i]);
     }
     ret = bytes ? qimg_node_pwrite(n->file, s->l1_offset, bytes, buf, 0) : 0;
     free(buf);
@@ -689,6 +799,8 @@ int qcow2_snapshot_goto(struct qimg_node *n, const char *id_or_name, struct qimg
             qcow2_meta_add(s, off);
     }
     ret = l1_refcounts(n, old, s->l1_size, -1);
+    if (ret == 0)
+        ret = refcounts_stable(n);
     if (ret == 0)
         ret = fix_copied(n);
     if (ret == 0 && sn->disk_size != s->size) {
@@ -747,9 +859,13 @@ int qcow2_snapshot_delete(struct qimg_node *n, const char *id, const char *name,
     if (ret == 0 && sn.l1_size)
         ret = qcow2_free_bytes(n, sn.l1_offset, (uint64_t)sn.l1_size * 8);
     /*
-     * Even after a partial failure the COPIED flags must follow the refcounts that did
-     * drop to 1 (else check reports OFLAG_COPIED errors): leaks only, as in create.
+     * The decrements on disk before COPIED is set from them. Even after a partial failure
+     * the COPIED flags must follow the refcounts that did drop to 1 (else check reports
+     * OFLAG_COPIED errors): leaks only, as in create.
      */
+    int sret = refcounts_stable(n);
+    if (ret == 0)
+        ret = sret;
     int fret = fix_copied(n);
     if (ret == 0)
         ret = fret;
