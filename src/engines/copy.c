@@ -727,12 +727,12 @@ int qimg_copy_run(const struct qimg_copy_job *job, struct qimg_copy_result *res,
     uint64_t target_cluster = qimg_node_cluster_size(job->dst);
     /*
      * Chunks stay at the default size also for big target clusters (1-2 MiB:
-     * vpc, vdi, parallels, qcow2 with cluster_size=2M), although chunks of
+     * vpc dynamic, vdi, qcow2 with cluster_size=2M), although chunks of
      * four clusters would halve qcow2's metadata writes: every worker's buffer
      * is read, scanned and then copied into the page cache, and with four
      * workers on 8 MiB chunks that no longer fits the CPU caches: the kernel's
      * copy into the page cache (copy_folio_from_iter_atomic) then ran at a
-     * third of its speed, and the copies took 1.3x-1.6x longer (bench/run on
+     * third of its speed, and the copies took 1.3x-1.6x longer (paired runs on
      * a loaded machine: raw->vpc dynamic 1.04x -> 0.65x of qemu-img's time,
      * raw->vdi 1.38x -> 0.88x, qcow2 2M 1.62x -> 0.84x; doc/benchmarks.md).
      */
