@@ -726,13 +726,16 @@ int qimg_copy_run(const struct qimg_copy_job *job, struct qimg_copy_result *res,
     s.offload = job->offload && !job->compress;
     uint64_t target_cluster = qimg_node_cluster_size(job->dst);
     /*
-     * Big target clusters: a chunk of several of them, so that each request
-     * allocates a run of clusters with one refcount and one L2 update
-     * (bench/run "convert qcow2 2M": 1747 -> 750 writes).
+     * Chunks stay at the default size also for big target clusters (1-2 MiB:
+     * vpc dynamic, vdi, qcow2 with cluster_size=2M), although chunks of
+     * four clusters would halve qcow2's metadata writes: every worker's buffer
+     * is read, scanned and then copied into the page cache, and with four
+     * workers on 8 MiB chunks that no longer fits the CPU caches: the kernel's
+     * copy into the page cache (copy_folio_from_iter_atomic) then ran at a
+     * third of its speed, and the copies took 1.3x-1.6x longer (paired runs on
+     * a loaded machine: raw->vpc dynamic 1.04x -> 0.65x of qemu-img's time,
+     * raw->vdi 1.38x -> 0.88x, qcow2 2M 1.62x -> 0.84x; doc/benchmarks.md).
      */
-    if (!job->buf_size && !job->compress && target_cluster >= (1u << 20) &&
-        target_cluster <= QIMG_COPY_DEFAULT_BUF && s.buf_size < 4 * target_cluster)
-        s.buf_size = 4 * target_cluster;
     if (target_cluster <= s.buf_size && !(target_cluster & (target_cluster - 1)))
         s.align = target_cluster;
     if (job->compress) {
