@@ -3,7 +3,7 @@
  * libnbd (nbd.c, nbd-addr.c, nbd-conn.c), loaded on first use (lazylib.h).
  * Include this instead of the library's headers and call lazy_nbd_load() in every entry
  * point before the first library call.
- * Generated once from the driver's undefined symbols; a function missing here links
+ * The list is the driver's undefined symbols the library defines (nm -u); one missing links
  * against the real symbol and the build fails, so the list cannot silently fall short.
  */
 #ifndef QIMG_PROTOCOLS_LAZY_NBD_H
