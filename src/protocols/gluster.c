@@ -8,7 +8,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <glusterfs/api/glfs.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,9 +15,15 @@
 #include <sys/stat.h>
 
 #include "core/builtin.h"
+#include "protocols/lazy-gfapi.h"
 #include "protocols/net-util.h"
 #include "qimg/driver.h"
 #include "util/mem.h"
+
+/* libgfapi, loaded by fs_connect. */
+#ifdef QIMG_SONAME_LIBGFAPI
+LAZYLIB_DEFINE(gfapi, QIMG_SONAME_LIBGFAPI, LAZY_GFAPI_SYMS);
+#endif
 
 #define GLUSTER_DEFAULT_PORT 24007
 #define GLUSTER_DEBUG_DEFAULT 4
@@ -274,6 +279,9 @@ static int connect_failed(const struct gluster_addr *a, int code, struct qimg_er
 static int fs_connect(struct gluster_state *st, struct qimg_error *err)
 {
     const struct gluster_addr *a = &st->a;
+    int lret = lazy_gfapi_load(err); /* open and create come through here */
+    if (lret < 0)
+        return lret;
     st->fs = glfs_new(a->volume);
     if (!st->fs)
         return connect_failed(a, -errno ? -errno : -ENOMEM, err);

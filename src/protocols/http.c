@@ -8,7 +8,6 @@
  * are kept so that small metadata reads (a qcow2 header, its L1 table) cost
  * one round trip between them.
  */
-#include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -17,9 +16,15 @@
 #include <strings.h>
 
 #include "core/builtin.h"
+#include "protocols/lazy-curl.h"
 #include "qimg/driver.h"
 #include "qimg/secret.h"
 #include "util/mem.h"
+
+/* libcurl, loaded by http_open (the driver has no create). */
+#ifdef QIMG_SONAME_LIBCURL
+LAZYLIB_DEFINE(curl, QIMG_SONAME_LIBCURL, LAZY_CURL_SYMS);
+#endif
 
 #define HTTP_READAHEAD_DEFAULT (256 * 1024) /* QEMU's READ_AHEAD_DEFAULT */
 #define HTTP_TIMEOUT_DEFAULT 5
@@ -269,6 +274,9 @@ static int http_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_er
     struct http_state *s = xcalloc(1, sizeof(*s));
     pthread_mutex_init(&s->lock, NULL);
     n->opaque = s;
+    int ret = lazy_curl_load(err);
+    if (ret < 0)
+        return ret;
     pthread_once(&curl_once, curl_init_once);
     const char *url = qimg_opts_take(opts, "url");
     const char *filename = qimg_opts_take(opts, "filename");
@@ -281,7 +289,7 @@ static int http_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_er
         return qimg_error_set(err, -EINVAL, "%s curl driver cannot handle the URL '%s' (does "
                                             "not start with '%s://')", proto, url, proto);
     s->url = xstrdup(url);
-    int ret = take_options(s, opts, err);
+    ret = take_options(s, opts, err);
     if (ret < 0)
         return ret;
     if (n->flags & QIMG_O_RDWR)

@@ -24,6 +24,11 @@
 #include "qimg/secret.h"
 #include "util/mem.h"
 
+/* libiscsi, loaded by iscsi_open_node. */
+#ifdef QIMG_SONAME_LIBISCSI
+LAZYLIB_DEFINE(iscsi, QIMG_SONAME_LIBISCSI, LAZY_ISCSI_SYMS);
+#endif
+
 #define ISCSI_MAX_CONNS 4
 #define ISCSI_MAX_XFER (4u << 20) /* bytes per READ/WRITE command at most */
 #define ISCSI_MAX_WS (1u << 30)   /* bytes per WRITE SAME / UNMAP at most */
@@ -287,7 +292,10 @@ static int iscsi_open_node(struct qimg_node *n, struct qimg_opts *opts, struct q
     struct iscsi_state *s = xcalloc(1, sizeof(*s));
     n->opaque = s;
     s->has_write_same = true;
-    int ret = take_login(&s->login, opts, err);
+    int ret = lazy_iscsi_load(err); /* create opens through here too (net_create_on_existing) */
+    if (ret < 0)
+        return ret;
+    ret = take_login(&s->login, opts, err);
     if (ret < 0)
         return ret;
     struct iscsi_context *ctx = session_open(&s->login, 0, err);

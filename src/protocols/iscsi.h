@@ -3,11 +3,10 @@
 #ifndef QIMG_PROTOCOLS_ISCSI_H
 #define QIMG_PROTOCOLS_ISCSI_H
 
-#include <iscsi/iscsi.h>
-#include <iscsi/scsi-lowlevel.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "protocols/lazy-iscsi.h"
 #include "qimg/error.h"
 
 /* What the LUN told us when it was opened (SPC-4 INQUIRY, MODE SENSE; SBC-3 READ CAPACITY). */

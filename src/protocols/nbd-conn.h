@@ -8,11 +8,12 @@
 #ifndef QIMG_PROTOCOLS_NBD_CONN_H
 #define QIMG_PROTOCOLS_NBD_CONN_H
 
-#include <libnbd.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "protocols/lazy-nbd.h"
 
 struct nbd_conn {
     struct nbd_handle *h;

@@ -22,6 +22,11 @@
 #include "qimg/object.h"
 #include "util/mem.h"
 
+/* libnbd, loaded by qnbd_open. */
+#ifdef QIMG_SONAME_LIBNBD
+LAZYLIB_DEFINE(nbd, QIMG_SONAME_LIBNBD, LAZY_NBD_SYMS);
+#endif
+
 #define NBD_MAX_REQUEST (32u << 20) /* QEMU's NBD_MAX_BUFFER_SIZE */
 #define NBD_MAX_STATUS_REQUEST (1u << 30)
 #define NBD_MAX_CONNS 4
@@ -287,7 +292,10 @@ static int qnbd_open(struct qimg_node *n, struct qimg_opts *opts, struct qimg_er
     struct nbd_state *s = xcalloc(1, sizeof(*s));
     pthread_mutex_init(&s->cache_lock, NULL);
     n->opaque = s;
-    int ret = nbd_addr_from_opts(&s->addr, opts, err);
+    int ret = lazy_nbd_load(err); /* create opens through here too (net_create_on_existing) */
+    if (ret < 0)
+        return ret;
+    ret = nbd_addr_from_opts(&s->addr, opts, err);
     if (ret < 0)
         return ret;
     uint64_t num;

@@ -11,7 +11,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <nfsc/libnfs.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -19,9 +18,15 @@
 #include <sys/stat.h>
 
 #include "core/builtin.h"
+#include "protocols/lazy-nfs.h"
 #include "protocols/net-util.h"
 #include "qimg/driver.h"
 #include "util/mem.h"
+
+/* libnfs, loaded by client_open. */
+#ifdef QIMG_SONAME_LIBNFS
+LAZYLIB_DEFINE(nfs, QIMG_SONAME_LIBNFS, LAZY_NFS_SYMS);
+#endif
 
 #define NFS_MAX_READAHEAD (1u << 20)  /* bytes: more is cut down, with a warning */
 #define NFS_MAX_PAGECACHE 2048u       /* pages: likewise */
@@ -277,6 +282,9 @@ static int configure(struct nfs_state *s, unsigned flags, struct qimg_error *err
 /* Mount the export (the path up to its last slash) and open or create the file. */
 static int client_open(struct nfs_state *s, unsigned flags, bool create, struct qimg_error *err)
 {
+    int lret = lazy_nfs_load(err); /* open and create come through here */
+    if (lret < 0)
+        return lret;
     s->ctx = nfs_init_context();
     if (!s->ctx)
         return qimg_error_set(err, -EINVAL, "Failed to init NFS context");

@@ -7,11 +7,11 @@
  * auth-client-required.N), and the connection steps with their messages.
  */
 #include <errno.h>
-#include <rbd/librbd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "protocols/lazy-rbd.h"
 #include "protocols/rbd.h"
 #include "qimg/secret.h"
 #include "util/mem.h"
@@ -295,7 +295,11 @@ int rbd_connect(const struct rbd_spec *spec, rados_t *cluster, rados_ioctx_t *io
 {
     *cluster = NULL;
     *io = NULL;
-    int ret = rados_create(cluster, spec->user);
+    /* The one way into the cluster for open and create: librbd is loaded here. */
+    int ret = lazy_rbd_load(err);
+    if (ret < 0)
+        return ret;
+    ret = rados_create(cluster, spec->user);
     if (ret < 0) {
         *cluster = NULL;
         return qimg_error_errno(err, ret, "error initializing");

@@ -9,7 +9,6 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <rbd/librbd.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef __GLIBC__
@@ -17,11 +16,20 @@
 
 #include "core/builtin.h"
 #include "crypto/cipher.h"
+#include "protocols/lazy-rbd.h"
 #include "protocols/rbd.h"
 #include "qimg/driver.h"
 #include "qimg/json.h"
 #include "qimg/secret.h"
 #include "util/mem.h"
+
+/* librbd and librados, loaded by rbd_connect (rbd-name.c), which open and create go through. */
+#ifdef QIMG_SONAME_LIBRBD
+LAZYLIB_DEFINE(rbd, QIMG_SONAME_LIBRBD, LAZY_RBD_SYMS);
+#endif
+#ifdef QIMG_SONAME_LIBRADOS
+LAZYLIB_DEFINE(rados, QIMG_SONAME_LIBRADOS, LAZY_RADOS_SYMS);
+#endif
 
 #define RBD_IO_CHUNK (64u << 20) /* one librbd call carries at most this many bytes */
 #define RBD_MIN_OBJECT_SIZE 4096

@@ -8,8 +8,6 @@
  * One SFTP handle carries every request, under a mutex.
  */
 #include <errno.h>
-#include <libssh/libssh.h>
-#include <libssh/sftp.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <pwd.h>
@@ -20,9 +18,15 @@
 #include <unistd.h>
 
 #include "core/builtin.h"
+#include "protocols/lazy-ssh.h"
 #include "protocols/net-util.h"
 #include "qimg/driver.h"
 #include "util/mem.h"
+
+/* libssh, loaded by session_open. */
+#ifdef QIMG_SONAME_LIBSSH
+LAZYLIB_DEFINE(ssh, QIMG_SONAME_LIBSSH, LAZY_SSH_SYMS);
+#endif
 
 #define SSH_DEFAULT_PORT "22"
 #define SSH_IO_CHUNK (64 * 1024) /* what one SFTP read or write carries at most */
@@ -293,6 +297,9 @@ static int authenticate(struct ssh_state *s, struct qimg_error *err)
 /* Connect, check the host, log in and start SFTP: QEMU's steps and messages. */
 static int session_open(struct ssh_state *s, struct qimg_error *err)
 {
+    int lret = lazy_ssh_load(err); /* open and create come through here */
+    if (lret < 0)
+        return lret;
     int fd = net_connect_tcp(s->a.host, s->a.port, AF_UNSPEC, err);
     if (fd < 0)
         return fd;
